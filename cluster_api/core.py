@@ -1,0 +1,671 @@
+"""The executor base class: one place for everything schedulers have in common.
+
+A concrete executor supplies four things: its directives (``build_header``), how to hand
+a written script to the scheduler (``_submit_script``), one status query for many jobs
+(``_query``) and how to cancel (``_cancel_ids``). Rendering, bookkeeping, status rules
+and the exit-code fallback live here, so every scheduler behaves the same way.
+Every scheduler command runs through :meth:`Executor._call`, the seam tests patch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import itertools
+import logging
+import os
+import shlex
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from .config import ClusterConfig
+from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
+from .models import (
+    ArrayElement,
+    JobRecord,
+    JobStatus,
+    ResourceSpec,
+    can_advance,
+    check_single_line,
+)
+from .script import (
+    environment_lines,
+    exit_file_path,
+    exit_record_lines,
+    render_script,
+    safe_job_name,
+    validate_env,
+    write_script,
+)
+
+logger = logging.getLogger("cluster_api")
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one status query said about one job or array element."""
+
+    status: JobStatus
+    exit_code: int | None = None
+    exec_host: str | None = None
+    max_mem: str | None = None
+    submit_time: datetime | None = None
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass
+class QueryResult:
+    """The answer to one status query: plain jobs, array elements, and ids the scheduler
+    said it does not know. Tracked jobs in none of these were simply not mentioned."""
+
+    jobs: dict[str, Observation] = field(default_factory=dict)
+    elements: dict[str, dict[int, Observation]] = field(default_factory=dict)
+    not_found: set[str] = field(default_factory=set)
+
+    def seen(self, job_id: str) -> bool:
+        return job_id in self.jobs or job_id in self.elements
+
+
+@dataclass
+class JobSpec:
+    """Everything needed to render and submit one job, after validation and defaults."""
+
+    command: str
+    name: str  # the scheduler-side name, prefix applied and sanitized
+    resources: ResourceSpec  # config defaults already applied
+    prologue: list[str]
+    epilogue: list[str]
+    env: dict[str, str]
+    metadata: dict[str, Any]
+    inherit_env: bool
+    login_shell: bool
+    depends_on: list[str]
+    array_range: tuple[int, int] | None = None
+    max_concurrent: int | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def terminate_process_group(pid: int, sig: int = signal.SIGTERM) -> None:
+    """Signal a whole process group, ignoring one that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Executor(ABC):
+    """Submits, tracks, polls and cancels jobs on one kind of scheduler."""
+
+    name: ClassVar[str] = ""
+    #: Environment variable in which the scheduler gives an array element its index.
+    array_index_variable: ClassVar[str | None] = None
+
+    def __init__(self, config: ClusterConfig | None = None) -> None:
+        self.config = config if config is not None else ClusterConfig(executor=self.name or "local")
+        self._jobs: dict[str, JobRecord] = {}
+        self._counter = itertools.count(1)
+        self._command_slots = asyncio.Semaphore(self.config.max_concurrent_commands)
+        self._changed: asyncio.Event | None = None
+        self._cancel_requested: set[str] = set()
+        self._unseen_seconds: dict[str, float] = {}
+        self._last_poll_ok: float | None = None
+        self._last_poll_failed = False
+
+    # -- bookkeeping -------------------------------------------------------------------
+    @property
+    def jobs(self) -> dict[str, JobRecord]:
+        """Every tracked record, by job id (a copy: changing it does not untrack)."""
+        return dict(self._jobs)
+
+    @property
+    def active_jobs(self) -> dict[str, JobRecord]:
+        """Tracked records that are not terminal yet."""
+        return {k: r for k, r in self._jobs.items() if not r.status.is_terminal}
+
+    def track(self, job_id: str, status: JobStatus = JobStatus.PENDING) -> JobRecord:
+        """Start tracking a job submitted elsewhere; returns its (possibly existing) record."""
+        job_id = str(job_id)
+        check_single_line("job_id", job_id)
+        existing = self._jobs.get(job_id)
+        if existing is not None:
+            return existing
+        record = JobRecord(job_id=job_id, name="", command="", status=JobStatus(status))
+        record.metadata["tracked"] = True
+        self._register(record)
+        return record
+
+    def remove_job(self, job_id: str) -> None:
+        """Stop tracking a job (it keeps running on the scheduler)."""
+        self._jobs.pop(str(job_id), None)
+        self._unseen_seconds.pop(str(job_id), None)
+        self._cancel_requested.discard(str(job_id))
+
+    def unseen_seconds(self, job_id: str) -> float:
+        """How long successful status queries have not mentioned this job."""
+        return self._unseen_seconds.get(job_id, 0.0)
+
+    def _register(self, record: JobRecord) -> None:
+        self._jobs[record.job_id] = record
+        self._notify_change()
+
+    def _notify_change(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking early when a job's state changed here
+        (for executors that learn of exits directly, like the local one)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    # -- submission --------------------------------------------------------------------
+    async def submit(
+        self,
+        command: str,
+        name: str,
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> JobRecord:
+        """Render, write and submit one job; return its record (already tracked)."""
+        spec = self._job_spec(
+            command,
+            name,
+            resources,
+            prologue,
+            epilogue,
+            env,
+            metadata,
+            inherit_env,
+            login_shell,
+            depends_on,
+        )
+        return await self._submit(spec)
+
+    async def submit_array(
+        self,
+        command: str,
+        name: str,
+        array_range: tuple[int, int],
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> JobRecord:
+        """Submit a job array over the inclusive ``array_range``; elements read their
+        index from ``$ARRAY_INDEX`` (and the scheduler's own variable)."""
+        spec = self._job_spec(
+            command,
+            name,
+            resources,
+            prologue,
+            epilogue,
+            env,
+            metadata,
+            inherit_env,
+            login_shell,
+            depends_on,
+        )
+        spec.array_range = _check_array_range(array_range)
+        if max_concurrent is not None:
+            if (
+                isinstance(max_concurrent, bool)
+                or not isinstance(max_concurrent, int)
+                or max_concurrent < 1
+            ):
+                raise ValueError(
+                    f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}"
+                )
+            spec.max_concurrent = max_concurrent
+        spec.metadata["array_range"] = spec.array_range
+        if spec.max_concurrent is not None:
+            spec.metadata["max_concurrent"] = spec.max_concurrent
+        return await self._submit(spec)
+
+    def _job_spec(
+        self,
+        command: str,
+        name: str,
+        resources: ResourceSpec | None,
+        prologue: Sequence[str] | None,
+        epilogue: Sequence[str] | None,
+        env: Mapping[str, str] | None,
+        metadata: Mapping[str, Any] | None,
+        inherit_env: bool,
+        login_shell: bool,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None,
+    ) -> JobSpec:
+        if not isinstance(command, str) or not command.strip():
+            raise ValueError(f"command must be a non-empty string, got {command!r}")
+        if isinstance(name, str):
+            check_single_line("job name", name)
+        full_name = safe_job_name(name, self.config.job_name_prefix)
+        for line in (*(prologue or []), *(epilogue or [])):
+            if not isinstance(line, str):
+                raise ValueError(f"prologue/epilogue lines must be strings, got {line!r}")
+        return JobSpec(
+            command=command,
+            name=full_name,
+            resources=self.effective_resources(resources),
+            prologue=list(prologue or []),
+            epilogue=list(epilogue or []),
+            env=validate_env(env),
+            metadata=dict(metadata or {}),
+            inherit_env=bool(inherit_env),
+            login_shell=bool(login_shell),
+            depends_on=_dependency_ids(depends_on),
+        )
+
+    def effective_resources(self, resources: ResourceSpec | None) -> ResourceSpec:
+        """The job's resources with unset fields taken from the config."""
+        base = resources if resources is not None else ResourceSpec()
+        if not isinstance(base, ResourceSpec):
+            raise TypeError(f"resources must be a ResourceSpec, got {type(base).__name__}")
+        defaults = {
+            name: getattr(self.config, name)
+            for name in ("cpus", "gpus", "memory", "walltime", "queue", "account")
+            if getattr(base, name) is None
+        }
+        return replace(base, **defaults) if defaults else base
+
+    async def _submit(self, spec: JobSpec) -> JobRecord:
+        self._validate(spec)
+        header = self._header_for(spec)
+        path = self._write_job_script(spec, header)
+        job_id = await self._submit_script(spec, path)
+        record = JobRecord(
+            job_id=job_id,
+            name=spec.name,
+            command=spec.command,
+            resources=spec.resources,
+            script_path=path,
+            metadata=spec.metadata,
+            submit_time=utcnow(),
+            depends_on=list(spec.depends_on),
+        )
+        if spec.array_range is not None:
+            start, end = spec.array_range
+            for index in range(start, end + 1):
+                record.array_elements[index] = ArrayElement(
+                    index=index, submit_time=record.submit_time
+                )
+        self._register(record)
+        self._after_register(record)
+        logger.info("submitted %s as job %s (%s)", spec.name, job_id, path)
+        return record
+
+    def _validate(self, spec: JobSpec) -> None:
+        """Hook: refuse a job this executor cannot run, before anything is written."""
+
+    def _after_register(self, record: JobRecord) -> None:
+        """Hook for executors that act once a record is tracked (the local one starts it)."""
+
+    def _write_job_script(self, spec: JobSpec, header: list[str]) -> str:
+        directory = spec.resources.work_dir
+        while True:
+            counter = next(self._counter)
+            path = os.path.join(directory, f"{spec.name}.{counter}.sh")
+            if os.path.exists(path):
+                continue
+            content = render_script(
+                self.config,
+                spec.command,
+                header,
+                spec.prologue,
+                spec.epilogue,
+                preamble=self._preamble(spec, path),
+                login_shell=spec.login_shell,
+            )
+            try:
+                return write_script(directory, content, spec.name, counter)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ClusterAPIError(f"cannot write job script {path}: {exc}") from exc
+
+    def _preamble(self, spec: JobSpec, path: str) -> list[str]:
+        lines = environment_lines(spec.env)
+        if spec.array_range is not None and self.array_index_variable not in (None, "ARRAY_INDEX"):
+            lines.append(f'export ARRAY_INDEX="${{{self.array_index_variable}}}"')
+        lines += exit_record_lines(path, spec.array_range is not None)
+        return lines
+
+    def _header_for(self, spec: JobSpec) -> list[str]:
+        """The directive lines of one job, arrays and dependencies included."""
+        return []
+
+    def build_header(self, name: str, resources: ResourceSpec | None = None) -> list[str]:
+        """The directive lines for a plain job called ``name`` (prefix applied)."""
+        spec = self._job_spec("true", name, resources, None, None, None, None, True, False, None)
+        return self._header_for(spec)
+
+    @abstractmethod
+    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        """Hand the written script to the scheduler; return the new job id."""
+
+    # -- status ------------------------------------------------------------------------
+    async def poll(self) -> dict[str, JobStatus]:
+        """One status query for every active job; updates the records in place.
+
+        Raises a ClusterAPIError subclass when the scheduler did not answer usefully; in
+        that case no record changes and no job counts as unseen.
+        """
+        active = self.active_jobs
+        if not active:
+            return {}
+        now = time.monotonic()
+        try:
+            result = await self._query(active)
+        except ClusterAPIError:
+            self._last_poll_failed = True
+            raise
+        # Only time between two good answers counts as unseen: an outage is not evidence.
+        interval = 0.0
+        if self._last_poll_ok is not None and not self._last_poll_failed:
+            interval = now - self._last_poll_ok
+        self._last_poll_ok, self._last_poll_failed = now, False
+
+        missing: list[JobRecord] = []
+        for job_id, record in active.items():
+            if result.seen(job_id):
+                self._unseen_seconds.pop(job_id, None)
+                self._apply(record, result)
+            else:
+                self._unseen_seconds[job_id] = self._unseen_seconds.get(job_id, 0.0) + interval
+                missing.append(record)
+        if missing:
+            self._resolve_from_exit_files(missing)
+        return {job_id: record.status for job_id, record in active.items()}
+
+    @abstractmethod
+    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
+        """Ask the scheduler about every job in ``active`` in one command."""
+
+    def _apply(self, record: JobRecord, result: QueryResult) -> None:
+        killed = record.job_id in self._cancel_requested
+        if record.job_id in result.jobs:
+            obs = result.jobs[record.job_id]
+            if killed and obs.status is JobStatus.FAILED:
+                obs.status = JobStatus.KILLED
+            update_record(record, obs)
+        if record.job_id in result.elements:
+            for index, obs in result.elements[record.job_id].items():
+                if killed and obs.status is JobStatus.FAILED:
+                    obs.status = JobStatus.KILLED
+                element = record.array_elements.get(index)
+                if element is None:
+                    element = record.array_elements[index] = ArrayElement(index=index)
+                update_element(element, obs)
+                if obs.reason and obs.status is JobStatus.FAILED:
+                    record.metadata.setdefault("exit_reason", obs.reason)
+            roll_up_array(record)
+
+    def _resolve_from_exit_files(self, records: Iterable[JobRecord]) -> None:
+        """Finish jobs the scheduler no longer mentions from the exit files they left."""
+        for record in records:
+            if record.script_path is None:
+                continue
+            if record.is_array:
+                for index, element in record.array_elements.items():
+                    if element.status.is_terminal:
+                        continue
+                    code = read_exit_file(exit_file_path(record.script_path, index))
+                    if code is not None:
+                        update_element(element, _observation_from_exit_code(code, record, self))
+                roll_up_array(record)
+            else:
+                code = read_exit_file(exit_file_path(record.script_path))
+                if code is not None:
+                    update_record(record, _observation_from_exit_code(code, record, self))
+            if record.status.is_terminal:
+                record.metadata["resolved_from"] = "exit_file"
+                self._unseen_seconds.pop(record.job_id, None)
+                logger.info(
+                    "job %s left the scheduler's view; exit file says %s",
+                    record.job_id,
+                    record.status.value,
+                )
+
+    # -- cancellation ------------------------------------------------------------------
+    async def cancel(self, job_id: str, *, done: bool = False) -> None:
+        """Cancel one job (``done=True`` asks the scheduler to record it as done, where it can)."""
+        job_id = str(job_id)
+        check_single_line("job_id", job_id)
+        self._cancel_requested.add(job_id)
+        await self._cancel_ids([job_id], done=done)
+
+    async def cancel_all(self, *, done: bool = False) -> None:
+        """Cancel every active tracked job, many ids per scheduler command."""
+        ids = list(self.active_jobs)
+        if not ids:
+            return
+        self._cancel_requested.update(ids)
+        await self._cancel_ids(ids, done=done)
+
+    async def cancel_by_name(self, name_pattern: str) -> None:
+        """Cancel jobs whose name matches ``name_pattern`` (``*`` wildcards allowed).
+
+        The pattern is in the same terms as ``submit``'s name: the prefix is added
+        unless the pattern already starts with it.
+        """
+        pattern = self._scheduler_name_pattern(name_pattern)
+        for job_id, record in self.active_jobs.items():
+            if fnmatch.fnmatchcase(record.name, pattern):
+                self._cancel_requested.add(job_id)
+        await self._cancel_name_pattern(pattern)
+
+    def _scheduler_name_pattern(self, name_pattern: str) -> str:
+        if not isinstance(name_pattern, str) or not name_pattern.strip():
+            raise ValueError(f"name pattern must be a non-empty string, got {name_pattern!r}")
+        check_single_line("name pattern", name_pattern)
+        prefix = self.config.job_name_prefix
+        if prefix and not name_pattern.startswith(f"{prefix}-"):
+            name_pattern = f"{prefix}-{name_pattern}"
+        return "*".join(safe_job_name(part) if part else "" for part in name_pattern.split("*"))
+
+    @abstractmethod
+    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
+        """Cancel these jobs on the scheduler."""
+
+    @abstractmethod
+    async def _cancel_name_pattern(self, pattern: str) -> None:
+        """Cancel the jobs whose scheduler-side name matches ``pattern``."""
+
+    # -- reconnection ------------------------------------------------------------------
+    async def reconnect(self) -> list[JobRecord]:
+        """Find this prefix's unfinished jobs on the scheduler and track them again."""
+        return []
+
+    # -- the seam ----------------------------------------------------------------------
+    async def _run(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin_file: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run a scheduler command through :meth:`_call`, at most
+        ``max_concurrent_commands`` at once across this executor."""
+        async with self._command_slots:
+            return await self._call(
+                list(cmd),
+                timeout=timeout if timeout is not None else self.config.command_timeout,
+                env=dict(env) if env else None,
+                stdin_file=stdin_file,
+            )
+
+    @staticmethod
+    async def _call(
+        cmd: list[str],
+        timeout: float = 100.0,
+        env: dict[str, str] | None = None,
+        stdin_file: str | None = None,
+    ) -> str:
+        """Run ``cmd`` (an argv, never a shell line) and return its stdout.
+
+        Output is decoded as UTF-8 with replacement, so bytes a scheduler should not
+        have printed become U+FFFD instead of an exception.
+        """
+        full_env = {**os.environ, **env} if env else None
+        try:
+            stdin = open(stdin_file, "rb") if stdin_file else None  # noqa: SIM115
+        except OSError as exc:
+            raise CommandFailedError(f"cannot read {stdin_file}: {exc}") from exc
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=full_env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise CommandFailedError(f"{cmd[0]}: command not found (is it on PATH?)") from None
+            except OSError as exc:
+                raise CommandFailedError(f"{cmd[0]}: cannot run: {exc}") from exc
+        finally:
+            if stdin is not None:
+                stdin.close()
+        try:
+            out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            terminate_process_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise CommandTimeoutError(
+                f"{shlex.join(cmd)[:300]} timed out after {timeout:g}s"
+            ) from None
+        except asyncio.CancelledError:
+            terminate_process_group(proc.pid, signal.SIGKILL)
+            raise
+        out = out_bytes.decode("utf-8", errors="replace")
+        if proc.returncode != 0:
+            err = err_bytes.decode("utf-8", errors="replace").strip()
+            detail = err or out.strip()
+            raise CommandFailedError(
+                f"{shlex.join(cmd)[:300]} exited {proc.returncode}: {detail[:1000]}",
+                stdout=out,
+                returncode=proc.returncode,
+                stderr=err,
+            )
+        return out
+
+
+# -- pure helpers ------------------------------------------------------------------------
+def _check_array_range(array_range: Any) -> tuple[int, int]:
+    try:
+        start, end = array_range
+    except (TypeError, ValueError):
+        raise ValueError(f"array_range must be a (start, end) pair, got {array_range!r}") from None
+    for value in (start, end):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"array_range bounds must be whole numbers, got {array_range!r}")
+    if start < 0 or start > end:
+        raise ValueError(f"array_range start must be >= 0 and <= end, got {array_range!r}")
+    return (start, end)
+
+
+def _dependency_ids(depends_on: Sequence[JobRecord | str] | JobRecord | str | None) -> list[str]:
+    if depends_on is None:
+        return []
+    items = [depends_on] if isinstance(depends_on, (JobRecord, str)) else list(depends_on)
+    ids = []
+    for item in items:
+        job_id = item.job_id if isinstance(item, JobRecord) else item
+        if (
+            not isinstance(job_id, (str, int))
+            or isinstance(job_id, bool)
+            or not str(job_id).strip()
+        ):
+            raise ValueError(f"depends_on takes job records or job ids, got {item!r}")
+        check_single_line("depends_on", str(job_id))
+        ids.append(str(job_id))
+    return ids
+
+
+def read_exit_file(path: str) -> int | None:
+    """The exit status a job script recorded, or None if there is none (yet)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _observation_from_exit_code(code: int, record: JobRecord, executor: Executor) -> Observation:
+    if code == 0:
+        status = JobStatus.DONE
+    elif record.job_id in executor._cancel_requested:
+        status = JobStatus.KILLED
+    else:
+        status = JobStatus.FAILED
+    return Observation(status=status, exit_code=code)
+
+
+def update_element(element: ArrayElement, obs: Observation) -> None:
+    if obs.status is not element.status and not can_advance(element.status, obs.status):
+        return
+    element.status = obs.status
+    for name in ("exit_code", "exec_host", "max_mem", "submit_time", "start_time", "finish_time"):
+        value = getattr(obs, name)
+        if value is not None:
+            setattr(element, name, value)
+
+
+def update_record(record: JobRecord, obs: Observation) -> None:
+    if obs.status is not record.status and not can_advance(record.status, obs.status):
+        return
+    for name in ("exit_code", "exec_host", "max_mem", "submit_time", "start_time", "finish_time"):
+        value = getattr(obs, name)
+        if value is not None:
+            setattr(record, name, value)
+    if obs.reason and obs.status.is_terminal and obs.status is not JobStatus.DONE:
+        record.metadata["exit_reason"] = obs.reason
+    record.advance(obs.status)
+
+
+def roll_up_array(record: JobRecord) -> None:
+    """Recompute an array parent from its elements (status, times, exit code)."""
+    elements = record.array_elements.values()
+    starts = [e.start_time for e in elements if e.start_time is not None]
+    if starts:
+        record.start_time = min(starts)
+    hosts = {e.exec_host for e in elements if e.exec_host}
+    if hosts and record.exec_host is None:
+        record.exec_host = sorted(hosts)[0]
+    status = record.compute_array_status()
+    if status.is_terminal:
+        finishes = [e.finish_time for e in elements if e.finish_time is not None]
+        record.finish_time = max(finishes) if finishes else utcnow()
+        failed = [
+            e for e in sorted(elements, key=lambda e: e.index) if e.status is JobStatus.FAILED
+        ]
+        record.exit_code = (
+            failed[0].exit_code if failed else (0 if status is JobStatus.DONE else None)
+        )
+    record.advance(status)

@@ -1,0 +1,55 @@
+"""The executor registry: scheduler names (as written in YAML) to executor classes.
+
+Built-in executors and third-party ones register the same way, through the entry-point
+group ``cluster_api.executors``; the built-ins are also known without installation
+metadata so a source checkout works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib.metadata import entry_points
+
+from ..core import Executor
+
+logger = logging.getLogger("cluster_api")
+
+ENTRY_POINT_GROUP = "cluster_api.executors"
+_BUILTIN = {
+    "local": "cluster_api.executors.local:LocalExecutor",
+    "lsf": "cluster_api.executors.lsf:LSFExecutor",
+}
+
+
+def _targets() -> dict[str, str]:
+    targets = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for name, target in _BUILTIN.items():
+        if targets.get(name, target) != target:
+            logger.warning(
+                "ignoring entry point %r=%s: %r is a built-in executor", name, targets[name], name
+            )
+        targets[name] = target
+    return targets
+
+
+def available_executors() -> list[str]:
+    """Names that ``executor:`` in a config may take."""
+    return sorted(_targets())
+
+
+def get_executor_class(name: str) -> type[Executor]:
+    """The executor class registered under ``name``; ValueError naming the known ones."""
+    targets = _targets()
+    if name not in targets:
+        raise ValueError(
+            f"unknown executor {name!r}; known executors: {', '.join(sorted(targets))}"
+        )
+    module_name, _, attr = targets[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"executor {name!r} ({targets[name]}) cannot be loaded: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        raise ValueError(f"executor {name!r} ({targets[name]}) is not an Executor subclass")
+    return cls

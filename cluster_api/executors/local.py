@@ -1,0 +1,253 @@
+"""The local executor: each job is a real process on this machine.
+
+It exists so a pipeline runs on a laptop exactly as on a cluster: same scripts, same
+records, same callbacks. Processes run in their own session (cancel kills the whole
+tree), and the executor learns of an exit the moment it happens instead of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import ClassVar
+
+from ..config import ClusterConfig
+from ..core import (
+    Executor,
+    JobSpec,
+    Observation,
+    QueryResult,
+    roll_up_array,
+    terminate_process_group,
+    update_element,
+    update_record,
+    utcnow,
+)
+from ..models import ArrayElement, JobRecord, JobStatus
+from ..units import parse_walltime_seconds
+
+logger = logging.getLogger("cluster_api")
+
+# Seconds between SIGTERM and SIGKILL when cancelling, as schedulers do.
+KILL_GRACE_SECONDS = 5.0
+_MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TMPDIR")
+
+
+class LocalExecutor(Executor):
+    """Runs each job (and each array element) as a local process."""
+
+    name = "local"
+    array_index_variable = "ARRAY_INDEX"
+    _last_id: ClassVar[int] = 0
+
+    def __init__(self, config: ClusterConfig | None = None) -> None:
+        super().__init__(config)
+        self._specs: dict[str, JobSpec] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._processes: dict[tuple[str, int | None], asyncio.subprocess.Process] = {}
+        self._as_done: set[str] = set()
+        self._state = asyncio.Condition()
+        self._host = socket.gethostname()
+
+    @classmethod
+    def _new_job_id(cls) -> str:
+        """Increasing ids that stay unique across restarts (log names derive from them)."""
+        cls._last_id = max(cls._last_id + 1, int(time.time() * 1000))
+        return str(cls._last_id)
+
+    def _validate(self, spec: JobSpec) -> None:
+        for job_id in spec.depends_on:
+            if job_id not in self._jobs:
+                raise ValueError(
+                    f"unknown dependency {job_id!r}: the local executor only knows its own jobs"
+                )
+
+    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        job_id = self._new_job_id()
+        self._specs[job_id] = spec
+        return job_id
+
+    def _after_register(self, record: JobRecord) -> None:
+        self._runners[record.job_id] = asyncio.create_task(
+            self._run_job(record), name=f"cluster_api-local-{record.job_id}"
+        )
+
+    async def _run_job(self, record: JobRecord) -> None:
+        spec = self._specs.pop(record.job_id)
+        try:
+            if not await self._dependencies_met(record):
+                return
+            if record.is_array:
+                limit = asyncio.Semaphore(spec.max_concurrent or len(record.array_elements) or 1)
+                await asyncio.gather(
+                    *(
+                        self._run_element(record, spec, element, limit)
+                        for element in record.array_elements.values()
+                    )
+                )
+            else:
+                await self._run_single(record, spec)
+        except Exception:  # a bug here must not leave the job forever "running"
+            logger.exception("local job %s crashed in the executor", record.job_id)
+            record.metadata["executor_error"] = True
+            record.finish_time = utcnow()
+            record.advance(JobStatus.FAILED)
+        finally:
+            self._runners.pop(record.job_id, None)
+            await self._changed_state()
+
+    async def _dependencies_met(self, record: JobRecord) -> bool:
+        """Wait until every dependency ended; False (and the job FAILED) if one did not succeed."""
+        if not record.depends_on:
+            return True
+        deps = [self._jobs.get(d) for d in record.depends_on]
+
+        def settled() -> bool:
+            cancelled = record.job_id in self._cancel_requested
+            return cancelled or all(d is None or d.status.is_terminal for d in deps)
+
+        async with self._state:
+            await self._state.wait_for(settled)
+        if record.job_id in self._cancel_requested:
+            record.finish_time = utcnow()
+            record.advance(JobStatus.KILLED)
+            return False
+        for dep in deps:
+            if dep is not None and dep.status is not JobStatus.DONE:
+                record.metadata["dependency_failed"] = dep.job_id
+                record.finish_time = utcnow()
+                record.advance(JobStatus.FAILED)
+                return False
+        return True
+
+    async def _run_single(self, record: JobRecord, spec: JobSpec) -> None:
+        if record.job_id in self._cancel_requested:
+            record.finish_time = utcnow()
+            record.advance(JobStatus.KILLED)
+            return
+        record.start_time, record.exec_host = utcnow(), self._host
+        record.advance(JobStatus.RUNNING)
+        await self._changed_state()
+        obs = await self._run_process(record, spec, None)
+        update_record(record, obs)
+
+    async def _run_element(
+        self, record: JobRecord, spec: JobSpec, element: ArrayElement, limit: asyncio.Semaphore
+    ) -> None:
+        async with limit:
+            if record.job_id in self._cancel_requested:
+                update_element(element, Observation(JobStatus.KILLED, finish_time=utcnow()))
+            else:
+                element.start_time, element.exec_host = utcnow(), self._host
+                update_element(element, Observation(JobStatus.RUNNING))
+                roll_up_array(record)
+                await self._changed_state()
+                update_element(element, await self._run_process(record, spec, element.index))
+            roll_up_array(record)
+            await self._changed_state()
+
+    async def _run_process(
+        self, record: JobRecord, spec: JobSpec, index: int | None
+    ) -> Observation:
+        assert record.script_path is not None
+        res = spec.resources
+        suffix = record.job_id if index is None else f"{record.job_id}.{index}"
+        stdout = _log_path(res.stdout_path, res.work_dir, "stdout", suffix, record.job_id, index)
+        stderr = _log_path(res.stderr_path, res.work_dir, "stderr", suffix, record.job_id, index)
+        env = (
+            dict(os.environ)
+            if spec.inherit_env
+            else {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
+        )
+        if index is not None:
+            env["LSB_JOBINDEX"] = env["ARRAY_INDEX"] = str(index)
+        try:
+            with open(stdout, "ab") as out, open(stderr, "ab") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    record.script_path,
+                    cwd=res.work_dir,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            logger.error("local job %s could not start: %s", record.job_id, exc)
+            return Observation(
+                JobStatus.FAILED, finish_time=utcnow(), reason=f"cannot start: {exc}"
+            )
+        self._processes[(record.job_id, index)] = proc
+        limit = parse_walltime_seconds(res.walltime) if res.walltime else None
+        timed_out = False
+        try:
+            await asyncio.wait_for(proc.wait(), limit)
+        except asyncio.TimeoutError:
+            timed_out = True
+            terminate_process_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        finally:
+            self._processes.pop((record.job_id, index), None)
+        code = (
+            proc.returncode
+            if proc.returncode is not None and proc.returncode >= 0
+            else 128 - (proc.returncode or 0)
+        )
+        finished = utcnow()
+        if timed_out:
+            return Observation(
+                JobStatus.FAILED,
+                exit_code=code,
+                finish_time=finished,
+                reason="TERM_RUNLIMIT: walltime exceeded",
+            )
+        if record.job_id in self._cancel_requested and code != 0:
+            status = JobStatus.DONE if record.job_id in self._as_done else JobStatus.KILLED
+            return Observation(status, exit_code=code, finish_time=finished)
+        status = JobStatus.DONE if code == 0 else JobStatus.FAILED
+        return Observation(status, exit_code=code, finish_time=finished)
+
+    async def _changed_state(self) -> None:
+        async with self._state:
+            self._state.notify_all()
+        self._notify_change()
+
+    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
+        """No scheduler to ask: the records are updated the moment processes exit."""
+        return QueryResult(jobs={job_id: Observation(r.status) for job_id, r in active.items()})
+
+    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
+        if done:
+            self._as_done.update(job_ids)
+        wanted = set(job_ids)
+        targets = [p for (job_id, _), p in self._processes.items() if job_id in wanted]
+        for proc in targets:
+            terminate_process_group(proc.pid, signal.SIGTERM)
+        await self._changed_state()
+        if targets:
+            asyncio.get_running_loop().call_later(KILL_GRACE_SECONDS, _kill_survivors, targets)
+
+    async def _cancel_name_pattern(self, pattern: str) -> None:
+        await self._cancel_ids(
+            [j for j in self.active_jobs if j in self._cancel_requested], done=False
+        )
+
+
+def _kill_survivors(processes: list[asyncio.subprocess.Process]) -> None:
+    for proc in processes:
+        if proc.returncode is None:
+            terminate_process_group(proc.pid, signal.SIGKILL)
+
+
+def _log_path(
+    template: str | None, work_dir: str, stream: str, suffix: str, job_id: str, index: int | None
+) -> str:
+    """The log file of one process; ``%J``/``%I`` in a given path work as on LSF."""
+    if template is None:
+        return os.path.join(work_dir, f"{stream}.{suffix}.log")
+    path = template.replace("%J", job_id).replace("%I", str(index or 0))
+    return path if os.path.isabs(path) else os.path.join(work_dir, path)

@@ -1,0 +1,391 @@
+"""IBM Spectrum LSF: ``bsub`` to submit, one ``bjobs -json`` per poll, ``bkill`` to cancel.
+
+Read top to bottom: the directive table, the submit path, parsing of ``bjobs -json``
+(every value a string, ``ERROR`` records for unknown ids, times with or without a year),
+then cancellation and reconnection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+from datetime import datetime, timezone
+from typing import Any
+
+from ..core import Executor, JobSpec, Observation, QueryResult
+from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..models import JobRecord, JobStatus, ResourceSpec
+from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
+
+logger = logging.getLogger("cluster_api")
+
+DIRECTIVE = "#BSUB"
+BJOBS_FIELDS = (
+    "jobid jobindex job_name stat exit_code exec_host max_mem "
+    "submit_time start_time finish_time exit_reason"
+)
+# Above this many characters of ids, poll by name prefix instead (argv stays small).
+MAX_ID_CHARS = 32_000
+# How many ids go into one bkill.
+KILL_BATCH = 100
+
+_STATUS = {
+    "PEND": JobStatus.PENDING,
+    "PROV": JobStatus.PENDING,
+    "WAIT": JobStatus.PENDING,
+    "PSUSP": JobStatus.PENDING,
+    "RUN": JobStatus.RUNNING,
+    "USUSP": JobStatus.RUNNING,
+    "SSUSP": JobStatus.RUNNING,
+    "DONE": JobStatus.DONE,
+    "EXIT": JobStatus.FAILED,
+    "UNKWN": JobStatus.UNKNOWN,
+    "ZOMBI": JobStatus.KILLED,
+}
+# EXIT reasons that mean a person (owner or admin) killed the job, not that it failed.
+_KILL_REASONS = ("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN")
+_SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
+
+
+# -- directives --------------------------------------------------------------------------
+_SHELL_SPECIAL_IN_DQUOTES = re.compile(r'["\\$`]')
+_LSF_JOB_ID = re.compile(r"^\d+(\[\d+\])?$")
+
+
+def _quote(value: str) -> str:
+    """Quote a directive value the way LSF's documentation writes them: bare when safe,
+    in double quotes otherwise, single quotes only when double quotes cannot hold it."""
+    if shlex.quote(value) == value:
+        return value
+    if not _SHELL_SPECIAL_IN_DQUOTES.search(value):
+        return f'"{value}"'
+    return shlex.quote(value)
+
+
+def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
+    """The bsub options for one job, one option per string (``-q normal``)."""
+    res = spec.resources
+    q = _quote
+    name = spec.name
+    is_array = spec.array_range is not None
+    if spec.array_range is not None:
+        start, end = spec.array_range
+        limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
+        name = f"{name}[{start}-{end}{limit}]"
+    suffix = "%J.%I" if is_array else "%J"
+    stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
+    stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
+    options = [f"-J {q(name)}", f"-o {q(stdout)}", f"-e {q(stderr)}"]
+    if res.queue:
+        options.append(f"-q {q(res.queue)}")
+    if res.cpus:
+        options.append(f"-n {res.cpus}")
+        if res.cpus > 1:
+            options.append('-R "span[hosts=1]"')
+    if res.gpus:
+        options.append(f'-gpu "num={res.gpus}"')
+    if res.memory:
+        amount = format_memory(parse_memory_bytes(res.memory), lsf_units)
+        options.append(f"-M {amount}")
+        options.append(f'-R "rusage[mem={amount}]"')
+    if res.walltime:
+        minutes = -(-parse_walltime_seconds(res.walltime) // 60)
+        options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
+    if res.account:
+        options.append(f"-P {q(res.account)}")
+    options.append(f"-cwd {q(res.work_dir)}")
+    if spec.depends_on:
+        for job_id in spec.depends_on:
+            if not _LSF_JOB_ID.match(job_id):
+                raise ValueError(
+                    f"LSF dependency must be a job id such as 123 or 123[4], got {job_id!r}"
+                )
+        condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
+        options.append(f"-w {q(condition)}")
+        options.append("-ti")
+    if not spec.inherit_env:
+        options.append("-env none")
+    options.extend(res.extra_directives or [])
+    return options
+
+
+def lsf_header(spec: JobSpec, config: Any) -> list[str]:
+    """``#BSUB`` lines: generated ones (minus ``directives_skip``), then the config's
+    ``extra_directives`` verbatim."""
+    generated = [f"{DIRECTIVE} {option}" for option in lsf_options(spec, config.lsf_units)]
+    kept = [line for line in generated if not any(skip in line for skip in config.directives_skip)]
+    return [*kept, *config.extra_directives]
+
+
+def header_to_argv(header: list[str]) -> list[str]:
+    """The options of ``#BSUB`` lines as argv words, for ``bsub [options] script``.
+
+    LSF reads ``#BSUB`` lines of a script given as an argument only where the site sets
+    ``LSB_BSUB_PARSE_SCRIPT=Y``; passing them on the command line works everywhere.
+    """
+    argv: list[str] = []
+    for line in header:
+        if line.startswith(DIRECTIVE):
+            try:
+                argv.extend(shlex.split(line[len(DIRECTIVE) :]))
+            except ValueError as exc:
+                raise ValueError(f"cannot parse directive {line!r}: {exc}") from None
+    return argv
+
+
+def parse_submit_output(text: str) -> str:
+    match = _SUBMITTED.search(text)
+    if match is None:
+        raise SubmitError(f"bsub did not report a job id: {text.strip()[:500]!r}")
+    return match.group(1)
+
+
+# -- status ------------------------------------------------------------------------------
+def parse_bjobs_json(text: str) -> list[dict[str, Any]]:
+    """The records of a ``bjobs -json`` answer; ClusterAPIError if it is not one.
+
+    Text before the JSON (site banners, warnings) is skipped.
+    """
+    start = text.find("{")
+    if start < 0:
+        raise ClusterAPIError(f"bjobs printed no JSON: {text.strip()[:200]!r}")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError as exc:
+        raise ClusterAPIError(
+            f"bjobs printed invalid JSON ({exc}): {text.strip()[:200]!r}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("RECORDS"), list):
+        raise ClusterAPIError(f"bjobs JSON has no RECORDS list: {text.strip()[:200]!r}")
+    return [r for r in data["RECORDS"] if isinstance(r, dict)]
+
+
+def _text(record: dict[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return None if value in ("", "-") else value
+
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_TIME = re.compile(
+    r"^(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<h>\d{1,2}):(?P<m>\d{2})"
+    r"(?::(?P<s>\d{2}))?(?:\s+(?P<year>\d{4}))?(?:\s+[LEX])?$"
+)
+
+
+def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime | None:
+    """An LSF time (``Nov 22 10:31[:17] [2026] [L]``, local time) as an aware UTC datetime.
+
+    Without a year (sites without ``LSB_DISPLAY_YEAR=Y``) the most recent such date not
+    more than a day in the future is meant, which is right across New Year.
+    """
+    if not value:
+        return None
+    match = _TIME.match(value.strip())
+    if match is None or match["mon"] not in _MONTHS:
+        return None
+    local_now = (now or datetime.now(timezone.utc)).astimezone()
+    year = int(match["year"]) if match["year"] else local_now.year
+    try:
+        moment = datetime(
+            year,
+            _MONTHS[match["mon"]],
+            int(match["day"]),
+            int(match["h"]),
+            int(match["m"]),
+            int(match["s"] or 0),
+        )
+    except ValueError:
+        return None
+    aware = moment.astimezone()  # naive -> local time zone
+    if not match["year"] and (aware - local_now).days >= 1:
+        try:
+            aware = moment.replace(year=year - 1).astimezone()
+        except ValueError:
+            return None
+    return aware.astimezone(timezone.utc)
+
+
+def _exit_code(record: dict[str, Any], status: JobStatus) -> int | None:
+    raw = _text(record, "EXIT_CODE")
+    if raw is not None:
+        try:
+            return int(raw)
+        except ValueError:
+            return None
+    return 0 if status is JobStatus.DONE else None
+
+
+def observation_from_record(
+    record: dict[str, Any], now: datetime | None = None
+) -> Observation | None:
+    """One bjobs record as an Observation (None for a record we cannot read)."""
+    stat = _text(record, "STAT")
+    status = _STATUS.get(stat or "")
+    if status is None:
+        return None
+    reason = _text(record, "EXIT_REASON")
+    if status is JobStatus.FAILED and reason and any(k in reason for k in _KILL_REASONS):
+        status = JobStatus.KILLED
+    return Observation(
+        status=status,
+        exit_code=_exit_code(record, status) if status.is_terminal else None,
+        exec_host=_text(record, "EXEC_HOST"),
+        max_mem=_text(record, "MAX_MEM"),
+        submit_time=parse_lsf_time(_text(record, "SUBMIT_TIME"), now),
+        start_time=parse_lsf_time(_text(record, "START_TIME"), now),
+        finish_time=parse_lsf_time(_text(record, "FINISH_TIME"), now),
+        reason=reason,
+    )
+
+
+def query_result_from_records(records: list[dict[str, Any]]) -> QueryResult:
+    """Sort bjobs records into plain jobs, array elements and unknown ids."""
+    result = QueryResult()
+    now = datetime.now(timezone.utc)
+    for record in records:
+        job_id = _text(record, "JOBID")
+        if job_id is None:
+            continue
+        job_id = job_id.split("[", 1)[0]
+        if "ERROR" in record:
+            result.not_found.add(job_id)
+            continue
+        obs = observation_from_record(record, now)
+        if obs is None:
+            continue
+        index_text = _text(record, "JOBINDEX") or "0"
+        index = int(index_text) if index_text.isdigit() else 0
+        if index == 0:
+            result.jobs[job_id] = obs
+        else:
+            result.elements.setdefault(job_id, {})[index] = obs
+    return result
+
+
+class LSFExecutor(Executor):
+    """Runs jobs through IBM Spectrum LSF."""
+
+    name = "lsf"
+    array_index_variable = "LSB_JOBINDEX"
+
+    def _header_for(self, spec: JobSpec) -> list[str]:
+        return lsf_header(spec, self.config)
+
+    def _submit_env(self) -> dict[str, str]:
+        return {"LSB_JOB_REPORT_MAIL": "N"} if self.config.suppress_job_email else {}
+
+    def _extra_args(self, resources: ResourceSpec) -> list[str]:
+        return [*self.config.extra_args, *(resources.extra_args or [])]
+
+    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        extra = self._extra_args(spec.resources)
+        try:
+            if self.config.use_stdin:
+                out = await self._run(
+                    ["bsub", *extra], env=self._submit_env(), stdin_file=script_path
+                )
+            else:
+                options = header_to_argv(self._header_for(spec))
+                out = await self._run(
+                    ["bsub", *options, *extra, script_path], env=self._submit_env()
+                )
+        except CommandFailedError as exc:
+            raise SubmitError(f"bsub refused job {spec.name}: {exc}") from exc
+        return parse_submit_output(out)
+
+    def _bjobs_argv(self, active: dict[str, JobRecord]) -> list[str]:
+        argv = ["bjobs"]
+        if self.config.poll_all_users:
+            argv += ["-u", "all"]
+        argv += ["-a", "-o", BJOBS_FIELDS, "-json"]
+        ids = list(active)
+        if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
+            return argv + ids
+        prefix = self.config.job_name_prefix
+        return argv + (["-J", f"{prefix}-*"] if prefix else [])
+
+    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
+        try:
+            out = await self._run(self._bjobs_argv(active))
+        except CommandFailedError as exc:
+            # bjobs exits 255 when any id is unknown but still prints the others.
+            if "{" not in exc.stdout:
+                raise
+            out = exc.stdout
+        return query_result_from_records(parse_bjobs_json(out))
+
+    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
+        flag = ["-d"] if done else []
+        for start in range(0, len(job_ids), KILL_BATCH):
+            batch = job_ids[start : start + KILL_BATCH]
+            try:
+                await self._run(["bkill", *flag, *batch])
+            except CommandFailedError as exc:
+                # bkill exits non-zero when some jobs had already finished; the rest
+                # were still killed, and the next poll tells the truth about each.
+                logger.info("bkill reported: %s", exc)
+
+    async def _cancel_name_pattern(self, pattern: str) -> None:
+        try:
+            await self._run(["bkill", "-J", pattern, "0"])
+        except CommandFailedError as exc:
+            logger.info("bkill -J %s reported: %s", pattern, exc)
+
+    async def reconnect(self) -> list[JobRecord]:
+        """Track again the unfinished jobs whose names start with this config's prefix."""
+        prefix = self.config.job_name_prefix
+        if not prefix:
+            raise ClusterAPIError("reconnect() needs job_name_prefix to tell our jobs from others")
+        argv = [
+            "bjobs",
+            *(["-u", "all"] if self.config.poll_all_users else []),
+            "-o",
+            BJOBS_FIELDS,
+            "-json",
+            "-J",
+            f"{prefix}-*",
+        ]
+        try:
+            out = await self._run(argv)
+        except CommandFailedError as exc:
+            if "{" not in exc.stdout:
+                if "No unfinished job found" in str(exc) or "No job found" in str(exc):
+                    return []
+                raise
+            out = exc.stdout
+        return self._adopt(parse_bjobs_json(out))
+
+    def _adopt(self, records: list[dict[str, Any]]) -> list[JobRecord]:
+        result = query_result_from_records(records)
+        names: dict[str, str] = {}
+        for raw in records:
+            job_id, name = _text(raw, "JOBID"), _text(raw, "JOB_NAME")
+            if job_id and name:
+                names[job_id] = re.sub(r"\[\d+\]$", "", name)
+        adopted = []
+        for job_id in sorted({*result.jobs, *result.elements}, key=_numeric):
+            if job_id in self._jobs:
+                continue
+            record = JobRecord(job_id=job_id, name=names.get(job_id, ""), command="")
+            record.metadata["reconnected"] = True
+            if job_id in result.elements:
+                indices = sorted(result.elements[job_id])
+                record.metadata["array_range"] = (indices[0], indices[-1])
+            self._register(record)
+            self._apply(record, result)
+            adopted.append(record)
+        return adopted
+
+
+def _numeric(job_id: str) -> tuple[int, str]:
+    return (int(job_id), "") if job_id.isdigit() else (0, job_id)

@@ -1,0 +1,228 @@
+"""JobMonitor: the loop that turns scheduler answers into callbacks.
+
+Each cycle: one poll for all active jobs, callbacks of jobs that ended (run as tasks so a
+slow callback never delays polling), jobs whose dependency failed, zombie detection,
+waking ``wait_for`` callers, and purging old finished records. A failed poll is retried
+with exponential backoff; while the scheduler does not answer, nothing is concluded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+from collections.abc import Awaitable
+from datetime import datetime, timezone
+from types import TracebackType
+
+from .core import Executor, utcnow
+from .errors import ClusterAPIError
+from .models import JobRecord, JobStatus
+
+logger = logging.getLogger("cluster_api")
+
+#: Longest wait between polls while the scheduler keeps failing.
+MAX_BACKOFF_SECONDS = 300.0
+#: How long ``stop()`` waits for callbacks that are still running.
+STOP_CALLBACK_GRACE_SECONDS = 30.0
+
+
+class JobMonitor:
+    """Polls an executor, fires callbacks, detects zombies and purges old records."""
+
+    def __init__(self, executor: Executor, poll_interval: float | None = None) -> None:
+        interval = executor.config.poll_interval if poll_interval is None else poll_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ValueError(
+                f"poll_interval must be a number of seconds > 0, got {poll_interval!r}"
+            )
+        self.executor = executor
+        self.poll_interval = float(interval)
+        self.last_successful_poll: datetime | None = None
+        self.consecutive_failures = 0
+        self._task: asyncio.Task[None] | None = None
+        self._callback_tasks: dict[str, set[asyncio.Task[None]]] = {}
+        self._cycle_done: asyncio.Event | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start polling in the background (no-op if already running)."""
+        if self.running:
+            return
+        self._cycle_done = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="cluster_api-monitor")
+
+    async def stop(self) -> None:
+        """Stop polling; wait (bounded) for callbacks still running so none is lost."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pending = [t for tasks in self._callback_tasks.values() for t in tasks]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=STOP_CALLBACK_GRACE_SECONDS)
+            for t in still:
+                logger.warning("callback %s still running at stop(); cancelling it", t.get_name())
+                t.cancel()
+
+    async def __aenter__(self) -> JobMonitor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _loop(self) -> None:
+        while True:
+            ok = await self.run_cycle()
+            await self.executor.wait_for_change(self._next_delay(ok))
+
+    def _next_delay(self, ok: bool) -> float:
+        if ok:
+            return self.poll_interval
+        backoff = self.poll_interval * (2 ** min(self.consecutive_failures, 16))
+        ceiling = max(self.poll_interval, MAX_BACKOFF_SECONDS)
+        jitter: float = random.uniform(0.8, 1.2)
+        return float(min(backoff, ceiling) * jitter)
+
+    # -- one cycle ---------------------------------------------------------------------
+    async def run_cycle(self) -> bool:
+        """Run one monitoring cycle now; return whether the poll succeeded."""
+        ok = await self._poll()
+        self._resolve_dependency_failures()
+        if ok:
+            await self._check_zombies()
+        self._dispatch_callbacks()
+        self._purge()
+        if self._cycle_done is not None:
+            self._cycle_done.set()
+            self._cycle_done = asyncio.Event()
+        return ok
+
+    async def _poll(self) -> bool:
+        try:
+            await self.executor.poll()
+        except ClusterAPIError as exc:
+            self.consecutive_failures += 1
+            if self.consecutive_failures == 1:
+                logger.warning("status query failed, retrying with backoff: %s", exc)
+            else:
+                logger.debug("status query failed again (%d): %s", self.consecutive_failures, exc)
+            return False
+        except Exception:
+            self.consecutive_failures += 1
+            logger.exception("unexpected error while polling; will retry")
+            return False
+        if self.consecutive_failures:
+            logger.warning(
+                "scheduler answers again after %d failed queries", self.consecutive_failures
+            )
+        self.consecutive_failures = 0
+        self.last_successful_poll = datetime.now(timezone.utc)
+        return True
+
+    def _resolve_dependency_failures(self) -> None:
+        """A job waiting on a job that did not succeed can never run: end it FAILED."""
+        jobs = self.executor._jobs
+        doomed = []
+        for record in self.executor.active_jobs.values():
+            for dep_id in record.depends_on:
+                dep = jobs.get(dep_id)
+                if dep is not None and dep.status.is_terminal and dep.status is not JobStatus.DONE:
+                    doomed.append((record, dep_id))
+                    break
+        for record, dep_id in doomed:
+            record.metadata["dependency_failed"] = dep_id
+            record.finish_time = record.finish_time or utcnow()
+            record.advance(JobStatus.FAILED)
+            logger.info("job %s cannot run: dependency %s did not succeed", record.job_id, dep_id)
+            self._spawn(
+                self.executor.cancel(record.job_id), f"cancel-{record.job_id}", record.job_id
+            )
+
+    async def _check_zombies(self) -> None:
+        limit = self.executor.config.zombie_timeout_minutes * 60
+        for job_id, record in self.executor.active_jobs.items():
+            if self.executor.unseen_seconds(job_id) >= limit:
+                record.metadata["zombie"] = True
+                record.finish_time = record.finish_time or utcnow()
+                record.advance(JobStatus.FAILED)
+                logger.warning(
+                    "job %s unseen by the scheduler for %.0f s: marked FAILED (zombie)",
+                    job_id,
+                    self.executor.unseen_seconds(job_id),
+                )
+
+    def _dispatch_callbacks(self) -> None:
+        for record in list(self.executor._jobs.values()):
+            if record.status.is_terminal and record.has_pending_callbacks:
+                for callback in record.take_callbacks():
+                    name = getattr(callback, "__name__", "callback")
+                    self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
+
+    def _spawn(self, coro: Awaitable[None], name: str, job_id: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"cluster_api-{name}")
+        tasks = self._callback_tasks.setdefault(job_id, set())
+        tasks.add(task)
+
+        def forget(t: asyncio.Task[None]) -> None:
+            tasks.discard(t)
+            if not tasks:
+                self._callback_tasks.pop(job_id, None)
+
+        task.add_done_callback(forget)
+
+    def _purge(self) -> None:
+        retention = self.executor.config.completed_retention_minutes * 60
+        for job_id, record in list(self.executor._jobs.items()):
+            age = record.terminal_age
+            if (
+                age is not None
+                and age >= retention
+                and not record.has_pending_callbacks
+                and job_id not in self._callback_tasks
+            ):
+                self.executor.remove_job(job_id)
+
+    # -- waiting -----------------------------------------------------------------------
+    async def wait_for(self, *records: JobRecord, timeout: float | None = None) -> None:
+        """Return once every record is terminal and its callbacks have run.
+
+        Starts the monitor if it is not running. Raises ``TimeoutError`` after ``timeout``
+        seconds; the jobs keep running and stay tracked.
+        """
+        await self.start()
+        await asyncio.wait_for(self._wait(records), timeout)
+
+    async def _wait(self, records: tuple[JobRecord, ...]) -> None:
+        while True:
+            if all(r.status.is_terminal and not r.has_pending_callbacks for r in records):
+                break
+            assert self._cycle_done is not None
+            await self._cycle_done.wait()
+        pending = [t for r in records for t in self._callback_tasks.get(r.job_id, ())]
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def _invoke(callback: object, record: JobRecord) -> None:
+    """Run one callback; its failure is logged and touches nothing else."""
+    try:
+        result = callback(record)  # type: ignore[operator]
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("callback for job %s raised", record.job_id)

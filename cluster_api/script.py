@@ -1,0 +1,126 @@
+"""Rendering and writing job scripts.
+
+A job script is the one artefact every executor shares, so its layout is fixed here:
+shebang, scheduler directives, the library's preamble (environment, exit-code record),
+prologue lines, the command, epilogue lines. Rendering is pure; writing is the only side
+effect and happens once, with exclusive creation so no script is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .models import check_single_line
+
+if TYPE_CHECKING:
+    from .config import ClusterConfig
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EXIT_FILE_VAR = "CLUSTER_API_EXIT_FILE"
+
+
+def safe_job_name(name: str, prefix: str | None = None) -> str:
+    """``"{prefix}-{name}"`` with every character outside ``[A-Za-z0-9_.-]`` made ``-``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"job name must be a non-empty string, got {name!r}")
+    full = f"{prefix}-{name}" if prefix else name
+    return _NAME_UNSAFE.sub("-", full)
+
+
+def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Check variable names and values before they reach a script."""
+    checked: dict[str, str] = {}
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ValueError(
+                f"invalid environment variable name {key!r}: use [A-Za-z_][A-Za-z0-9_]*"
+            )
+        if not isinstance(value, str):
+            raise ValueError(f"environment variable {key} must be a string, got {value!r}")
+        if "\x00" in value:
+            raise ValueError(f"environment variable {key} contains a NUL byte")
+        checked[key] = value
+    return checked
+
+
+def environment_lines(env: Mapping[str, str]) -> list[str]:
+    """``export NAME=value`` lines, each value shell-quoted (newlines stay inside quotes)."""
+    return [f"export {key}={shlex.quote(value)}" for key, value in validate_env(env).items()]
+
+
+def exit_file_path(script_path: str, index: int | None = None) -> str:
+    """Where a job's script records its exit status: beside the script, per element."""
+    stem = script_path[:-3] if script_path.endswith(".sh") else script_path
+    return f"{stem}.exit" if index is None else f"{stem}.{index}.exit"
+
+
+def exit_record_lines(script_path: str, is_array: bool) -> list[str]:
+    """An EXIT trap that writes the script's exit status to a file beside it.
+
+    The scheduler forgets finished jobs (LSF's CLEAN_PERIOD, Slurm's MinJobAge); this file
+    is how a client that was away still learns how the job ended, on every executor.
+    """
+    stem = exit_file_path(script_path)[: -len(".exit")]
+    if is_array:
+        target = f'{shlex.quote(stem + ".")}"${{ARRAY_INDEX}}".exit'
+    else:
+        target = shlex.quote(stem + ".exit")
+    return [
+        f"{EXIT_FILE_VAR}={target}",
+        f'trap \'echo "$?" > "${EXIT_FILE_VAR}"\' EXIT',
+    ]
+
+
+def render_script(
+    config: ClusterConfig,
+    command: str,
+    header_lines: Sequence[str],
+    prologue: Sequence[str] | None = None,
+    epilogue: Sequence[str] | None = None,
+    *,
+    preamble: Sequence[str] = (),
+    login_shell: bool = False,
+) -> str:
+    """The text of a job script.
+
+    Config prologue lines come before the job's own and config epilogue lines after the
+    job's, so site setup wraps pipeline setup. With an epilogue the script still exits
+    with the command's status: an epilogue is clean-up, not the job's verdict.
+    """
+    if not isinstance(command, str) or not command.strip():
+        raise ValueError(f"command must be a non-empty string, got {command!r}")
+    for line in header_lines:
+        check_single_line("directive", line)
+    before = [*config.script_prologue, *(prologue or [])]
+    after = [*(epilogue or []), *config.script_epilogue]
+    for line in (*before, *after):
+        if not isinstance(line, str):
+            raise ValueError(f"prologue/epilogue lines must be strings, got {line!r}")
+    shebang = config.shebang + (" -l" if login_shell and " -l" not in config.shebang else "")
+    lines = [shebang, *header_lines, *preamble, *before, command.rstrip("\n")]
+    if after:
+        lines += ["__cluster_api_status=$?", *after, 'exit "$__cluster_api_status"']
+    return "\n".join(lines) + "\n"
+
+
+def script_path(directory: str, name: str, counter: int) -> str:
+    return os.path.join(directory, f"{safe_job_name(name)}.{counter}.sh")
+
+
+def write_script(directory: str, content: str, name: str, counter: int) -> str:
+    """Write ``{directory}/{safe_name}.{counter}.sh`` (mode 0700) and return its path.
+
+    Creation is exclusive: if the file exists (another executor, an earlier run) this
+    raises FileExistsError and the caller picks the next counter.
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = script_path(directory, name, counter)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return path
