@@ -199,7 +199,10 @@ class JobRecord:
     finish_time: datetime | None = None
     array_elements: dict[int, ArrayElement] = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)
-    _callbacks: list[tuple[JobExitCondition, Callback]] = field(default_factory=list, repr=False)
+    # (condition, callback); condition None marks an on_start callback
+    _callbacks: list[tuple[JobExitCondition | None, Callback]] = field(
+        default_factory=list, repr=False
+    )
     _terminal_since: float | None = field(default=None, repr=False)
 
     # -- callbacks ---------------------------------------------------------------------
@@ -220,20 +223,49 @@ class JobRecord:
         self._callbacks.append((JobExitCondition(condition), callback))
         return self
 
+    def on_start(self, callback: Callback) -> JobRecord:
+        """Call ``callback(record)`` once when the job is first seen running (or seen to
+        have run, if it started and ended between two polls)."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        self._callbacks.append((None, callback))
+        return self
+
     @property
     def has_pending_callbacks(self) -> bool:
         return bool(self._callbacks)
 
-    def take_callbacks(self) -> list[Callback]:
-        """Remove every registered callback; return those that match how the job ended.
+    @property
+    def has_started(self) -> bool:
+        return (
+            self.status is JobStatus.RUNNING
+            or self.status is JobStatus.DONE
+            or self.start_time is not None
+        )
 
-        Only meaningful once the job is terminal; callbacks that do not match the ending
-        are dropped, since a job ends only once.
+    def take_callbacks(self) -> list[Callback]:
+        """Remove and return the callbacks that are due now, in registration order.
+
+        ``on_start`` callbacks are due once the job has started; exit callbacks once it
+        is terminal, and only those matching how it ended (the rest are dropped, since a
+        job ends only once). A job that ended without starting drops its start callbacks.
         """
-        if not self.status.is_terminal:
-            return []
-        taken, self._callbacks = self._callbacks, []
-        return [cb for condition, cb in taken if condition.matches(self.status)]
+        due: list[Callback] = []
+        keep: list[tuple[JobExitCondition | None, Callback]] = []
+        terminal, started = self.status.is_terminal, self.has_started
+        for condition, cb in self._callbacks:
+            if condition is None:
+                if started:
+                    due.append(cb)
+                elif not terminal:
+                    keep.append((condition, cb))
+            elif terminal:
+                if condition.matches(self.status):
+                    due.append(cb)
+            else:
+                keep.append((condition, cb))
+        self._callbacks = keep
+        return due
 
     # -- status ------------------------------------------------------------------------
     @property

@@ -13,9 +13,10 @@ import contextlib
 import inspect
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from types import TracebackType
+from typing import Any
 
 from .core import Executor, utcnow
 from .errors import ClusterAPIError
@@ -25,6 +26,8 @@ logger = logging.getLogger("cluster_api")
 
 #: Longest wait between polls while the scheduler keeps failing.
 MAX_BACKOFF_SECONDS = 300.0
+StatusListener = Callable[[JobRecord, JobStatus, JobStatus], Awaitable[None] | None]
+
 #: How long ``stop()`` waits for callbacks that are still running.
 STOP_CALLBACK_GRACE_SECONDS = 30.0
 
@@ -45,6 +48,17 @@ class JobMonitor:
         self._task: asyncio.Task[None] | None = None
         self._callback_tasks: dict[str, set[asyncio.Task[None]]] = {}
         self._cycle_done: asyncio.Event | None = None
+        self._status_listeners: list[StatusListener] = []
+        self._last_status: dict[str, JobStatus] = {}
+
+    def on_status_change(self, listener: StatusListener) -> StatusListener:
+        """Call ``listener(record, old_status, new_status)`` whenever a tracked job's status
+        changes (sync or async; run as a task like callbacks). Returns the listener, so it
+        can be used as a decorator."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        self._status_listeners.append(listener)
+        return listener
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -104,6 +118,7 @@ class JobMonitor:
         self._resolve_dependency_failures()
         if ok:
             await self._check_zombies()
+        self._announce_status_changes()
         self._dispatch_callbacks()
         self._purge()
         if self._cycle_done is not None:
@@ -165,9 +180,27 @@ class JobMonitor:
                     self.executor.unseen_seconds(job_id),
                 )
 
+    def _announce_status_changes(self) -> None:
+        jobs = self.executor._jobs
+        for job_id in [j for j in self._last_status if j not in jobs]:
+            del self._last_status[job_id]
+        if not self._status_listeners:
+            return
+        for job_id, record in jobs.items():
+            old = self._last_status.get(job_id)
+            if old is record.status:
+                continue
+            self._last_status[job_id] = record.status
+            for listener in self._status_listeners:
+                self._spawn(
+                    _invoke(listener, record, old or JobStatus.PENDING, record.status),
+                    f"status-{job_id}",
+                    job_id,
+                )
+
     def _dispatch_callbacks(self) -> None:
         for record in list(self.executor._jobs.values()):
-            if record.status.is_terminal and record.has_pending_callbacks:
+            if record.has_pending_callbacks:
                 for callback in record.take_callbacks():
                     name = getattr(callback, "__name__", "callback")
                     self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
@@ -198,17 +231,31 @@ class JobMonitor:
                 self.executor.remove_job(job_id)
 
     # -- waiting -----------------------------------------------------------------------
-    async def wait_for(self, *records: JobRecord, timeout: float | None = None) -> None:
+    async def wait_for(
+        self, *records: JobRecord, timeout: float | None = None, progress: bool = False
+    ) -> None:
         """Return once every record is terminal and its callbacks have run.
 
         Starts the monitor if it is not running. Raises ``TimeoutError`` after ``timeout``
-        seconds; the jobs keep running and stay tracked.
+        seconds; the jobs keep running and stay tracked. ``progress=True`` draws a live
+        view of the jobs on stderr (a bar per array with rich installed, lines otherwise).
         """
         await self.start()
-        await asyncio.wait_for(self._wait(records), timeout)
+        view = None
+        if progress:
+            from .progress import ProgressView
 
-    async def _wait(self, records: tuple[JobRecord, ...]) -> None:
+            view = ProgressView(records)
+        try:
+            await asyncio.wait_for(self._wait(records, view), timeout)
+        finally:
+            if view is not None:
+                view.close()
+
+    async def _wait(self, records: tuple[JobRecord, ...], view: Any = None) -> None:
         while True:
+            if view is not None:
+                view.update()
             if all(r.status.is_terminal and not r.has_pending_callbacks for r in records):
                 break
             assert self._cycle_done is not None
@@ -218,10 +265,10 @@ class JobMonitor:
             await asyncio.wait(pending)
 
 
-async def _invoke(callback: object, record: JobRecord) -> None:
+async def _invoke(callback: Callable[..., Any], record: JobRecord, *args: Any) -> None:
     """Run one callback; its failure is logged and touches nothing else."""
     try:
-        result = callback(record)  # type: ignore[operator]
+        result = callback(record, *args)
         if inspect.isawaitable(result):
             await result
     except Exception:
