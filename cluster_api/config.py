@@ -53,6 +53,7 @@ class ClusterConfig:
     completed_retention_minutes: float = 10.0
     poll_all_users: bool = False
     max_concurrent_commands: int = 8
+    journal: bool = False
     # Where each value came from ("default", a file path, "profile NAME in PATH",
     # "override"); filled by load_config, for people reading a merged config.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -70,7 +71,7 @@ _LIST_FIELDS = (
     "directives_skip",
     "extra_args",
 )
-_BOOL_FIELDS = ("use_stdin", "suppress_job_email", "poll_all_users")
+_BOOL_FIELDS = ("use_stdin", "suppress_job_email", "poll_all_users", "journal")
 # field -> smallest allowed value and whether that value itself is allowed
 _NUMBER_FIELDS = {
     "poll_interval": (0.0, False),

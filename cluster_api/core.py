@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from .config import ClusterConfig
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
+from .journal import Journal
 from .models import (
     ArrayElement,
     JobRecord,
@@ -90,6 +91,9 @@ class JobSpec:
     depends_on: list[str]
     array_range: tuple[int, int] | None = None
     max_concurrent: int | None = None
+    # Unique per script folder (the script's file name); lets a submission whose answer
+    # was lost be found again on the scheduler.
+    token: str = ""
 
 
 def utcnow() -> datetime:
@@ -106,6 +110,8 @@ class Executor(ABC):
     """Submits, tracks, polls and cancels jobs on one kind of scheduler."""
 
     name: ClassVar[str] = ""
+    #: How this scheduler's directive lines start (``#BSUB``); empty for none.
+    directive_prefix: ClassVar[str] = ""
     #: Environment variable in which the scheduler gives an array element its index.
     array_index_variable: ClassVar[str | None] = None
 
@@ -119,6 +125,10 @@ class Executor(ABC):
         self._unseen_seconds: dict[str, float] = {}
         self._last_poll_ok: float | None = None
         self._last_poll_failed = False
+        self._history_asked: set[str] = set()
+        self._journal = (
+            Journal(self.config.log_directory, self.name) if self.config.journal else None
+        )
 
     # -- bookkeeping -------------------------------------------------------------------
     @property
@@ -148,6 +158,7 @@ class Executor(ABC):
         self._jobs.pop(str(job_id), None)
         self._unseen_seconds.pop(str(job_id), None)
         self._cancel_requested.discard(str(job_id))
+        self._history_asked.discard(str(job_id))
 
     def unseen_seconds(self, job_id: str) -> float:
         """How long successful status queries have not mentioned this job."""
@@ -156,6 +167,14 @@ class Executor(ABC):
     def _register(self, record: JobRecord) -> None:
         self._jobs[record.job_id] = record
         self._notify_change()
+
+    def persist(self, records: Iterable[JobRecord]) -> None:
+        """Write these records to the journal, when one is configured."""
+        if self._journal is not None:
+            try:
+                self._journal.save(records)
+            except Exception as exc:  # sqlite3.Error, OSError: never lose the poll over it
+                logger.error("could not write the job journal %s: %s", self._journal.path, exc)
 
     def _notify_change(self) -> None:
         if self._changed is not None:
@@ -259,6 +278,13 @@ class Executor(ABC):
     ) -> JobSpec:
         if not isinstance(command, str) or not command.strip():
             raise ValueError(f"command must be a non-empty string, got {command!r}")
+        if self.directive_prefix and any(
+            line.lstrip().startswith(self.directive_prefix) for line in command.splitlines()
+        ):
+            raise ValueError(
+                f"command contains a {self.directive_prefix} line; "
+                "pass scheduler options as resources.extra_directives instead"
+            )
         if isinstance(name, str):
             check_single_line("job name", name)
         full_name = safe_job_name(name, self.config.job_name_prefix)
@@ -292,8 +318,7 @@ class Executor(ABC):
 
     async def _submit(self, spec: JobSpec) -> JobRecord:
         self._validate(spec)
-        header = self._header_for(spec)
-        path = self._write_job_script(spec, header)
+        path = self._write_job_script(spec)
         job_id = await self._submit_script(spec, path)
         record = JobRecord(
             job_id=job_id,
@@ -312,6 +337,7 @@ class Executor(ABC):
                     index=index, submit_time=record.submit_time
                 )
         self._register(record)
+        self.persist([record])
         self._after_register(record)
         logger.info("submitted %s as job %s (%s)", spec.name, job_id, path)
         return record
@@ -322,13 +348,15 @@ class Executor(ABC):
     def _after_register(self, record: JobRecord) -> None:
         """Hook for executors that act once a record is tracked (the local one starts it)."""
 
-    def _write_job_script(self, spec: JobSpec, header: list[str]) -> str:
+    def _write_job_script(self, spec: JobSpec) -> str:
         directory = spec.resources.work_dir
         while True:
             counter = next(self._counter)
             path = os.path.join(directory, f"{spec.name}.{counter}.sh")
             if os.path.exists(path):
                 continue
+            spec.token = f"{spec.name}.{counter}"
+            header = self._header_for(spec)
             content = render_script(
                 self.config,
                 spec.command,
@@ -387,17 +415,36 @@ class Executor(ABC):
             interval = now - self._last_poll_ok
         self._last_poll_ok, self._last_poll_failed = now, False
 
+        before = {job_id: _progress_mark(record) for job_id, record in active.items()}
         missing: list[JobRecord] = []
         for job_id, record in active.items():
             if result.seen(job_id):
                 self._unseen_seconds.pop(job_id, None)
                 self._apply(record, result)
+                if record.is_array and not record.status.is_terminal:
+                    self._resolve_from_exit_files(record, result.elements.get(job_id, {}))
             else:
                 self._unseen_seconds[job_id] = self._unseen_seconds.get(job_id, 0.0) + interval
                 missing.append(record)
-        if missing:
-            self._resolve_from_exit_files(missing)
+        for record in missing:
+            self._resolve_from_exit_files(record, {})
+        lost = [
+            r
+            for r in missing
+            if not r.status.is_terminal
+            and r.job_id in result.not_found
+            and r.job_id not in self._history_asked
+        ]
+        if lost:
+            self._history_asked.update(r.job_id for r in lost)
+            await self.recover_lost(lost)
+        self.persist(r for job_id, r in active.items() if _progress_mark(r) != before[job_id])
         return {job_id: record.status for job_id, record in active.items()}
+
+    async def recover_lost(self, records: list[JobRecord]) -> None:
+        """Hook: ask a second source (job history) how these lost jobs ended. Called once
+        when the scheduler first says it does not know a job, and again by the monitor
+        before a job is declared a zombie."""
 
     @abstractmethod
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
@@ -422,31 +469,40 @@ class Executor(ABC):
                     record.metadata.setdefault("exit_reason", obs.reason)
             roll_up_array(record)
 
-    def _resolve_from_exit_files(self, records: Iterable[JobRecord]) -> None:
-        """Finish jobs the scheduler no longer mentions from the exit files they left."""
-        for record in records:
-            if record.script_path is None:
-                continue
-            if record.is_array:
-                for index, element in record.array_elements.items():
-                    if element.status.is_terminal:
-                        continue
-                    code = read_exit_file(exit_file_path(record.script_path, index))
-                    if code is not None:
-                        update_element(element, _observation_from_exit_code(code, record, self))
-                roll_up_array(record)
-            else:
-                code = read_exit_file(exit_file_path(record.script_path))
+    def _resolve_from_exit_files(self, record: JobRecord, reported: Mapping[int, Any]) -> None:
+        """Finish a job (or the elements the scheduler no longer reports) from the exit
+        files their scripts left; ``reported`` holds the element indices just reported."""
+        if record.script_path is None:
+            return
+        if record.is_array:
+            for index, element in record.array_elements.items():
+                if element.status.is_terminal or index in reported:
+                    continue
+                code = read_exit_file(exit_file_path(record.script_path, index))
                 if code is not None:
-                    update_record(record, _observation_from_exit_code(code, record, self))
-            if record.status.is_terminal:
-                record.metadata["resolved_from"] = "exit_file"
-                self._unseen_seconds.pop(record.job_id, None)
-                logger.info(
-                    "job %s left the scheduler's view; exit file says %s",
-                    record.job_id,
-                    record.status.value,
-                )
+                    update_element(element, self._observation_from_exit_code(code, record))
+            roll_up_array(record)
+        else:
+            code = read_exit_file(exit_file_path(record.script_path))
+            if code is not None:
+                update_record(record, self._observation_from_exit_code(code, record))
+        if record.status.is_terminal:
+            record.metadata["resolved_from"] = "exit_file"
+            self._unseen_seconds.pop(record.job_id, None)
+            logger.info(
+                "job %s is no longer listed; its exit file says %s",
+                record.job_id,
+                record.status.value,
+            )
+
+    def _observation_from_exit_code(self, code: int, record: JobRecord) -> Observation:
+        if code == 0:
+            status = JobStatus.DONE
+        elif record.job_id in self._cancel_requested:
+            status = JobStatus.KILLED
+        else:
+            status = JobStatus.FAILED
+        return Observation(status=status, exit_code=code)
 
     # -- cancellation ------------------------------------------------------------------
     async def cancel(self, job_id: str, *, done: bool = False) -> None:
@@ -495,7 +551,32 @@ class Executor(ABC):
 
     # -- reconnection ------------------------------------------------------------------
     async def reconnect(self) -> list[JobRecord]:
-        """Find this prefix's unfinished jobs on the scheduler and track them again."""
+        """Track again this prefix's unfinished jobs, then poll once.
+
+        Jobs come from the journal when it is enabled (exactly as submitted, array range
+        included) and from the scheduler; jobs that ended while nobody watched come back
+        with their true end after the poll.
+        """
+        adopted: list[JobRecord] = []
+        if self._journal is not None:
+            for record in self._journal.unfinished(self.config.job_name_prefix):
+                if record.job_id not in self._jobs:
+                    record.metadata["reconnected"] = True
+                    self._register(record)
+                    adopted.append(record)
+        adopted += await self._discover(require=self._journal is None)
+        if adopted:
+            try:
+                await self.poll()
+            except ClusterAPIError as exc:
+                logger.warning(
+                    "reconnected %d jobs but could not poll them yet: %s", len(adopted), exc
+                )
+        return adopted
+
+    async def _discover(self, require: bool) -> list[JobRecord]:
+        """Hook: find this prefix's unfinished jobs on the scheduler itself and track the
+        ones not tracked yet. ``require`` is False when a journal is the main source."""
         return []
 
     # -- the seam ----------------------------------------------------------------------
@@ -614,17 +695,15 @@ def read_exit_file(path: str) -> int | None:
             text = handle.read().strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
-def _observation_from_exit_code(code: int, record: JobRecord, executor: Executor) -> Observation:
-    if code == 0:
-        status = JobStatus.DONE
-    elif record.job_id in executor._cancel_requested:
-        status = JobStatus.KILLED
-    else:
-        status = JobStatus.FAILED
-    return Observation(status=status, exit_code=code)
+def _progress_mark(record: JobRecord) -> tuple[JobStatus, int]:
+    """What must change for a record to be worth writing to the journal again."""
+    return (record.status, record.completed_elements if record.is_array else 0)
 
 
 def update_element(element: ArrayElement, obs: Observation) -> None:

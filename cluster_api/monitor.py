@@ -169,16 +169,31 @@ class JobMonitor:
 
     async def _check_zombies(self) -> None:
         limit = self.executor.config.zombie_timeout_minutes * 60
-        for job_id, record in self.executor.active_jobs.items():
-            if self.executor.unseen_seconds(job_id) >= limit:
-                record.metadata["zombie"] = True
-                record.finish_time = record.finish_time or utcnow()
-                record.advance(JobStatus.FAILED)
-                logger.warning(
-                    "job %s unseen by the scheduler for %.0f s: marked FAILED (zombie)",
-                    job_id,
-                    self.executor.unseen_seconds(job_id),
-                )
+        candidates = [
+            r
+            for job_id, r in self.executor.active_jobs.items()
+            if self.executor.unseen_seconds(job_id) >= limit
+        ]
+        if not candidates:
+            return
+        # Last chance: the scheduler's history may still know how they ended.
+        try:
+            await self.executor.recover_lost(candidates)
+        except ClusterAPIError as exc:
+            logger.warning("could not ask job history about %d lost jobs: %s", len(candidates), exc)
+            return
+        for record in candidates:
+            if record.status.is_terminal:
+                continue
+            record.metadata["zombie"] = True
+            record.finish_time = record.finish_time or utcnow()
+            record.advance(JobStatus.FAILED)
+            logger.warning(
+                "job %s unseen by the scheduler for %.0f s: marked FAILED (zombie)",
+                record.job_id,
+                self.executor.unseen_seconds(record.job_id),
+            )
+        self.executor.persist(candidates)
 
     def _announce_status_changes(self) -> None:
         jobs = self.executor._jobs

@@ -48,9 +48,32 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shell_word(value: str) -> str:
+    """Quote ``value`` as one shell word that is also one physical line.
+
+    ``shlex.quote`` keeps a newline literally inside its quotes, which would start a new
+    script line (and a line such as ``#BSUB -q other`` would be read as a directive), so
+    values with control characters use bash's ``$'...'`` escapes instead.
+    """
+    if not _CONTROL.search(value):
+        return shlex.quote(value)
+    escaped = []
+    for char in value:
+        if char in "\\'":
+            escaped.append("\\" + char)
+        elif _CONTROL.match(char):
+            escaped.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}"))
+        else:
+            escaped.append(char)
+    return "$'" + "".join(escaped) + "'"
+
+
 def environment_lines(env: Mapping[str, str]) -> list[str]:
-    """``export NAME=value`` lines, each value shell-quoted (newlines stay inside quotes)."""
-    return [f"export {key}={shlex.quote(value)}" for key, value in validate_env(env).items()]
+    """``export NAME=value`` lines, one physical line each, values quoted literally."""
+    return [f"export {key}={shell_word(value)}" for key, value in validate_env(env).items()]
 
 
 def exit_file_path(script_path: str, index: int | None = None) -> str:
@@ -101,6 +124,7 @@ def render_script(
     for line in (*before, *after):
         if not isinstance(line, str):
             raise ValueError(f"prologue/epilogue lines must be strings, got {line!r}")
+        check_single_line("prologue/epilogue line", line)
     shebang = config.shebang + (" -l" if login_shell and " -l" not in config.shebang else "")
     lines = [shebang, *header_lines, *preamble, *before, command.rstrip("\n")]
     if after:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import time
 from typing import ClassVar
 
@@ -48,7 +49,7 @@ class LocalExecutor(Executor):
         super().__init__(config)
         self._specs: dict[str, JobSpec] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
-        self._processes: dict[tuple[str, int | None], asyncio.subprocess.Process] = {}
+        self._processes: dict[tuple[str, int | None], subprocess.Popen[bytes]] = {}
         self._as_done: set[str] = set()
         self._state = asyncio.Condition()
         self._host = socket.gethostname()
@@ -98,6 +99,7 @@ class LocalExecutor(Executor):
             record.advance(JobStatus.FAILED)
         finally:
             self._runners.pop(record.job_id, None)
+            self.persist([record])
             await self._changed_state()
 
     async def _dependencies_met(self, record: JobRecord) -> bool:
@@ -167,11 +169,13 @@ class LocalExecutor(Executor):
             env["LSB_JOBINDEX"] = env["ARRAY_INDEX"] = str(index)
         try:
             with open(stdout, "ab") as out, open(stderr, "ab") as err:
-                proc = await asyncio.create_subprocess_exec(
-                    record.script_path,
+                # Not an asyncio subprocess: asyncio kills its children when the loop
+                # closes, and a job must outlive the process that submitted it.
+                proc = subprocess.Popen(
+                    [record.script_path],
                     cwd=res.work_dir,
                     env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
@@ -181,22 +185,24 @@ class LocalExecutor(Executor):
             return Observation(
                 JobStatus.FAILED, finish_time=utcnow(), reason=f"cannot start: {exc}"
             )
+        if index is None:
+            record.metadata["pid"] = proc.pid
+        else:
+            record.metadata.setdefault("pids", {})[str(index)] = proc.pid
+        self.persist([record])
         self._processes[(record.job_id, index)] = proc
         limit = parse_walltime_seconds(res.walltime) if res.walltime else None
         timed_out = False
         try:
-            await asyncio.wait_for(proc.wait(), limit)
+            await asyncio.wait_for(_exited(proc), limit)
         except asyncio.TimeoutError:
             timed_out = True
             terminate_process_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            proc.wait()
         finally:
             self._processes.pop((record.job_id, index), None)
-        code = (
-            proc.returncode
-            if proc.returncode is not None and proc.returncode >= 0
-            else 128 - (proc.returncode or 0)
-        )
+        returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        code = returncode if returncode >= 0 else 128 - returncode
         finished = utcnow()
         if timed_out:
             return Observation(
@@ -217,8 +223,16 @@ class LocalExecutor(Executor):
         self._notify_change()
 
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
-        """No scheduler to ask: the records are updated the moment processes exit."""
-        return QueryResult(jobs={job_id: Observation(r.status) for job_id, r in active.items()})
+        """No scheduler to ask: jobs run here are updated the moment they exit. Jobs
+        adopted from the journal are seen while one of their processes lives; once none
+        does, their exit files tell how they ended."""
+        result = QueryResult()
+        for job_id, record in active.items():
+            if job_id in self._runners:
+                result.jobs[job_id] = Observation(record.status)
+            elif any(_alive(pid) for pid in _pids(record)):
+                result.jobs[job_id] = Observation(JobStatus.RUNNING)
+        return result
 
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
         if done:
@@ -237,10 +251,48 @@ class LocalExecutor(Executor):
         )
 
 
-def _kill_survivors(processes: list[asyncio.subprocess.Process]) -> None:
+def _kill_survivors(processes: list[subprocess.Popen[bytes]]) -> None:
     for proc in processes:
-        if proc.returncode is None:
+        if proc.poll() is None:
             terminate_process_group(proc.pid, signal.SIGKILL)
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for a child to exit without a thread: its pidfd becomes readable on exit."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux, old kernel)
+        await asyncio.to_thread(proc.wait)
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def mark_exited() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, mark_exited)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    proc.wait()
+
+
+def _pids(record: JobRecord) -> list[int]:
+    pids = [record.metadata.get("pid"), *(record.metadata.get("pids") or {}).values()]
+    return [p for p in pids if isinstance(p, int)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _log_path(

@@ -7,6 +7,7 @@ then cancellation and reconnection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -14,8 +15,16 @@ import shlex
 from datetime import datetime, timezone
 from typing import Any
 
-from ..core import Executor, JobSpec, Observation, QueryResult
-from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..core import (
+    Executor,
+    JobSpec,
+    Observation,
+    QueryResult,
+    roll_up_array,
+    update_element,
+    update_record,
+)
+from ..errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from ..models import JobRecord, JobStatus, ResourceSpec
 from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
 
@@ -47,6 +56,12 @@ _STATUS = {
 # EXIT reasons that mean a person (owner or admin) killed the job, not that it failed.
 _KILL_REASONS = ("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN")
 _SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
+# Messages of a busy or restarting mbatchd: worth one more try.
+_TRANSIENT = re.compile(
+    r"LSF is down|Cannot connect to LSF|daemon not responding|Please wait|try again later",
+    re.IGNORECASE,
+)
+SUBMIT_RETRY_DELAY = 5.0
 
 
 # -- directives --------------------------------------------------------------------------
@@ -78,6 +93,8 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
     stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
     stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
     options = [f"-J {q(name)}", f"-o {q(stdout)}", f"-e {q(stderr)}"]
+    if spec.token:
+        options.append(f"-Jd {q(spec.token)}")
     if res.queue:
         options.append(f"-q {q(res.queue)}")
     if res.cpus:
@@ -263,8 +280,10 @@ def query_result_from_records(records: list[dict[str, Any]]) -> QueryResult:
         obs = observation_from_record(record, now)
         if obs is None:
             continue
-        index_text = _text(record, "JOBINDEX") or "0"
-        index = int(index_text) if index_text.isdigit() else 0
+        try:
+            index = int(_text(record, "JOBINDEX") or "0")
+        except ValueError:
+            continue
         if index == 0:
             result.jobs[job_id] = obs
         else:
@@ -272,11 +291,39 @@ def query_result_from_records(records: list[dict[str, Any]]) -> QueryResult:
     return result
 
 
+def parse_bhist_long(text: str) -> dict[str, Observation]:
+    """Final states from ``bhist -l`` (keys ``"123"`` or ``"123[4]"``); jobs that have not
+    ended are left out. bhist wraps long lines with indented continuations."""
+    joined = re.sub(r"\n {10,}", "", text)
+    finals: dict[str, Observation] = {}
+    for block in re.split(r"(?m)^(?=Job <)", joined):
+        head = re.match(r"Job <(\d+(?:\[\d+\])?)>", block)
+        if head is None:
+            continue
+        exited = re.search(r"Exited with exit code (\d+)", block)
+        reason_match = re.search(r"\b(TERM_[A-Z_]+)", block)
+        reason = reason_match.group(1) if reason_match else None
+        if "Done successfully" in block:
+            obs = Observation(JobStatus.DONE, exit_code=0)
+        elif exited or re.search(r"\bExited\b", block):
+            killed = reason is not None and reason in _KILL_REASONS
+            obs = Observation(
+                JobStatus.KILLED if killed else JobStatus.FAILED,
+                exit_code=int(exited.group(1)) if exited else None,
+                reason=reason,
+            )
+        else:
+            continue
+        finals[head.group(1)] = obs
+    return finals
+
+
 class LSFExecutor(Executor):
     """Runs jobs through IBM Spectrum LSF."""
 
     name = "lsf"
     array_index_variable = "LSB_JOBINDEX"
+    directive_prefix = DIRECTIVE
 
     def _header_for(self, spec: JobSpec) -> list[str]:
         return lsf_header(spec, self.config)
@@ -288,20 +335,54 @@ class LSFExecutor(Executor):
         return [*self.config.extra_args, *(resources.extra_args or [])]
 
     async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        """Submit, surviving one lost answer: after a timeout or a transient error the job
+        is looked up by its unique description before bsub is tried again, so it is
+        submitted exactly once."""
         extra = self._extra_args(spec.resources)
+        if self.config.use_stdin:
+            argv, stdin = ["bsub", *extra], script_path
+        else:
+            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, script_path]
+            stdin = None
+        failure: Exception | None = None
+        for attempt in (1, 2):
+            try:
+                out = await self._run(argv, env=self._submit_env(), stdin_file=stdin)
+                return parse_submit_output(out)
+            except CommandTimeoutError as exc:
+                failure = exc
+            except CommandFailedError as exc:
+                if not _TRANSIENT.search(f"{exc} {exc.stdout}"):
+                    raise SubmitError(f"bsub refused job {spec.name}: {exc}") from exc
+                failure = exc
+            logger.warning(
+                "bsub for %s failed (%s); checking whether it was submitted", spec.name, failure
+            )
+            found = await self._find_submission(spec)
+            if found is not None:
+                logger.info("job %s was submitted as %s despite the error", spec.name, found)
+                return found
+            if attempt == 1:
+                await asyncio.sleep(SUBMIT_RETRY_DELAY)
+        raise SubmitError(f"bsub failed twice for job {spec.name}: {failure}") from failure
+
+    async def _find_submission(self, spec: JobSpec) -> str | None:
+        """The id of the job carrying this submission's token, if LSF has it."""
+        argv = ["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{spec.name}*"]
         try:
-            if self.config.use_stdin:
-                out = await self._run(
-                    ["bsub", *extra], env=self._submit_env(), stdin_file=script_path
-                )
-            else:
-                options = header_to_argv(self._header_for(spec))
-                out = await self._run(
-                    ["bsub", *options, *extra, script_path], env=self._submit_env()
-                )
+            out = await self._run(argv)
         except CommandFailedError as exc:
-            raise SubmitError(f"bsub refused job {spec.name}: {exc}") from exc
-        return parse_submit_output(out)
+            out = exc.stdout
+        except ClusterAPIError:
+            return None
+        try:
+            records = parse_bjobs_json(out)
+        except ClusterAPIError:
+            return None
+        for record in records:
+            if _text(record, "JOB_DESCRIPTION") == spec.token and _text(record, "JOBID"):
+                return str(_text(record, "JOBID")).split("[", 1)[0]
+        return None
 
     def _bjobs_argv(self, active: dict[str, JobRecord]) -> list[str]:
         argv = ["bjobs"]
@@ -341,10 +422,35 @@ class LSFExecutor(Executor):
         except CommandFailedError as exc:
             logger.info("bkill -J %s reported: %s", pattern, exc)
 
-    async def reconnect(self) -> list[JobRecord]:
-        """Track again the unfinished jobs whose names start with this config's prefix."""
+    async def recover_lost(self, records: list[JobRecord]) -> None:
+        """Ask ``bhist -l`` (one call) how jobs that left bjobs ended."""
+        ids = [r.job_id for r in records]
+        try:
+            out = await self._run(["bhist", "-l", *ids])
+        except CommandFailedError as exc:
+            out = exc.stdout  # bhist exits non-zero when it knows only some of them
+        finals = parse_bhist_long(out)
+        for record in records:
+            if record.is_array:
+                for index, element in record.array_elements.items():
+                    obs = finals.get(f"{record.job_id}[{index}]")
+                    if obs is not None and not element.status.is_terminal:
+                        update_element(element, obs)
+                roll_up_array(record)
+            elif record.job_id in finals:
+                update_record(record, finals[record.job_id])
+            if record.status.is_terminal:
+                record.metadata["resolved_from"] = "bhist"
+                logger.info(
+                    "job %s ended %s according to bhist", record.job_id, record.status.value
+                )
+
+    async def _discover(self, require: bool) -> list[JobRecord]:
+        """Track the unfinished jobs whose names start with this config's prefix."""
         prefix = self.config.job_name_prefix
         if not prefix:
+            if not require:
+                return []
             raise ClusterAPIError("reconnect() needs job_name_prefix to tell our jobs from others")
         argv = [
             "bjobs",
