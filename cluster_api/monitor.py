@@ -149,10 +149,16 @@ class JobMonitor:
         return True
 
     def _resolve_dependency_failures(self) -> None:
-        """A job waiting on a job that did not succeed can never run: end it FAILED."""
+        """A job waiting on a job that did not succeed can never run: end it FAILED (and
+        cancel it). A job the scheduler already ended for that reason (LSF's orphan
+        termination, Slurm's invalid dependency) gets the same metadata."""
         jobs = self.executor._jobs
         doomed = []
-        for record in self.executor.active_jobs.values():
+        for record in jobs.values():
+            if not record.depends_on or "dependency_failed" in record.metadata:
+                continue
+            if record.status.is_terminal and record.has_started:
+                continue
             for dep_id in record.depends_on:
                 dep = jobs.get(dep_id)
                 if dep is not None and dep.status.is_terminal and dep.status is not JobStatus.DONE:
@@ -160,12 +166,15 @@ class JobMonitor:
                     break
         for record, dep_id in doomed:
             record.metadata["dependency_failed"] = dep_id
+            if record.status.is_terminal:
+                continue
             record.finish_time = record.finish_time or utcnow()
             record.advance(JobStatus.FAILED)
             logger.info("job %s cannot run: dependency %s did not succeed", record.job_id, dep_id)
             self._spawn(
                 self.executor.cancel(record.job_id), f"cancel-{record.job_id}", record.job_id
             )
+        self.executor.persist(record for record, _ in doomed)
 
     async def _check_zombies(self) -> None:
         limit = self.executor.config.zombie_timeout_minutes * 60
