@@ -1,0 +1,12 @@
+"""Test helpers for code that drives LSF: a simulator of the LSF 10.1 commands.
+
+``install_simulator(path)`` creates a simulated cluster whose ``bsub``, ``bjobs``,
+``bkill`` and ``bhist`` live in ``path/bin``; the pytest fixture ``lsf_simulator``
+(plugin ``cluster_api.testing.plugin``) does it per test and puts them on ``PATH``.
+"""
+
+from __future__ import annotations
+
+from cluster_api.testing.simulator import Call, LSFSimulator, install_simulator
+
+__all__ = ["Call", "LSFSimulator", "install_simulator"]
