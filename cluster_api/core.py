@@ -28,6 +28,7 @@ from .config import ClusterConfig
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
 from .journal import Journal
 from .models import (
+    TERMINAL_STATUSES,
     ArrayElement,
     JobRecord,
     JobStatus,
@@ -139,15 +140,22 @@ class Executor(ABC):
     @property
     def active_jobs(self) -> dict[str, JobRecord]:
         """Tracked records that are not terminal yet."""
-        return {k: r for k, r in self._jobs.items() if not r.status.is_terminal}
+        return {k: r for k, r in self._jobs.items() if r.status not in TERMINAL_STATUSES}
 
     def track(self, job_id: str, status: JobStatus = JobStatus.PENDING) -> JobRecord:
-        """Start tracking a job submitted elsewhere; returns its (possibly existing) record."""
+        """Start tracking a job submitted elsewhere; returns its (possibly existing) record.
+
+        With a journal, a job recorded there comes back as it was recorded."""
         job_id = str(job_id)
         check_single_line("job_id", job_id)
         existing = self._jobs.get(job_id)
         if existing is not None:
             return existing
+        journalled = self._journal.get(job_id) if self._journal is not None else None
+        if journalled is not None:  # known from an earlier process: keep all it knew
+            journalled.metadata["reconnected"] = True
+            self._register(journalled)
+            return journalled
         record = JobRecord(job_id=job_id, name="", command="", status=JobStatus(status))
         record.metadata["tracked"] = True
         self._register(record)
@@ -415,19 +423,33 @@ class Executor(ABC):
             interval = now - self._last_poll_ok
         self._last_poll_ok, self._last_poll_failed = now, False
 
-        before = {job_id: _progress_mark(record) for job_id, record in active.items()}
+        jobs, elements, unseen = result.jobs, result.elements, self._unseen_seconds
+        changed: list[JobRecord] = []
         missing: list[JobRecord] = []
         for job_id, record in active.items():
-            if result.seen(job_id):
-                self._unseen_seconds.pop(job_id, None)
-                self._apply(record, result)
-                if record.is_array and not record.status.is_terminal:
-                    self._resolve_from_exit_files(record, result.elements.get(job_id, {}))
+            if job_id in jobs or job_id in elements:
+                if unseen:
+                    unseen.pop(job_id, None)
+                if self._apply(record, result):
+                    changed.append(record)
+                reported = elements.get(job_id)
+                if (
+                    reported is not None
+                    and len(reported) < len(record.array_elements)
+                    and not record.status.is_terminal
+                ):
+                    done = record.completed_elements
+                    self._resolve_from_exit_files(record, reported)
+                    if record.completed_elements != done:
+                        changed.append(record)
             else:
-                self._unseen_seconds[job_id] = self._unseen_seconds.get(job_id, 0.0) + interval
+                unseen[job_id] = unseen.get(job_id, 0.0) + interval
                 missing.append(record)
         for record in missing:
+            mark = (record.status, record.completed_elements)
             self._resolve_from_exit_files(record, {})
+            if (record.status, record.completed_elements) != mark:
+                changed.append(record)
         lost = [
             r
             for r in missing
@@ -438,7 +460,9 @@ class Executor(ABC):
         if lost:
             self._history_asked.update(r.job_id for r in lost)
             await self.recover_lost(lost)
-        self.persist(r for job_id, r in active.items() if _progress_mark(r) != before[job_id])
+            changed.extend(lost)
+        if changed:
+            self.persist(dict.fromkeys(changed))
         return {job_id: record.status for job_id, record in active.items()}
 
     async def recover_lost(self, records: list[JobRecord]) -> None:
@@ -450,24 +474,31 @@ class Executor(ABC):
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
         """Ask the scheduler about every job in ``active`` in one command."""
 
-    def _apply(self, record: JobRecord, result: QueryResult) -> None:
-        killed = record.job_id in self._cancel_requested
-        if record.job_id in result.jobs:
-            obs = result.jobs[record.job_id]
+    def _apply(self, record: JobRecord, result: QueryResult) -> bool:
+        """Apply what the query said about one job; return whether anything the journal
+        keeps (its status, an element's status) changed."""
+        job_id = record.job_id
+        killed = job_id in self._cancel_requested
+        changed = False
+        obs = result.jobs.get(job_id)
+        if obs is not None:
             if killed and obs.status is JobStatus.FAILED:
                 obs.status = JobStatus.KILLED
-            update_record(record, obs)
-        if record.job_id in result.elements:
-            for index, obs in result.elements[record.job_id].items():
+            changed = update_record(record, obs)
+        elements = result.elements.get(job_id)
+        if elements:
+            array = record.array_elements
+            for index, obs in elements.items():
                 if killed and obs.status is JobStatus.FAILED:
                     obs.status = JobStatus.KILLED
-                element = record.array_elements.get(index)
+                element = array.get(index)
                 if element is None:
-                    element = record.array_elements[index] = ArrayElement(index=index)
-                update_element(element, obs)
+                    element = array[index] = ArrayElement(index=index)
+                changed = update_element(element, obs) or changed
                 if obs.reason and obs.status is JobStatus.FAILED:
                     record.metadata.setdefault("exit_reason", obs.reason)
             roll_up_array(record)
+        return changed
 
     def _resolve_from_exit_files(self, record: JobRecord, reported: Mapping[int, Any]) -> None:
         """Finish a job (or the elements the scheduler no longer reports) from the exit
@@ -701,31 +732,41 @@ def read_exit_file(path: str) -> int | None:
         return None
 
 
-def _progress_mark(record: JobRecord) -> tuple[JobStatus, int]:
-    """What must change for a record to be worth writing to the journal again."""
-    return (record.status, record.completed_elements if record.is_array else 0)
+def update_element(element: ArrayElement, obs: Observation) -> bool:
+    """Apply an observation to an array element; return whether its status changed."""
+    old, new = element.status, obs.status
+    if new is not old and not can_advance(old, new):
+        return False
+    _copy_details(element, obs)
+    element.status = new
+    return new is not old
 
 
-def update_element(element: ArrayElement, obs: Observation) -> None:
-    if obs.status is not element.status and not can_advance(element.status, obs.status):
-        return
-    element.status = obs.status
-    for name in ("exit_code", "exec_host", "max_mem", "submit_time", "start_time", "finish_time"):
-        value = getattr(obs, name)
-        if value is not None:
-            setattr(element, name, value)
-
-
-def update_record(record: JobRecord, obs: Observation) -> None:
-    if obs.status is not record.status and not can_advance(record.status, obs.status):
-        return
-    for name in ("exit_code", "exec_host", "max_mem", "submit_time", "start_time", "finish_time"):
-        value = getattr(obs, name)
-        if value is not None:
-            setattr(record, name, value)
-    if obs.reason and obs.status.is_terminal and obs.status is not JobStatus.DONE:
+def update_record(record: JobRecord, obs: Observation) -> bool:
+    """Apply an observation to a plain job; return whether its status changed."""
+    old, new = record.status, obs.status
+    if new is not old and not can_advance(old, new):
+        return False
+    _copy_details(record, obs)
+    if obs.reason and new is not JobStatus.DONE and new.is_terminal:
         record.metadata["exit_reason"] = obs.reason
-    record.advance(obs.status)
+    return record.advance(new)
+
+
+def _copy_details(target: JobRecord | ArrayElement, obs: Observation) -> None:
+    # Explicit fields, not a getattr loop: this runs once per job per poll.
+    if obs.exit_code is not None:
+        target.exit_code = obs.exit_code
+    if obs.exec_host is not None:
+        target.exec_host = obs.exec_host
+    if obs.max_mem is not None:
+        target.max_mem = obs.max_mem
+    if obs.submit_time is not None:
+        target.submit_time = obs.submit_time
+    if obs.start_time is not None:
+        target.start_time = obs.start_time
+    if obs.finish_time is not None:
+        target.finish_time = obs.finish_time
 
 
 def roll_up_array(record: JobRecord) -> None:

@@ -27,10 +27,10 @@ class JobStatus(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
 
-_TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.KILLED})
+TERMINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.KILLED})
 # A status may only move forward along this order, so a late or stale scheduler answer
 # can never resurrect a finished job or send a running one back to the queue.
 _RANK = {

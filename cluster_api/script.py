@@ -96,6 +96,9 @@ def exit_record_lines(script_path: str, is_array: bool) -> list[str]:
     return [
         f"{EXIT_FILE_VAR}={target}",
         f'trap \'echo "$?" > "${EXIT_FILE_VAR}"\' EXIT',
+        # Bash killed by a signal would record the status of its last command; leaving
+        # through these traps records 128+signal, as a scheduler reports it.
+        "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM",
     ]
 
 

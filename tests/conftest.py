@@ -35,7 +35,9 @@ def lsf(work_dir: str) -> LSFExecutor:
 
 @pytest.fixture
 def local(work_dir: str) -> LocalExecutor:
-    return LocalExecutor(ClusterConfig(executor="local", log_directory=work_dir, poll_interval=0.05))
+    return LocalExecutor(
+        ClusterConfig(executor="local", log_directory=work_dir, poll_interval=0.05)
+    )
 
 
 def bjobs_json(*records: dict[str, str]) -> str:

@@ -19,17 +19,21 @@ ENTRY_POINT_GROUP = "cluster_api.executors"
 _BUILTIN = {
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
+    "slurm": "cluster_api.executors.slurm:SlurmExecutor",
 }
 
 
 def _targets() -> dict[str, str]:
-    targets = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    for name, target in _BUILTIN.items():
-        if targets.get(name, target) != target:
+    targets: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        builtin = _BUILTIN.get(ep.name)
+        if builtin is not None and ep.value != builtin:
             logger.warning(
-                "ignoring entry point %r=%s: %r is a built-in executor", name, targets[name], name
+                "ignoring entry point %r=%s: %r is a built-in executor", ep.name, ep.value, ep.name
             )
-        targets[name] = target
+            continue
+        targets[ep.name] = ep.value
+    targets.update(_BUILTIN)
     return targets
 
 

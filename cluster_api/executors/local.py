@@ -35,6 +35,9 @@ logger = logging.getLogger("cluster_api")
 
 # Seconds between SIGTERM and SIGKILL when cancelling, as schedulers do.
 KILL_GRACE_SECONDS = 5.0
+# Processes running at once: like a batch scheduler's slots, so a burst of submissions
+# queues instead of forking thousands of processes (and starving the event loop).
+MAX_RUNNING = max(8, 4 * (os.cpu_count() or 1))
 _MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TMPDIR")
 
 
@@ -52,6 +55,8 @@ class LocalExecutor(Executor):
         self._processes: dict[tuple[str, int | None], subprocess.Popen[bytes]] = {}
         self._as_done: set[str] = set()
         self._state = asyncio.Condition()
+        self._slots = asyncio.Semaphore(MAX_RUNNING)
+        self._cancel_events: dict[str, asyncio.Event] = {}
         self._host = socket.gethostname()
 
     @classmethod
@@ -99,6 +104,7 @@ class LocalExecutor(Executor):
             record.advance(JobStatus.FAILED)
         finally:
             self._runners.pop(record.job_id, None)
+            self._cancel_events.pop(record.job_id, None)
             self.persist([record])
             await self._changed_state()
 
@@ -127,30 +133,61 @@ class LocalExecutor(Executor):
         return True
 
     async def _run_single(self, record: JobRecord, spec: JobSpec) -> None:
-        if record.job_id in self._cancel_requested:
+        if not await self._take_slot(record.job_id):
             record.finish_time = utcnow()
             record.advance(JobStatus.KILLED)
             return
-        record.start_time, record.exec_host = utcnow(), self._host
-        record.advance(JobStatus.RUNNING)
-        await self._changed_state()
-        obs = await self._run_process(record, spec, None)
-        update_record(record, obs)
+        try:
+            record.start_time, record.exec_host = utcnow(), self._host
+            record.advance(JobStatus.RUNNING)
+            await self._changed_state()
+            obs = await self._run_process(record, spec, None)
+            update_record(record, obs)
+        finally:
+            self._slots.release()
 
     async def _run_element(
         self, record: JobRecord, spec: JobSpec, element: ArrayElement, limit: asyncio.Semaphore
     ) -> None:
         async with limit:
-            if record.job_id in self._cancel_requested:
+            if not await self._take_slot(record.job_id):
                 update_element(element, Observation(JobStatus.KILLED, finish_time=utcnow()))
             else:
-                element.start_time, element.exec_host = utcnow(), self._host
-                update_element(element, Observation(JobStatus.RUNNING))
-                roll_up_array(record)
-                await self._changed_state()
-                update_element(element, await self._run_process(record, spec, element.index))
+                try:
+                    element.start_time, element.exec_host = utcnow(), self._host
+                    update_element(element, Observation(JobStatus.RUNNING))
+                    roll_up_array(record)
+                    await self._changed_state()
+                    obs = await self._run_process(record, spec, element.index)
+                    update_element(element, obs)
+                finally:
+                    self._slots.release()
             roll_up_array(record)
             await self._changed_state()
+
+    async def _take_slot(self, job_id: str) -> bool:
+        """Wait for one of the ``max_running`` process slots; False if the job was
+        cancelled first (a queued job is cancelled at once, not when a slot frees)."""
+        if job_id in self._cancel_requested:
+            return False
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        cancelled = self._cancel_events.setdefault(job_id, asyncio.Event())
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        watch = asyncio.ensure_future(cancelled.wait())
+        try:
+            await asyncio.wait({acquire, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        if acquire.done() and not acquire.cancelled():
+            if job_id in self._cancel_requested:
+                self._slots.release()
+                return False
+            return True
+        return False
 
     async def _run_process(
         self, record: JobRecord, spec: JobSpec, index: int | None
@@ -238,9 +275,19 @@ class LocalExecutor(Executor):
         if done:
             self._as_done.update(job_ids)
         wanted = set(job_ids)
+        for job_id in wanted:
+            event = self._cancel_events.get(job_id)
+            if event is not None:
+                event.set()
         targets = [p for (job_id, _), p in self._processes.items() if job_id in wanted]
         for proc in targets:
             terminate_process_group(proc.pid, signal.SIGTERM)
+        # Jobs adopted from the journal run in process groups another process started.
+        for job_id in wanted - set(self._runners):
+            record = self._jobs.get(job_id)
+            for pid in _pids(record) if record is not None else []:
+                if _alive(pid):
+                    terminate_process_group(pid, signal.SIGTERM)
         await self._changed_state()
         if targets:
             asyncio.get_running_loop().call_later(KILL_GRACE_SECONDS, _kill_survivors, targets)

@@ -12,7 +12,9 @@ import json
 import logging
 import re
 import shlex
-from datetime import datetime, timezone
+import time
+from collections.abc import Container
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..core import (
@@ -180,11 +182,17 @@ def parse_bjobs_json(text: str) -> list[dict[str, Any]]:
 
 
 def _text(record: dict[str, Any], key: str) -> str | None:
+    """A bjobs value, or None when it is empty (``""``/``"-"``). Hot: called ~10x a job."""
     value = record.get(key)
-    if value is None:
+    if not value:
         return None
-    value = str(value).strip()
-    return None if value in ("", "-") else value
+    if value.__class__ is not str:
+        value = str(value)
+    if value[0] == " " or value[-1] == " ":
+        value = value.strip()
+    if not value or value == "-":
+        return None
+    return value
 
 
 _MONTHS = {
@@ -193,10 +201,46 @@ _MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
-_TIME = re.compile(
-    r"^(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<h>\d{1,2}):(?P<m>\d{2})"
-    r"(?::(?P<s>\d{2}))?(?:\s+(?P<year>\d{4}))?(?:\s+[LEX])?$"
-)
+
+
+_OFFSETS: dict[tuple[int, int, int, int], timedelta] = {}
+_OFFSETS_ZONE: list[object] = [None]
+
+
+def _utc_offset(year: int, month: int, day: int, hour: int) -> timedelta:
+    """This machine's UTC offset at a local hour, cached (a poll meets few distinct hours)
+    and forgotten when the process's time zone changes."""
+    zone = (time.timezone, time.altzone, time.tzname)
+    if _OFFSETS_ZONE[0] != zone:
+        _OFFSETS.clear()
+        _OFFSETS_ZONE[0] = zone
+    key = (year, month, day, hour)
+    offset = _OFFSETS.get(key)
+    if offset is None:
+        offset = datetime(year, month, day, hour).astimezone().utcoffset() or timedelta(0)
+        _OFFSETS[key] = offset
+    return offset
+
+
+def _split_time(value: str) -> tuple[int, int, int, int, int, int | None] | None:
+    """``Nov 22 10:31[:17] [2026] [L]`` as (month, day, hour, minute, second, year)."""
+    parts = value.split()
+    if not 3 <= len(parts) <= 5:
+        return None
+    month = _MONTHS.get(parts[0])
+    clock = parts[2].split(":")
+    if month is None or not parts[1].isdigit() or not 2 <= len(clock) <= 3:
+        return None
+    if not all(c.isdigit() and len(c) <= 2 for c in clock):
+        return None
+    year = None
+    rest = parts[3:]
+    if rest and rest[0].isdigit() and len(rest[0]) == 4:
+        year = int(rest.pop(0))
+    if rest and (len(rest) > 1 or rest[0] not in ("L", "E", "X")):
+        return None
+    second = int(clock[2]) if len(clock) == 3 else 0
+    return month, int(parts[1]), int(clock[0]), int(clock[1]), second, year
 
 
 def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime | None:
@@ -205,89 +249,141 @@ def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime |
     Without a year (sites without ``LSB_DISPLAY_YEAR=Y``) the most recent such date not
     more than a day in the future is meant, which is right across New Year.
     """
-    if not value:
+    if not value or value.__class__ is not str:
         return None
-    match = _TIME.match(value.strip())
-    if match is None or match["mon"] not in _MONTHS:
+    fields = _split_time(value)
+    if fields is None:
         return None
-    local_now = (now or datetime.now(timezone.utc)).astimezone()
-    year = int(match["year"]) if match["year"] else local_now.year
+    month, day, hour, minute, second, year = fields
     try:
-        moment = datetime(
-            year,
-            _MONTHS[match["mon"]],
-            int(match["day"]),
-            int(match["h"]),
-            int(match["m"]),
-            int(match["s"] or 0),
-        )
-    except ValueError:
+        if year is not None:
+            return _to_utc(year, month, day, hour, minute, second)
+        now = now or datetime.now(timezone.utc)
+        result = _to_utc(now.year, month, day, hour, minute, second)
+        if (result - now).days >= 1:
+            result = _to_utc(now.year - 1, month, day, hour, minute, second)
+        return result
+    except (ValueError, OverflowError):
         return None
-    aware = moment.astimezone()  # naive -> local time zone
-    if not match["year"] and (aware - local_now).days >= 1:
-        try:
-            aware = moment.replace(year=year - 1).astimezone()
-        except ValueError:
-            return None
-    return aware.astimezone(timezone.utc)
 
 
-def _exit_code(record: dict[str, Any], status: JobStatus) -> int | None:
-    raw = _text(record, "EXIT_CODE")
-    if raw is not None:
+def _to_utc(year: int, month: int, day: int, hour: int, minute: int, sec: int) -> datetime:
+    local = datetime(year, month, day, hour, minute, sec, tzinfo=timezone.utc)
+    return local - _utc_offset(year, month, day, hour)
+
+
+_EMPTY = frozenset({"", "-"})
+_UNSET: Any = object()
+
+
+def _exit_code(value: str | None, status: JobStatus) -> int | None:
+    if value is not None:
         try:
-            return int(raw)
+            return int(value)
         except ValueError:
             return None
     return 0 if status is JobStatus.DONE else None
 
 
+_PENDING, _DONE, _FAILED, _KILLED = (
+    JobStatus.PENDING,
+    JobStatus.DONE,
+    JobStatus.FAILED,
+    JobStatus.KILLED,
+)
+
+
 def observation_from_record(
-    record: dict[str, Any], now: datetime | None = None
+    record: dict[str, Any],
+    now: datetime | None = None,
+    times: dict[str, datetime | None] | None = None,
 ) -> Observation | None:
-    """One bjobs record as an Observation (None for a record we cannot read)."""
-    stat = _text(record, "STAT")
-    status = _STATUS.get(stat or "")
+    """One bjobs record as an Observation (None for a record we cannot read).
+
+    ``times`` caches parsed time strings across the records of one answer: thousands of
+    jobs share a handful of submit and start times. This runs once per job per poll, so
+    it reads each field once, inline; bjobs values are strings, anything else is empty.
+    """
+    get = record.get
+    stat = get("STAT")
+    status = _STATUS.get(stat) if stat.__class__ is str else None
     if status is None:
         return None
-    reason = _text(record, "EXIT_REASON")
-    if status is JobStatus.FAILED and reason and any(k in reason for k in _KILL_REASONS):
-        status = JobStatus.KILLED
-    return Observation(
-        status=status,
-        exit_code=_exit_code(record, status) if status.is_terminal else None,
-        exec_host=_text(record, "EXEC_HOST"),
-        max_mem=_text(record, "MAX_MEM"),
-        submit_time=parse_lsf_time(_text(record, "SUBMIT_TIME"), now),
-        start_time=parse_lsf_time(_text(record, "START_TIME"), now),
-        finish_time=parse_lsf_time(_text(record, "FINISH_TIME"), now),
-        reason=reason,
-    )
+    cache: dict[str, datetime | None] = {} if times is None else times
+    # Straight-line on purpose (no loops, no helper calls): ~3x faster at 100k jobs.
+    reason = get("EXIT_REASON")
+    if reason.__class__ is not str or reason in _EMPTY:
+        reason = None
+    host = get("EXEC_HOST")
+    if host.__class__ is not str or host in _EMPTY:
+        host = None
+    mem = get("MAX_MEM")
+    if mem.__class__ is not str or mem in _EMPTY:
+        mem = None
+    terminal = status is _DONE or status is _FAILED or status is _KILLED
+    if status is _FAILED and reason and any(k in reason for k in _KILL_REASONS):
+        status = _KILLED
+    code = None
+    if terminal:
+        text = get("EXIT_CODE")
+        code = _exit_code(None if text.__class__ is not str or text in _EMPTY else text, status)
+    submit_time = start_time = finish_time = None
+    text = get("SUBMIT_TIME")
+    if text.__class__ is str and text not in _EMPTY:
+        submit_time = cache.get(text, _UNSET)
+        if submit_time is _UNSET:
+            submit_time = cache[text] = parse_lsf_time(text, now)
+    # A pending job's START_TIME and a running job's FINISH_TIME are estimates.
+    if status is not _PENDING:
+        text = get("START_TIME")
+        if text.__class__ is str and text not in _EMPTY:
+            start_time = cache.get(text, _UNSET)
+            if start_time is _UNSET:
+                start_time = cache[text] = parse_lsf_time(text, now)
+    if terminal:
+        text = get("FINISH_TIME")
+        if text.__class__ is str and text not in _EMPTY:
+            finish_time = cache.get(text, _UNSET)
+            if finish_time is _UNSET:
+                finish_time = cache[text] = parse_lsf_time(text, now)
+    return Observation(status, code, host, mem, submit_time, start_time, finish_time, reason)
 
 
-def query_result_from_records(records: list[dict[str, Any]]) -> QueryResult:
-    """Sort bjobs records into plain jobs, array elements and unknown ids."""
+def query_result_from_records(
+    records: list[dict[str, Any]], wanted: Container[str] | None = None
+) -> QueryResult:
+    """Sort bjobs records into plain jobs, array elements and unknown ids, keeping only
+    the ``wanted`` job ids when given (a by-name query also returns jobs we don't track)."""
     result = QueryResult()
+    jobs, elements = result.jobs, result.elements
     now = datetime.now(timezone.utc)
+    times: dict[str, datetime | None] = {}
     for record in records:
-        job_id = _text(record, "JOBID")
-        if job_id is None:
+        job_id = record.get("JOBID")
+        if job_id.__class__ is not str or not job_id:
             continue
-        job_id = job_id.split("[", 1)[0]
+        if "[" in job_id:
+            job_id = job_id.split("[", 1)[0]
+        if wanted is not None and job_id not in wanted:
+            continue
         if "ERROR" in record:
             result.not_found.add(job_id)
             continue
-        obs = observation_from_record(record, now)
+        obs = observation_from_record(record, now, times)
         if obs is None:
             continue
+        index_text = record.get("JOBINDEX")
+        if index_text is None or index_text == "0" or index_text == "":
+            jobs[job_id] = obs
+            continue
         try:
-            index = int(_text(record, "JOBINDEX") or "0")
-        except ValueError:
+            index = int(index_text)
+        except (TypeError, ValueError):
             continue
         if index == 0:
-            result.jobs[job_id] = obs
+            jobs[job_id] = obs
         else:
-            result.elements.setdefault(job_id, {})[index] = obs
+            elements.setdefault(job_id, {})[index] = obs
     return result
 
 
@@ -327,6 +423,10 @@ class LSFExecutor(Executor):
 
     def _header_for(self, spec: JobSpec) -> list[str]:
         return lsf_header(spec, self.config)
+
+    def _validate(self, spec: JobSpec) -> None:
+        if spec.array_range is not None and spec.array_range[0] < 1:
+            raise ValueError(f"LSF array indices start at 1, got array_range {spec.array_range!r}")
 
     def _submit_env(self) -> dict[str, str]:
         return {"LSB_JOB_REPORT_MAIL": "N"} if self.config.suppress_job_email else {}
@@ -392,8 +492,12 @@ class LSFExecutor(Executor):
         ids = list(active)
         if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
             return argv + ids
+        # Too many ids for one argv: ask by name prefix when every job carries it, else
+        # for all of the user's jobs; either way still one command.
         prefix = self.config.job_name_prefix
-        return argv + (["-J", f"{prefix}-*"] if prefix else [])
+        if prefix and all(r.name.startswith(f"{prefix}-") for r in active.values()):
+            return [*argv, "-J", f"{prefix}-*"]
+        return argv
 
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
         try:
@@ -403,7 +507,7 @@ class LSFExecutor(Executor):
             if "{" not in exc.stdout:
                 raise
             out = exc.stdout
-        return query_result_from_records(parse_bjobs_json(out))
+        return query_result_from_records(parse_bjobs_json(out), active)
 
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
         flag = ["-d"] if done else []
@@ -455,6 +559,7 @@ class LSFExecutor(Executor):
         argv = [
             "bjobs",
             *(["-u", "all"] if self.config.poll_all_users else []),
+            "-a",
             "-o",
             BJOBS_FIELDS,
             "-json",
@@ -480,7 +585,7 @@ class LSFExecutor(Executor):
                 names[job_id] = re.sub(r"\[\d+\]$", "", name)
         adopted = []
         for job_id in sorted({*result.jobs, *result.elements}, key=_numeric):
-            if job_id in self._jobs:
+            if job_id in self._jobs or _finished(result, job_id):
                 continue
             record = JobRecord(job_id=job_id, name=names.get(job_id, ""), command="")
             record.metadata["reconnected"] = True
@@ -491,6 +596,14 @@ class LSFExecutor(Executor):
             self._apply(record, result)
             adopted.append(record)
         return adopted
+
+
+def _finished(result: QueryResult, job_id: str) -> bool:
+    """True when the job (every element of an array) has ended: nothing to reconnect to."""
+    plain = result.jobs.get(job_id)
+    if plain is not None:
+        return plain.status.is_terminal
+    return all(obs.status.is_terminal for obs in result.elements.get(job_id, {}).values())
 
 
 def _numeric(job_id: str) -> tuple[int, str]:
