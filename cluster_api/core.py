@@ -748,7 +748,9 @@ def update_record(record: JobRecord, obs: Observation) -> bool:
     if new is not old and not can_advance(old, new):
         return False
     _copy_details(record, obs)
-    if obs.reason and new is not JobStatus.DONE and new.is_terminal:
+    if new is old:
+        return False
+    if new in TERMINAL_STATUSES and new is not JobStatus.DONE and obs.reason:
         record.metadata["exit_reason"] = obs.reason
     return record.advance(new)
 
