@@ -193,8 +193,13 @@ class Executor(ABC):
         (for executors that learn of exits directly, like the local one)."""
         if self._changed is None:
             self._changed = asyncio.Event()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        # asyncio.wait, not wait_for: wait_for may swallow a cancellation that arrives
+        # together with the event (Python 3.11), and stop() must always be able to cancel.
+        waiter = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
         self._changed.clear()
 
     # -- submission --------------------------------------------------------------------

@@ -99,7 +99,7 @@ class JobMonitor:
         await self.stop()
 
     async def _loop(self) -> None:
-        while True:
+        while self._task is not None:
             ok = await self.run_cycle()
             await self.executor.wait_for_change(self._next_delay(ok))
 

@@ -235,9 +235,12 @@ class LSFSimulator:
     def max_concurrency(self, command: str | None = None) -> int:
         """Peak number of invocations (of ``command``, or of all) running at once."""
         now = time.time()
+        # Starts come from /proc in clock ticks, rounded down by up to one tick: without
+        # this allowance a call that began just after another ended would count as overlap.
+        tick = 1.0 / os.sysconf("SC_CLK_TCK")
         events: list[tuple[float, int]] = []
         for call in self.calls(command):
-            events.append((call.start, 1))
+            events.append((call.start + tick, 1))
             events.append((call.end if call.end is not None else now, -1))
         events.sort(key=lambda event: (event[0], event[1]))
         peak = current = 0
