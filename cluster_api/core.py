@@ -585,6 +585,20 @@ class Executor(ABC):
     async def _cancel_name_pattern(self, pattern: str) -> None:
         """Cancel the jobs whose scheduler-side name matches ``pattern``."""
 
+    async def _run_batches(self, argv: Sequence[str], ids: Sequence[str], size: int) -> None:
+        """Run ``argv + batch`` for batches of at most ``size`` ids, concurrently (still at
+        most ``max_concurrent_commands`` at once). A batch that fails is logged: cancel
+        commands exit non-zero when some jobs had already ended, the others were still
+        cancelled, and the next poll tells the truth about each."""
+
+        async def one(batch: Sequence[str]) -> None:
+            try:
+                await self._run([*argv, *batch])
+            except CommandFailedError as exc:
+                logger.info("%s reported: %s", argv[0], exc)
+
+        await asyncio.gather(*(one(ids[i : i + size]) for i in range(0, len(ids), size)))
+
     # -- reconnection ------------------------------------------------------------------
     async def reconnect(self) -> list[JobRecord]:
         """Track again this prefix's unfinished jobs, then poll once.

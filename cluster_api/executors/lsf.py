@@ -510,15 +510,7 @@ class LSFExecutor(Executor):
         return query_result_from_records(parse_bjobs_json(out), active)
 
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
-        flag = ["-d"] if done else []
-        for start in range(0, len(job_ids), KILL_BATCH):
-            batch = job_ids[start : start + KILL_BATCH]
-            try:
-                await self._run(["bkill", *flag, *batch])
-            except CommandFailedError as exc:
-                # bkill exits non-zero when some jobs had already finished; the rest
-                # were still killed, and the next poll tells the truth about each.
-                logger.info("bkill reported: %s", exc)
+        await self._run_batches(["bkill", *(["-d"] if done else [])], job_ids, KILL_BATCH)
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         try:

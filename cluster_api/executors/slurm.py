@@ -800,14 +800,7 @@ class SlurmExecutor(Executor):
         ids = [i for i in job_ids if _JOB_ID.match(i)]
         for bad in sorted(set(job_ids) - set(ids)):
             logger.warning("not a Slurm job id, not cancelled: %r", bad)
-        for start in range(0, len(ids), CANCEL_BATCH):
-            batch = ids[start : start + CANCEL_BATCH]
-            try:
-                await self._run(["scancel", *batch])
-            except CommandFailedError as exc:
-                # Some versions complain about jobs that already ended; the others were
-                # still cancelled, and the next poll tells the truth about each.
-                logger.info("scancel reported: %s", exc)
+        await self._run_batches(["scancel"], ids, CANCEL_BATCH)
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         """scancel --name takes exact names only: list the user's unfinished jobs, match
