@@ -782,7 +782,8 @@ def _copy_details(target: JobRecord | ArrayElement, obs: Observation) -> None:
         target.exec_host = obs.exec_host
     if obs.max_mem is not None:
         target.max_mem = obs.max_mem
-    if obs.submit_time is not None:
+    if obs.submit_time is not None and target.submit_time is None:
+        # The time recorded at submission is exact; LSF shows whole minutes, maybe no year.
         target.submit_time = obs.submit_time
     if obs.start_time is not None:
         target.start_time = obs.start_time

@@ -29,6 +29,7 @@ from ..core import (
     utcnow,
 )
 from ..models import ArrayElement, JobRecord, JobStatus
+from ..script import exit_file_path
 from ..units import parse_walltime_seconds
 
 logger = logging.getLogger("cluster_api")
@@ -267,7 +268,9 @@ class LocalExecutor(Executor):
         for job_id, record in active.items():
             if job_id in self._runners:
                 result.jobs[job_id] = Observation(record.status)
-            elif any(_alive(pid) for pid in _pids(record)):
+            elif not _exit_recorded(record) and any(
+                _is_job_process(pid, record) for pid in _pids(record)
+            ):
                 result.jobs[job_id] = Observation(JobStatus.RUNNING)
         return result
 
@@ -286,7 +289,7 @@ class LocalExecutor(Executor):
         for job_id in wanted - set(self._runners):
             record = self._jobs.get(job_id)
             for pid in _pids(record) if record is not None else []:
-                if _alive(pid):
+                if record is not None and _is_job_process(pid, record):
                     terminate_process_group(pid, signal.SIGTERM)
         await self._changed_state()
         if targets:
@@ -330,6 +333,28 @@ async def _exited(proc: subprocess.Popen[bytes]) -> None:
 def _pids(record: JobRecord) -> list[int]:
     pids = [record.metadata.get("pid"), *(record.metadata.get("pids") or {}).values()]
     return [p for p in pids if isinstance(p, int)]
+
+
+def _exit_recorded(record: JobRecord) -> bool:
+    """True when a plain job's script already wrote its exit file (it has ended, even if
+    its process is not reaped yet)."""
+    if record.script_path is None or record.is_array:
+        return False
+    return os.path.exists(exit_file_path(record.script_path))
+
+
+def _is_job_process(pid: int, record: JobRecord) -> bool:
+    """Whether ``pid`` is still this job's process, not a reused pid: its command line
+    names the job's script (where /proc cannot say, a live pid is trusted)."""
+    if not _alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return True
+    script = record.script_path
+    return script is None or script.encode() in cmdline
 
 
 def _alive(pid: int) -> bool:

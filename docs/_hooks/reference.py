@@ -1,0 +1,228 @@
+"""MkDocs hook: pages generated from the code, so the docs cannot drift from it.
+
+Markers in the Markdown sources are replaced at build time:
+
+``<!-- config-reference -->``
+    a table of every :class:`cluster_api.ClusterConfig` field with its type, default
+    and the one-line description from :data:`CONFIG_DESCRIPTIONS` below. The build
+    fails when a field has no description (or a description names no field), and so
+    does the test suite (``tests/test_cli.py``).
+``<!-- directives:NAME -->``
+    for executor ``NAME``, the directive lines each ``ResourceSpec`` field produces,
+    computed by calling the executor's ``build_header``.
+``<!-- cli-help:COMMAND -->``
+    the ``--help`` text of ``cluster-api COMMAND`` (``-`` for the top level).
+``<!-- lsfsim-settings -->``
+    the LSF simulator's settings with their defaults (from ``lsfsim.DEFAULT_SETTINGS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # build from a checkout without installing it
+    sys.path.insert(0, str(ROOT))
+
+#: One line per ClusterConfig field. Every field must have one: tests check it.
+CONFIG_DESCRIPTIONS: dict[str, str] = {
+    "executor": "Which scheduler runs the jobs: `local`, `lsf`, `slurm` or a plugin's name.",
+    "cpus": "Default CPU cores per job (a `ResourceSpec` value wins).",
+    "gpus": "Default GPUs per job.",
+    "memory": 'Default memory per job, e.g. `"8 GB"`, `"512 MB"` (binary units).',
+    "walltime": "Default run-time limit, `[D-]HH:MM[:SS]`; the local executor enforces it too.",
+    "queue": "Default queue (LSF) or partition (Slurm).",
+    "account": "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm).",
+    "poll_interval": "Seconds between two status queries of the monitor (> 0).",
+    "log_directory": "Folder for the library's own files, including the job journal.",
+    "job_name_prefix": "Prefix of every job name (`capi-NAME`); how `reconnect()` finds "
+    "your jobs. `null` for none.",
+    "shebang": "First line of every job script (must start with `#!`).",
+    "script_prologue": "Lines run before every job's command (e.g. `module load ...`).",
+    "script_epilogue": "Lines run after every job's command; the job keeps the command's "
+    "exit status.",
+    "extra_directives": "Directive lines appended verbatim to every script "
+    '(write the whole line: `"#BSUB -P proj"`).',
+    "directives_skip": "Drop generated directive lines containing any of these substrings.",
+    "extra_args": "Arguments appended to every submit command (`bsub`, `sbatch`).",
+    "use_stdin": "LSF: submit as `bsub < script.sh` (directives read from the script).",
+    "lsf_units": "LSF: unit of memory limits, as the site's `LSF_UNIT_FOR_LIMITS` "
+    "(KB, MB, GB, TB).",
+    "suppress_job_email": "LSF: set `LSB_JOB_REPORT_MAIL=N` so finished jobs send no mail.",
+    "command_timeout": "Seconds before a scheduler command is killed and counts as failed.",
+    "zombie_timeout_minutes": "Minutes a job may go unseen by the scheduler before it is "
+    "marked FAILED (zombie).",
+    "completed_retention_minutes": "Minutes a finished job stays tracked (after its "
+    "callbacks ran) before it is forgotten.",
+    "poll_all_users": "LSF: query with `bjobs -u all` (jobs submitted under another user).",
+    "max_concurrent_commands": "Most scheduler commands one executor runs at once.",
+    "journal": "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a "
+    "later process can `reconnect()` to it (the CLI always turns it on).",
+}
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    from cluster_api import ClusterConfig
+
+    return [f for f in dataclasses.fields(ClusterConfig) if f.name != "sources"]
+
+
+def description_problems() -> list[str]:
+    """Fields without a description and descriptions of no field (empty when in sync)."""
+    names = [f.name for f in _fields()]
+    problems = [
+        f"ClusterConfig.{n} has no description"
+        for n in names
+        if not CONFIG_DESCRIPTIONS.get(n, "").strip()
+    ]
+    problems += [
+        f"description of unknown field {k!r}" for k in CONFIG_DESCRIPTIONS if k not in names
+    ]
+    return problems
+
+
+def _yaml_value(value: Any) -> str:
+    text = yaml.safe_dump({"k": value}, default_flow_style=True, width=10**6).strip()
+    return text[len("{k: ") : -1]
+
+
+def config_reference() -> str:
+    """The Markdown table of every config field."""
+    problems = description_problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for f in _fields():
+        missing = f.default is dataclasses.MISSING
+        default = f.default_factory() if missing else f.default  # type: ignore[operator]
+        kind = str(f.type)
+        rows.append(
+            f"| `{f.name}` | `{kind}` | `{_yaml_value(default)}` | {CONFIG_DESCRIPTIONS[f.name]} |"
+        )
+    return "\n".join(rows)
+
+
+#: Example values used to show what each ResourceSpec field becomes.
+_EXAMPLES: dict[str, Any] = {
+    "cpus": 4,
+    "gpus": 1,
+    "memory": "8 GB",
+    "walltime": "01:30",
+    "queue": "short",
+    "account": "proj42",
+    "work_dir": "/scratch/me/run2",
+    "stdout_path": "/scratch/me/logs/out.log",
+    "stderr_path": "/scratch/me/logs/err.log",
+}
+_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive"}
+_BASE_DIR = "/scratch/me/run1"
+
+
+def directive_table(executor_name: str) -> str:
+    """What each ResourceSpec field adds to (or changes in) the header of a job ``demo``."""
+    from cluster_api import ClusterConfig, ResourceSpec
+    from cluster_api.executors import get_executor_class
+
+    try:
+        cls = get_executor_class(executor_name)
+    except ValueError as exc:
+        return (
+            f'!!! note "Not generated"\n    The `{executor_name}` executor cannot be loaded in '
+            f"this build ({exc}), so no example header is generated here."
+        )
+    executor = cls(ClusterConfig(executor=executor_name, job_name_prefix="capi"))
+
+    def header(**fields: Any) -> list[str]:
+        return executor.build_header("demo", ResourceSpec(**{"work_dir": _BASE_DIR, **fields}))
+
+    base = header()
+    if not base and not any(header(**{k: v}) for k, v in _EXAMPLES.items()):
+        return f"`{cls.__name__}.build_header()` returns no lines, whatever the resources."
+    examples = dict(_EXAMPLES)
+    examples["extra_directives"] = [_EXTRA_DIRECTIVE.get(executor_name, "--example")]
+    rows = ["| Field | Example | Header lines it adds or changes |", "| --- | --- | --- |"]
+    always = "<br>".join(f"`{line}`" for line in base) if base else "*(none)*"
+    rows.append(f'| (always) | `name="demo"`, `work_dir="{_BASE_DIR}"` | {always} |')
+    for name, value in examples.items():
+        lines = [line for line in header(**{name: value}) if line not in base]
+        shown = "<br>".join(f"`{line}`" for line in lines) if lines else "*(none)*"
+        rows.append(f"| `{name}` | `{value!r}` | {shown} |")
+    return "\n".join(rows)
+
+
+def cli_help(command: str) -> str:
+    """The ``--help`` text of ``cluster-api COMMAND`` as a code block."""
+    import argparse
+
+    from cluster_api.cli import build_parser
+
+    os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal width
+    parser = build_parser()
+    for word in [] if command == "-" else command.split():
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[word]
+    return f"```text\n{parser.format_help().rstrip()}\n```"
+
+
+#: What each setting of the LSF simulator means (``LSFSimulator.set(...)``).
+LSFSIM_SETTINGS: dict[str, str] = {
+    "clean_period": "seconds a finished job stays in `bjobs` (lsb.params `CLEAN_PERIOD`)",
+    "display_year": "year and seconds in times (lsf.conf `LSB_DISPLAY_YEAR`; the variable wins)",
+    "parse_script": "read the `#BSUB` lines of `bsub script.sh` (`LSB_BSUB_PARSE_SCRIPT`)",
+    "slots": "job slots of the whole cluster (`null`: unlimited); `-n` counts",
+    "unit_for_limits": "unit of a bare `-M` number (lsf.conf `LSF_UNIT_FOR_LIMITS`)",
+    "seconds_per_minute": "real seconds in one `-W` minute, to test run limits quickly",
+    "job_terminate_interval": "seconds from SIGINT/SIGTERM to SIGKILL when a job is killed",
+    "mem_sample_interval": "seconds between two samples of a running job's memory",
+    "max_array_size": "largest job array (lsb.params `MAX_JOB_ARRAY_SIZE`)",
+}
+
+
+def lsfsim_settings() -> str:
+    """The Markdown table of the simulator's settings and their defaults."""
+    from cluster_api.testing import lsfsim
+
+    defaults: dict[str, Any] = lsfsim.DEFAULT_SETTINGS
+    missing = sorted(set(defaults) - set(LSFSIM_SETTINGS))
+    if missing:
+        raise ValueError(f"LSF simulator settings without a description: {', '.join(missing)}")
+    rows = ["| Setting | Default | Meaning |", "| --- | --- | --- |"]
+    for name, default in defaults.items():
+        rows.append(f"| `{name}` | `{_yaml_value(default)}` | {LSFSIM_SETTINGS[name]} |")
+    return "\n".join(rows)
+
+
+_MARKER = re.compile(
+    r"<!--\s*(config-reference|lsfsim-settings|directives:(\w+)|cli-help:([\w -]+?))\s*-->"
+)
+
+
+def _replace(match: re.Match[str]) -> str:
+    if match[1] == "config-reference":
+        return config_reference()
+    if match[1] == "lsfsim-settings":
+        return lsfsim_settings()
+    if match[2]:
+        return directive_table(match[2])
+    return cli_help(match[3].strip())
+
+
+# -- mkdocs hook events ------------------------------------------------------------------
+def on_config(config: Any) -> Any:
+    problems = description_problems()
+    if problems:
+        from mkdocs.exceptions import PluginError
+
+        raise PluginError("config reference out of date: " + "; ".join(problems))
+    return config
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    return _MARKER.sub(_replace, markdown)
