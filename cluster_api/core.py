@@ -15,17 +15,18 @@ import fnmatch
 import itertools
 import logging
 import os
+import re
 import shlex
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from .config import ClusterConfig
-from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
+from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .journal import Journal
 from .models import (
     TERMINAL_STATUSES,
@@ -584,6 +585,49 @@ class Executor(ABC):
     @abstractmethod
     async def _cancel_name_pattern(self, pattern: str) -> None:
         """Cancel the jobs whose scheduler-side name matches ``pattern``."""
+
+    async def _submit_exactly_once(
+        self,
+        spec: JobSpec,
+        argv: list[str],
+        *,
+        stdin_file: str | None,
+        env: Mapping[str, str] | None,
+        transient: re.Pattern[str],
+        parse: Callable[[str], str],
+        retry_delay: float,
+    ) -> str:
+        """Submit, surviving one lost answer. After a timeout or a transient error the job
+        is looked up by its unique token (``_find_submission``) before the command is
+        tried again, so it is submitted exactly once; any other refusal is final."""
+        program = argv[0]
+        failure: ClusterAPIError | None = None
+        for attempt in (1, 2):
+            try:
+                return parse(await self._run(argv, env=env, stdin_file=stdin_file))
+            except CommandTimeoutError as exc:
+                failure = exc
+            except CommandFailedError as exc:
+                if not transient.search(f"{exc} {exc.stderr} {exc.stdout}"):
+                    raise SubmitError(f"{program} refused job {spec.name}: {exc}") from exc
+                failure = exc
+            logger.warning(
+                "%s for %s failed (%s); checking whether it was submitted",
+                program,
+                spec.name,
+                failure,
+            )
+            found = await self._find_submission(spec)
+            if found is not None:
+                logger.info("job %s was submitted as %s despite the error", spec.name, found)
+                return found
+            if attempt == 1:
+                await asyncio.sleep(retry_delay)
+        raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
+
+    async def _find_submission(self, spec: JobSpec) -> str | None:
+        """Hook: the id of the job carrying ``spec.token``, if the scheduler has it."""
+        return None
 
     async def _run_batches(self, argv: Sequence[str], ids: Sequence[str], size: int) -> None:
         """Run ``argv + batch`` for batches of at most ``size`` ids, concurrently (still at

@@ -7,7 +7,6 @@ then cancellation and reconnection.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -26,7 +25,7 @@ from ..core import (
     update_element,
     update_record,
 )
-from ..errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
+from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import JobRecord, JobStatus, ResourceSpec
 from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
 
@@ -444,27 +443,15 @@ class LSFExecutor(Executor):
         else:
             argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, script_path]
             stdin = None
-        failure: Exception | None = None
-        for attempt in (1, 2):
-            try:
-                out = await self._run(argv, env=self._submit_env(), stdin_file=stdin)
-                return parse_submit_output(out)
-            except CommandTimeoutError as exc:
-                failure = exc
-            except CommandFailedError as exc:
-                if not _TRANSIENT.search(f"{exc} {exc.stdout}"):
-                    raise SubmitError(f"bsub refused job {spec.name}: {exc}") from exc
-                failure = exc
-            logger.warning(
-                "bsub for %s failed (%s); checking whether it was submitted", spec.name, failure
-            )
-            found = await self._find_submission(spec)
-            if found is not None:
-                logger.info("job %s was submitted as %s despite the error", spec.name, found)
-                return found
-            if attempt == 1:
-                await asyncio.sleep(SUBMIT_RETRY_DELAY)
-        raise SubmitError(f"bsub failed twice for job {spec.name}: {failure}") from failure
+        return await self._submit_exactly_once(
+            spec,
+            argv,
+            stdin_file=stdin,
+            env=self._submit_env(),
+            transient=_TRANSIENT,
+            parse=parse_submit_output,
+            retry_delay=SUBMIT_RETRY_DELAY,
+        )
 
     async def _find_submission(self, spec: JobSpec) -> str | None:
         """The id of the job carrying this submission's token, if LSF has it."""

@@ -12,7 +12,6 @@ layouts change between Slurm versions.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import logging
 import math
@@ -33,7 +32,7 @@ from ..core import (
     update_element,
     update_record,
 )
-from ..errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
+from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..script import exit_file_path
 from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
@@ -464,27 +463,15 @@ class SlurmExecutor(Executor):
             argv, stdin = ["sbatch", "--parsable", *extra], script_path
         else:
             argv, stdin = ["sbatch", "--parsable", *extra, script_path], None
-        failure: Exception | None = None
-        for attempt in (1, 2):
-            try:
-                out = await self._run(argv, stdin_file=stdin)
-                return parse_submit_output(out)
-            except CommandTimeoutError as exc:
-                failure = exc
-            except CommandFailedError as exc:
-                if not _TRANSIENT.search(f"{exc} {exc.stderr} {exc.stdout}"):
-                    raise SubmitError(f"sbatch refused job {spec.name}: {exc}") from exc
-                failure = exc
-            logger.warning(
-                "sbatch for %s failed (%s); checking whether it was submitted", spec.name, failure
-            )
-            found = await self._find_submission(spec)
-            if found is not None:
-                logger.info("job %s was submitted as %s despite the error", spec.name, found)
-                return found
-            if attempt == 1:
-                await asyncio.sleep(SUBMIT_RETRY_DELAY)
-        raise SubmitError(f"sbatch failed twice for job {spec.name}: {failure}") from failure
+        return await self._submit_exactly_once(
+            spec,
+            argv,
+            stdin_file=stdin,
+            env=None,
+            transient=_TRANSIENT,
+            parse=parse_submit_output,
+            retry_delay=SUBMIT_RETRY_DELAY,
+        )
 
     async def _find_submission(self, spec: JobSpec) -> str | None:
         """The id of the job carrying this submission's token as its comment, if any."""
