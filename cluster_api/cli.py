@@ -262,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         parents=[common],
-        help="show jobs (default: this config's unfinished jobs)",
-        description="Show the given jobs, or every unfinished job of this config's prefix.",
+        help="show jobs (default: this config's unfinished and recently ended jobs)",
+        description=(
+            "Show the given jobs, or this config's unfinished jobs and those that ended "
+            "within completed_retention_minutes."
+        ),
     )
     status.add_argument("jobs", nargs="*", metavar="JOB", help="job ids")
     status.add_argument("--json", action="store_true", help="print records as a JSON list")
@@ -276,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the jobs live until every one has ended (a progress bar per "
         "array on a terminal, one line per change otherwise).",
     )
-    watch.add_argument("jobs", nargs="*", metavar="JOB", help="job ids (default: all unfinished)")
+    watch.add_argument(
+        "jobs", nargs="*", metavar="JOB", help="job ids (default: unfinished and recently ended)"
+    )
     watch.add_argument(
         "--poll-interval",
         type=_positive_float,
@@ -514,9 +519,12 @@ async def _until_launched(record: JobRecord) -> None:
 async def find_jobs(executor: Executor, job_ids: Sequence[str]) -> list[JobRecord]:
     """The named jobs (tracked by id if the journal and scheduler did not bring them back)
     or, with no ids, this prefix's unfinished jobs; all freshly polled."""
-    reconnected = await executor.reconnect()
     if not job_ids:
-        return reconnected
+        # Jobs that ended within the retention window are shown too, so a quick job
+        # submitted a moment ago is seen to finish rather than vanish.
+        window = executor.config.completed_retention_minutes
+        return await executor.reconnect(finished_within_minutes=window)
+    await executor.reconnect()
     known = executor.jobs
     records, fresh = [], False
     for job_id in dict.fromkeys(job_ids):
@@ -541,7 +549,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         ui.print(json.dumps([r.to_dict() for r in records], indent=2))
     elif not records:
-        ui.print("no unfinished jobs")
+        ui.print("no recent or unfinished jobs")
     else:
         print_status_table(ui, records)
     return _exit_code(records)
@@ -579,7 +587,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     async def run() -> int:
         records = await find_jobs(executor, args.jobs)
         if not records:
-            ui.print("no unfinished jobs (`cluster-api status JOB` shows a finished one)")
+            ui.print("no recent or unfinished jobs (`cluster-api status JOB` shows an older one)")
             return EXIT_OK
         return await watch_records(executor, records, ui, args.poll_interval)
 

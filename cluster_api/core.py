@@ -644,16 +644,23 @@ class Executor(ABC):
         await asyncio.gather(*(one(ids[i : i + size]) for i in range(0, len(ids), size)))
 
     # -- reconnection ------------------------------------------------------------------
-    async def reconnect(self) -> list[JobRecord]:
+    async def reconnect(self, *, finished_within_minutes: float = 0.0) -> list[JobRecord]:
         """Track again this prefix's unfinished jobs, then poll once.
 
         Jobs come from the journal when it is enabled (exactly as submitted, array range
         included) and from the scheduler; jobs that ended while nobody watched come back
-        with their true end after the poll.
+        with their true end after the poll. With a journal, ``finished_within_minutes``
+        also brings back jobs already known to have ended that recently.
         """
         adopted: list[JobRecord] = []
         if self._journal is not None:
-            for record in self._journal.unfinished(self.config.job_name_prefix):
+            prefix = self.config.job_name_prefix
+            recent = (
+                self._journal.finished_since(prefix, finished_within_minutes * 60)
+                if finished_within_minutes > 0
+                else []
+            )
+            for record in [*recent, *self._journal.unfinished(prefix)]:
                 if record.job_id not in self._jobs:
                     record.metadata["reconnected"] = True
                     self._register(record)

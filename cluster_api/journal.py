@@ -74,6 +74,18 @@ class Journal:
         rows = self._db.execute(query + " ORDER BY updated, rowid", params).fetchall()
         return [JobRecord.from_dict(json.loads(row[0])) for row in rows]
 
+    def finished_since(self, name_prefix: str | None, seconds: float) -> list[JobRecord]:
+        """Records that became terminal in the last ``seconds``, oldest first."""
+        query = (
+            "SELECT record FROM jobs WHERE executor = ? AND status IN (?, ?, ?) AND updated >= ?"
+        )
+        params: list[object] = [self.executor, *_TERMINAL, time.time() - seconds]
+        if name_prefix:
+            query += " AND substr(name, 1, ?) = ?"
+            params += [len(name_prefix), name_prefix]
+        rows = self._db.execute(query + " ORDER BY updated, rowid", params).fetchall()
+        return [JobRecord.from_dict(json.loads(row[0])) for row in rows]
+
     def get(self, job_id: str) -> JobRecord | None:
         row = self._db.execute(
             "SELECT record FROM jobs WHERE executor = ? AND job_id = ?", (self.executor, job_id)

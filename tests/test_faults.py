@@ -312,3 +312,19 @@ async def test_scripts_and_journal_are_private_and_env_names_checked(
     assert job.status is JobStatus.DONE
     out = Path(res.work_dir) / f"stdout.{job.job_id}.log"
     assert "x; rm -rf /" in out.read_text()
+
+
+def test_journal_lists_recently_finished_jobs_by_prefix(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path), "lsf")
+    journal.save(
+        [
+            JobRecord(job_id="1", name="capi-a", command="true", status=JobStatus.DONE),
+            JobRecord(job_id="2", name="capi-b", command="true", status=JobStatus.RUNNING),
+            JobRecord(job_id="3", name="other-c", command="true", status=JobStatus.FAILED),
+        ]
+    )
+    assert [r.job_id for r in journal.finished_since("capi", 60)] == ["1"]
+    assert [r.job_id for r in journal.finished_since(None, 60)] == ["1", "3"]
+    time.sleep(0.05)
+    assert journal.finished_since("capi", 0.01) == []
+    assert [r.job_id for r in journal.unfinished("capi")] == ["2"]
