@@ -221,25 +221,28 @@ def _utc_offset(year: int, month: int, day: int, hour: int) -> timedelta:
     return offset
 
 
+_TIME = re.compile(
+    r"([A-Z][a-z]{2}) +(\d{1,2}) +(\d{1,2}):(\d{2})(?::(\d{2}))?(?: +(\d{4}))?(?: +[LEX])?"
+)
+
+
 def _split_time(value: str) -> tuple[int, int, int, int, int, int | None] | None:
     """``Nov 22 10:31[:17] [2026] [L]`` as (month, day, hour, minute, second, year)."""
-    parts = value.split()
-    if not 3 <= len(parts) <= 5:
+    match = _TIME.fullmatch(value.strip())
+    if match is None:
         return None
-    month = _MONTHS.get(parts[0])
-    clock = parts[2].split(":")
-    if month is None or not parts[1].isdigit() or not 2 <= len(clock) <= 3:
+    mon, day, hour, minute, second, year = match.groups()
+    month = _MONTHS.get(mon)
+    if month is None:
         return None
-    if not all(c.isdigit() and len(c) <= 2 for c in clock):
-        return None
-    year = None
-    rest = parts[3:]
-    if rest and rest[0].isdigit() and len(rest[0]) == 4:
-        year = int(rest.pop(0))
-    if rest and (len(rest) > 1 or rest[0] not in ("L", "E", "X")):
-        return None
-    second = int(clock[2]) if len(clock) == 3 else 0
-    return month, int(parts[1]), int(clock[0]), int(clock[1]), second, year
+    return (
+        month,
+        int(day),
+        int(hour),
+        int(minute),
+        int(second) if second else 0,
+        int(year) if year else None,
+    )
 
 
 def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime | None:
