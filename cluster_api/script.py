@@ -102,6 +102,17 @@ def exit_record_lines(script_path: str, is_array: bool) -> list[str]:
     ]
 
 
+def directive_lines(
+    prefix: str, options: Sequence[str], skip: Sequence[str], extra: Sequence[str]
+) -> list[str]:
+    """Directive lines: ``prefix option`` for each generated option, minus those containing
+    any ``skip`` substring (config ``directives_skip``), then the config's
+    ``extra_directives`` verbatim (the user wrote whole lines)."""
+    generated = [f"{prefix} {option}" for option in options]
+    kept = [line for line in generated if not any(part in line for part in skip)]
+    return [*kept, *extra]
+
+
 def render_script(
     config: ClusterConfig,
     command: str,

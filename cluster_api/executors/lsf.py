@@ -27,6 +27,7 @@ from ..core import (
 )
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import JobRecord, JobStatus, ResourceSpec
+from ..script import directive_lines
 from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
 
 logger = logging.getLogger("cluster_api")
@@ -132,9 +133,12 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
 def lsf_header(spec: JobSpec, config: Any) -> list[str]:
     """``#BSUB`` lines: generated ones (minus ``directives_skip``), then the config's
     ``extra_directives`` verbatim."""
-    generated = [f"{DIRECTIVE} {option}" for option in lsf_options(spec, config.lsf_units)]
-    kept = [line for line in generated if not any(skip in line for skip in config.directives_skip)]
-    return [*kept, *config.extra_directives]
+    return directive_lines(
+        DIRECTIVE,
+        lsf_options(spec, config.lsf_units),
+        config.directives_skip,
+        config.extra_directives,
+    )
 
 
 def header_to_argv(header: list[str]) -> list[str]:

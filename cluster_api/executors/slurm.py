@@ -34,7 +34,7 @@ from ..core import (
 )
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import ArrayElement, JobRecord, JobStatus
-from ..script import exit_file_path
+from ..script import directive_lines, exit_file_path
 from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
 
 logger = logging.getLogger("cluster_api")
@@ -173,9 +173,9 @@ def slurm_options(spec: JobSpec) -> list[str]:
 def slurm_header(spec: JobSpec, config: Any) -> list[str]:
     """``#SBATCH`` lines: generated ones (minus ``directives_skip``), then the config's
     ``extra_directives`` verbatim."""
-    generated = [f"{DIRECTIVE} {option}" for option in slurm_options(spec)]
-    kept = [line for line in generated if not any(skip in line for skip in config.directives_skip)]
-    return [*kept, *config.extra_directives]
+    return directive_lines(
+        DIRECTIVE, slurm_options(spec), config.directives_skip, config.extra_directives
+    )
 
 
 def parse_submit_output(text: str) -> str:
