@@ -498,3 +498,33 @@ def test_kill_everything_leaves_no_processes(tmp_path: Path) -> None:
     sim.kill_everything()
     assert job_processes(sim.state_dir) == []
     assert sim.unfinished() == []
+
+
+@pytest.mark.parametrize("plugin", ["cluster_api.testing", "cluster_api.testing.plugin"])
+def test_users_can_load_the_fixture_with_dash_p(tmp_path: Path, plugin: str) -> None:
+    (tmp_path / "test_user.py").write_text(
+        "import subprocess\n"
+        "def test_submit(lsf_simulator):\n"
+        "    out = subprocess.run(['bsub'], input='true', capture_output=True, text=True)\n"
+        "    assert out.stdout.startswith('Job <')\n"
+    )
+    # -p no:cluster_api: as if the package's entry point were not installed
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cluster_api",
+            "-p",
+            plugin,
+            "test_user.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -7,6 +7,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from cluster_api.testing.simulator import Call, LSFSimulator, install_simulator
 
 __all__ = ["Call", "LSFSimulator", "install_simulator"]
+
+# ``pytest -p cluster_api.testing`` provides the fixture too; without pytest installed the
+# simulator still works.
+with contextlib.suppress(ImportError):
+    from cluster_api.testing.plugin import lsf_simulator  # noqa: F401
