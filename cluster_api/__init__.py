@@ -11,6 +11,7 @@ from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, Su
 from .executors import available_executors, get_executor_class
 from .executors.local import LocalExecutor
 from .executors.lsf import LSFExecutor
+from .executors.slurm import SlurmExecutor
 from .models import ArrayElement, JobExitCondition, JobRecord, JobStatus, ResourceSpec
 from .monitor import JobMonitor
 
@@ -30,6 +31,7 @@ __all__ = [
     "LSFExecutor",
     "LocalExecutor",
     "ResourceSpec",
+    "SlurmExecutor",
     "SubmitError",
     "available_executors",
     "create_executor",
