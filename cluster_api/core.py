@@ -114,6 +114,9 @@ class Executor(ABC):
     name: ClassVar[str] = ""
     #: How this scheduler's directive lines start (``#BSUB``); empty for none.
     directive_prefix: ClassVar[str] = ""
+    #: What this scheduler's job ids look like (None: anything), and an example of one.
+    job_id_pattern: ClassVar[re.Pattern[str] | None] = None
+    job_id_example: ClassVar[str] = ""
     #: Environment variable in which the scheduler gives an array element its index.
     array_index_variable: ClassVar[str | None] = None
 
@@ -357,7 +360,18 @@ class Executor(ABC):
         return record
 
     def _validate(self, spec: JobSpec) -> None:
-        """Hook: refuse a job this executor cannot run, before anything is written."""
+        """Refuse a job this executor cannot run, before anything is written. Subclasses
+        extend it (and call it): here, dependencies must look like this scheduler's ids,
+        since they are written into a directive."""
+        pattern = self.job_id_pattern
+        if pattern is None:
+            return
+        for job_id in spec.depends_on:
+            if not pattern.match(job_id):
+                raise ValueError(
+                    f"{self.name} dependency must be a job id such as "
+                    f"{self.job_id_example}, got {job_id!r}"
+                )
 
     def _after_register(self, record: JobRecord) -> None:
         """Hook for executors that act once a record is tracked (the local one starts it)."""

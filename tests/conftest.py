@@ -11,6 +11,7 @@ import pytest
 
 from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor
 from cluster_api.core import Executor
+from cluster_api.errors import CommandFailedError
 
 
 @pytest.fixture
@@ -61,3 +62,20 @@ def bjobs_record(job_id: str, stat: str, index: str = "0", **fields: str) -> dic
     }
     record.update({k.upper(): v for k, v in fields.items()})
     return record
+
+
+def bjobs_by_id(known: dict[str, list[dict[str, str]]], argv: list[str]) -> str:
+    """What bjobs prints for the ids in ``argv``: their records and an ``ERROR`` record per
+    unknown id; like LSF it then exits 255 (CommandFailedError that keeps the stdout)."""
+    out: list[dict[str, str]] = []
+    missing = False
+    for job_id in (a for a in argv[1:] if a.isdigit()):
+        if job_id in known:
+            out.extend(known[job_id])
+        else:
+            out.append({"JOBID": job_id, "ERROR": f"Job <{job_id}> is not found"})
+            missing = True
+    text = bjobs_json(*out)
+    if missing:
+        raise CommandFailedError("bjobs exited 255", stdout=text, returncode=255)
+    return text

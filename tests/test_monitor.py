@@ -11,7 +11,7 @@ from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
-from conftest import bjobs_json, bjobs_record
+from conftest import bjobs_by_id, bjobs_record
 
 from cluster_api import (
     ClusterConfig,
@@ -70,18 +70,7 @@ class FakeLSF:
                 raise self.fail
             if self.empty:
                 return ""
-            out: list[dict[str, str]] = []
-            missing = False
-            for job_id in (a for a in cmd[1:] if a.isdigit()):
-                if job_id in self.records:
-                    out.extend(self.records[job_id])
-                else:
-                    out.append({"JOBID": job_id, "ERROR": f"Job <{job_id}> is not found"})
-                    missing = True
-            text = bjobs_json(*out)
-            if missing:
-                raise CommandFailedError("bjobs exited 255", stdout=text, returncode=255)
-            return text
+            return bjobs_by_id(self.records, list(cmd))
         if program == "bkill":
             return ""
         if program == "bhist":  # job history: knows nothing unless a test says so

@@ -67,6 +67,7 @@ class LocalExecutor(Executor):
         return str(cls._last_id)
 
     def _validate(self, spec: JobSpec) -> None:
+        super()._validate(spec)
         for job_id in spec.depends_on:
             if job_id not in self._jobs:
                 raise ValueError(

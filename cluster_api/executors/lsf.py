@@ -116,11 +116,6 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         options.append(f"-P {q(res.account)}")
     options.append(f"-cwd {q(res.work_dir)}")
     if spec.depends_on:
-        for job_id in spec.depends_on:
-            if not _LSF_JOB_ID.match(job_id):
-                raise ValueError(
-                    f"LSF dependency must be a job id such as 123 or 123[4], got {job_id!r}"
-                )
         condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
         options.append(f"-w {q(condition)}")
         options.append("-ti")
@@ -426,11 +421,14 @@ class LSFExecutor(Executor):
     name = "lsf"
     array_index_variable = "LSB_JOBINDEX"
     directive_prefix = DIRECTIVE
+    job_id_pattern = _LSF_JOB_ID
+    job_id_example = "123 or 123[4]"
 
     def _header_for(self, spec: JobSpec) -> list[str]:
         return lsf_header(spec, self.config)
 
     def _validate(self, spec: JobSpec) -> None:
+        super()._validate(spec)
         if spec.array_range is not None and spec.array_range[0] < 1:
             raise ValueError(f"LSF array indices start at 1, got array_range {spec.array_range!r}")
 

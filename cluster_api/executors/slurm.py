@@ -156,11 +156,6 @@ def slurm_options(spec: JobSpec) -> list[str]:
         options.append(f"--account={q(res.account)}")
     options.append(f"--chdir={q(res.work_dir)}")
     if spec.depends_on:
-        for job_id in spec.depends_on:
-            if not _JOB_ID.match(job_id):
-                raise ValueError(
-                    f"Slurm dependency must be a job id such as 123 or 123_4, got {job_id!r}"
-                )
         options.append(f"--dependency=afterok:{':'.join(spec.depends_on)}")
         # Otherwise a dependant of a failed job pends forever (DependencyNeverSatisfied).
         options.append("--kill-on-invalid-dep=yes")
@@ -429,6 +424,8 @@ class SlurmExecutor(Executor):
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     directive_prefix = DIRECTIVE
+    job_id_pattern = _JOB_ID
+    job_id_example = "123 or 123_4"
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         super().__init__(config)
