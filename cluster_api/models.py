@@ -45,9 +45,7 @@ _RANK = {
 
 def can_advance(old: JobStatus, new: JobStatus) -> bool:
     """True when moving from ``old`` to ``new`` does not go backwards."""
-    if old.is_terminal:
-        return False
-    return _RANK[new] >= _RANK[old]
+    return old not in TERMINAL_STATUSES and _RANK[new] >= _RANK[old]
 
 
 class JobExitCondition(str, enum.Enum):
@@ -281,10 +279,11 @@ class JobRecord:
 
     def advance(self, status: JobStatus) -> bool:
         """Move to ``status`` unless that would go backwards; return whether it changed."""
-        if status is self.status or not can_advance(self.status, status):
+        old = self.status
+        if status is old or old in TERMINAL_STATUSES or _RANK[status] < _RANK[old]:
             return False
         self.status = status
-        if status.is_terminal:
+        if status in TERMINAL_STATUSES:
             self._terminal_since = time.monotonic()
         return True
 

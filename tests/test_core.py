@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import stat
@@ -19,6 +20,7 @@ import pytest
 from conftest import bjobs_json, bjobs_record
 
 import cluster_api
+import cluster_api.core as core
 from cluster_api import (
     ArrayElement,
     ClusterAPIError,
@@ -708,3 +710,18 @@ def test_all_exports_the_contract() -> None:
     assert required <= set(cluster_api.__all__)
     for name in cluster_api.__all__:
         assert getattr(cluster_api, name) is not None
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), core.gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with core.gc_paused():
+            pass
+        assert not gc.isenabled()  # a program that turned it off keeps it off
+    finally:
+        gc.enable()

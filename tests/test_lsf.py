@@ -16,6 +16,7 @@ import pytest
 from conftest import bjobs_json, bjobs_record
 
 import cluster_api.core as core
+import cluster_api.executors.lsf as lsf_module
 from cluster_api import (
     ClusterAPIError,
     ClusterConfig,
@@ -570,6 +571,46 @@ async def test_error_records_with_exit_255(fake: FakeLSF) -> None:
     assert unknown.status is JobStatus.RUNNING
 
 
+@pytest.fixture(params=["orjson", "json"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with orjson and again as on a machine without it."""
+    if request.param == "json":
+        monkeypatch.setattr(lsf_module, "orjson", None)
+    elif lsf_module.orjson is None:
+        pytest.skip("orjson is not installed")
+    return str(request.param)
+
+
+async def test_text_after_the_json_is_ignored(fake: FakeLSF, decoder: str) -> None:
+    lsf = executor()
+    record = lsf.track("101")
+    fake.bjobs = bjobs_json(bjobs_record("101", "RUN")) + "\nbjobs: 1 warning\n"
+    await lsf.poll()
+    assert record.status is JobStatus.RUNNING
+
+
+async def test_an_answer_with_unknown_ids_and_missing_fields(fake: FakeLSF, decoder: str) -> None:
+    lsf = executor()
+    full, bare, unknown = (lsf.track(i, JobStatus.RUNNING) for i in ("101", "102", "103"))
+    fake.bjobs = bjobs_json(
+        bjobs_record("101", "EXIT", exit_code="3"),
+        {"JOBID": "102", "STAT": "DONE"},
+        {"JOBID": "103", "ERROR": "Job <103> is not found"},
+    )
+    await lsf.poll()
+    assert (full.status, full.exit_code) == (JobStatus.FAILED, 3)
+    assert (bare.status, bare.exit_code) == (JobStatus.DONE, 0)
+    assert unknown.status is JobStatus.RUNNING
+
+
+async def test_invalid_json_is_reported_by_either_decoder(fake: FakeLSF, decoder: str) -> None:
+    lsf = executor()
+    lsf.track("101")
+    fake.bjobs = '{"RECORDS": [{"JOBID": "101", "STAT": "RUN"}'
+    with pytest.raises(ClusterAPIError, match="invalid JSON"):
+        await lsf.poll()
+
+
 async def test_banner_before_json(fake: FakeLSF) -> None:
     lsf = executor()
     record = lsf.track("101")
@@ -724,9 +765,40 @@ def test_time_without_year_across_new_year(tz) -> None:
     assert parse_lsf_time("Jan  1 00:10 L", now) == datetime(2027, 1, 1, 0, 10, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("text", ["", "-", "yesterday", "Foo 22 10:31"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "-",
+        "yesterday",
+        "Foo 22 10:31",
+        "Nov 22 10:60",
+        "Nov 22 10:31:60 2026",
+        "Nov 22 24:00:00 2026",
+        "Feb 30 10:31:17 2026",
+        "Nov 22 10:31:17 20x6",
+        "Nov 22 10:31x17 2026",
+    ],
+)
 def test_unreadable_times_are_none(text: str) -> None:
+    parse_lsf_time("Nov 22 10:31:17 2026")  # fills the caches a look-alike might hit
     assert parse_lsf_time(text) is None
+
+
+def test_times_either_side_of_a_dst_change(tz) -> None:
+    tz("EST5EDT,M3.2.0,M11.1.0")  # clocks went forward at 02:00 on 8 March 2026
+    before, after = "Mar  8 01:59:30 2026", "Mar  8 03:00:30 2026"
+    for _ in range(2):  # parsed, then from the cache
+        assert parse_lsf_time(before) == datetime(2026, 3, 8, 6, 59, 30, tzinfo=timezone.utc)
+        assert parse_lsf_time(after) == datetime(2026, 3, 8, 7, 0, 30, tzinfo=timezone.utc)
+
+
+def test_cached_times_follow_a_time_zone_change(tz) -> None:
+    text = "Nov 22 10:31:17 2026"
+    tz("JST-9")
+    assert parse_lsf_time(text) == datetime(2026, 11, 22, 1, 31, 17, tzinfo=timezone.utc)
+    tz("UTC0")
+    assert parse_lsf_time(text) == datetime(2026, 11, 22, 10, 31, 17, tzinfo=timezone.utc)
 
 
 # -- scale -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import cluster_api.executors.lsf as lsf_module
 from cluster_api import ClusterConfig, LSFExecutor, ResourceSpec
 from cluster_api.errors import ClusterAPIError
 from cluster_api.executors.lsf import parse_bhist_long, parse_bjobs_json, query_result_from_records
@@ -68,6 +69,27 @@ def test_bjobs_parser_survives_arbitrary_records(
     result = query_result_from_records(parse_bjobs_json(text))
     for job_id in [*result.jobs, *result.elements, *result.not_found]:
         assert isinstance(job_id, str)
+
+
+@pytest.mark.skipif(lsf_module.orjson is None, reason="orjson is not installed")
+@given(records, st.text(max_size=10))
+def test_orjson_and_the_standard_library_read_answers_alike(
+    recs: list[dict[str, object]], trailer: str
+) -> None:
+    text = json.dumps({"COMMAND": "bjobs", "JOBS": len(recs), "RECORDS": recs}) + trailer
+
+    def read() -> object:
+        try:
+            return query_result_from_records(parse_bjobs_json(text))
+        except ClusterAPIError as exc:
+            return str(exc)
+
+    fast = read()
+    orjson, lsf_module.orjson = lsf_module.orjson, None
+    try:
+        assert read() == fast
+    finally:
+        lsf_module.orjson = orjson
 
 
 @given(st.text(max_size=300))

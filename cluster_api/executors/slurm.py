@@ -827,7 +827,7 @@ class SlurmExecutor(Executor):
                 indices = sorted(result.elements[job_id])
                 record.metadata["array_range"] = (indices[0], indices[-1])
             self._register(record)
-            self._apply(record, result)
+            self._apply(record, result.jobs.get(job_id), result.elements.get(job_id))
             adopted.append(record)
         return adopted
 
