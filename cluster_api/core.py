@@ -867,16 +867,16 @@ def update_element(element: ArrayElement, obs: Observation) -> bool:
 
 def update_record(record: JobRecord, obs: Observation) -> bool:
     """Apply an observation to a plain job; return whether its status changed."""
-    old, new = record.status, obs.status
-    if new is old:
+    new = obs.status
+    if new is record.status:
         _copy_details(record, obs)
         return False
-    if not can_advance(old, new):
+    if not record.advance(new):  # it would go backwards: a stale answer
         return False
     _copy_details(record, obs)
     if new is not JobStatus.DONE and obs.reason and new in TERMINAL_STATUSES:
         record.metadata["exit_reason"] = obs.reason
-    return record.advance(new)
+    return True
 
 
 def _copy_details(target: JobRecord | ArrayElement, obs: Observation) -> None:
