@@ -241,12 +241,21 @@ def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime |
     Without a year (sites without ``LSB_DISPLAY_YEAR=Y``) the most recent such date not
     more than a day in the future is meant, which is right across New Year.
     """
-    if not value or value.__class__ is not str:
-        return None
+    _forget_hours_if_the_zone_changed()
+    return _parse_time(value, now)
+
+
+def _forget_hours_if_the_zone_changed() -> None:
     zone = (time.timezone, time.altzone, time.tzname)
     if _ZONE[0] != zone:
         _HOUR_STARTS.clear()
         _ZONE[0] = zone
+
+
+def _parse_time(value: str | None, now: datetime | None) -> datetime | None:
+    """``parse_lsf_time`` for callers that checked the time zone already."""
+    if not value or value.__class__ is not str:
+        return None
     # LSF's usual shape, "Nov 22 10:31:17 2026": both halves already checked and cached.
     if len(value) == 20 and value[9] == ":":
         start = _HOUR_STARTS.get(value[:9] + value[15:])
@@ -355,6 +364,7 @@ def query_result_from_records(
     jobs, elements = result.jobs, result.elements
     now = datetime.now(timezone.utc)
     times: dict[Any, datetime | None] = {None: None, "": None, "-": None}
+    _forget_hours_if_the_zone_changed()
     for job_id, index, stat, code, host, mem, submit, start, finish, reason in _record_fields(
         records
     ):
@@ -369,8 +379,6 @@ def query_result_from_records(
             if stat is _NOT_FOUND:
                 result.not_found.add(job_id)
             continue
-        if reason.__class__ is not str or reason in _EMPTY:
-            reason = None
         if host.__class__ is not str or host in _EMPTY:
             host = None
         if mem.__class__ is not str or mem in _EMPTY:
@@ -380,25 +388,27 @@ def query_result_from_records(
         try:
             submit_time = times[submit]
         except KeyError:
-            submit_time = times[submit] = parse_lsf_time(submit, now)
+            submit_time = times[submit] = _parse_time(submit, now)
         if status is _PENDING:  # its START_TIME and FINISH_TIME are estimates
-            obs = Observation(status, None, host, mem, submit_time, None, None, reason)
+            obs = Observation(status, None, host, mem, submit_time)
         else:
             if start.__class__ is not str:
                 start = None
             try:
                 start_time = times[start]
             except KeyError:
-                start_time = times[start] = parse_lsf_time(start, now)
+                start_time = times[start] = _parse_time(start, now)
             if status is not _DONE and status is not _FAILED and status is not _KILLED:
-                obs = Observation(status, None, host, mem, submit_time, start_time, None, reason)
+                obs = Observation(status, None, host, mem, submit_time, start_time)
             else:
+                if reason.__class__ is not str or reason in _EMPTY:
+                    reason = None
                 if finish.__class__ is not str:
                     finish = None
                 try:
                     finish_time = times[finish]
                 except KeyError:
-                    finish_time = times[finish] = parse_lsf_time(finish, now)
+                    finish_time = times[finish] = _parse_time(finish, now)
                 if status is _FAILED and reason and any(k in reason for k in _KILL_REASONS):
                     status = _KILLED
                 exit_code = _exit_code(code if code.__class__ is str else None, status)
@@ -517,7 +527,8 @@ class LSFExecutor(Executor):
         # Too many ids for one argv: ask by name prefix when every job carries it, else
         # for all of the user's jobs; either way still one command.
         prefix = self.config.job_name_prefix
-        if prefix and all(r.name.startswith(f"{prefix}-") for r in active.values()):
+        ours = f"{prefix}-"
+        if prefix and all(r.name.startswith(ours) for r in active.values()):
             return [*argv, "-J", f"{prefix}-*"]
         return argv
 
