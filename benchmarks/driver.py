@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -389,6 +390,21 @@ async def task_memory(lib: Any, params: dict[str, Any]) -> dict[str, Any]:
     fake = FakeScheduler()
     fake.install(lib)
     out: dict[str, Any] = {"n": n}
+
+    if text is not None:
+        # Resident memory first, in a process that has not grown yet: tracemalloc counts
+        # bytes asked for (a decoder may reserve far more than it touches), RSS what is used.
+        fake.bjobs_text = text
+        ex = lsf_executor(lib)
+        for job_id in ids[:n_polled]:
+            ex.track(job_id)
+        gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = await ex.poll()
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        out["poll_rss_growth_bytes"] = grown * 1024  # ru_maxrss is in KiB on Linux
+        del ex, result
+        gc.collect()
 
     gc.collect()
     tracemalloc.start()

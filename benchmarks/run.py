@@ -615,7 +615,7 @@ def build_table(raw: dict[str, Any], settings: dict[str, Any]) -> Table:
         mo, mb = ours["memory"], base["memory"]
         n_m = settings["memory"]["n"]
         n_p = settings["memory"]["n_polled"]
-        table.section("4. Memory (tracemalloc)")
+        table.section("4. Memory (tracemalloc, and resident memory where said)")
         o, b = get(mo, "bytes_per_job_tracked"), get(mb, "bytes_per_job_tracked")
         table.add(
             "bytes_per_record_tracked",
@@ -645,6 +645,18 @@ def build_table(raw: dict[str, Any], settings: dict[str, Any]) -> Table:
             None if o is None else o / 2**20,
             None if b is None else b / 2**20,
             "MiB",
+            note="bytes asked for, not bytes used: orjson reserves a worst-case buffer of about "
+            "15x the answer and touches a fraction of it; the resident growth is the next row",
+        )
+        o, b = get(mo, "poll_rss_growth_bytes"), get(mb, "poll_rss_growth_bytes")
+        table.add(
+            "poll_rss_growth_mib",
+            f"resident memory growth during a poll, {n_p:,}",
+            None if o is None else o / 2**20,
+            None if b is None else b / 2**20,
+            "MiB",
+            note="peak RSS (ru_maxrss) after the poll minus before it, measured first in a "
+            "fresh process",
         )
     if "simulator" in raw:
         n_j = settings["simulator"]["jobs"]
