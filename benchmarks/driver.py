@@ -18,7 +18,6 @@ import asyncio
 import gc
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -378,6 +377,26 @@ async def task_local(lib: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- 4: memory -------------------------------------------------------------------------
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset this process's peak RSS (Linux: 5 > clear_refs) and return the current RSS;
+    None where that is not possible. ru_maxrss would not do: it keeps the peak of the
+    process that forked us."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return _proc_status_bytes("VmRSS")
+    except (OSError, KeyError):
+        return None
+
+
 async def task_memory(lib: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Traced bytes per tracked job: bare records from ``track()`` at ``n`` jobs, then
     records filled in by one poll at ``n_polled`` jobs (tracemalloc makes that poll
@@ -392,17 +411,17 @@ async def task_memory(lib: Any, params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n}
 
     if text is not None:
-        # Resident memory first, in a process that has not grown yet: tracemalloc counts
-        # bytes asked for (a decoder may reserve far more than it touches), RSS what is used.
+        # Resident memory first, before tracemalloc runs: tracemalloc counts bytes asked
+        # for (a decoder may reserve far more than it touches), RSS the pages used.
         fake.bjobs_text = text
         ex = lsf_executor(lib)
         for job_id in ids[:n_polled]:
             ex.track(job_id)
         gc.collect()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _reset_peak_rss()
         result = await ex.poll()
-        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        out["poll_rss_growth_bytes"] = grown * 1024  # ru_maxrss is in KiB on Linux
+        if before is not None:
+            out["poll_rss_growth_bytes"] = _proc_status_bytes("VmHWM") - before
         del ex, result
         gc.collect()
 

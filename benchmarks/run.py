@@ -655,8 +655,8 @@ def build_table(raw: dict[str, Any], settings: dict[str, Any]) -> Table:
             None if o is None else o / 2**20,
             None if b is None else b / 2**20,
             "MiB",
-            note="peak RSS (ru_maxrss) after the poll minus before it, measured first in a "
-            "fresh process",
+            note="peak RSS during the poll (VmHWM, reset just before) minus RSS before it, "
+            "measured before tracemalloc starts",
         )
     if "simulator" in raw:
         n_j = settings["simulator"]["jobs"]
