@@ -30,12 +30,12 @@ from .config import ClusterConfig
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .journal import Journal
 from .models import (
+    STATUS_RANK,
     TERMINAL_STATUSES,
     ArrayElement,
     JobRecord,
     JobStatus,
     ResourceSpec,
-    can_advance,
     check_single_line,
 )
 from .script import (
@@ -481,8 +481,8 @@ class Executor(ABC):
             self._history_asked.update(r.job_id for r in lost)
             await self.recover_lost(lost)
             changed.extend(lost)
-        if changed:
-            self.persist(dict.fromkeys(changed))
+        if changed and self._journal is not None:
+            self.persist(dict.fromkeys(changed))  # a record may be listed twice
         return {job_id: record.status for job_id, record in active.items()}
 
     def _apply_result(
@@ -855,32 +855,16 @@ def _count_as_killed(obs: Observation | None, elements: dict[int, Observation] |
             element.status = JobStatus.KILLED
 
 
-def update_element(element: ArrayElement, obs: Observation) -> bool:
-    """Apply an observation to an array element; return whether its status changed."""
-    old, new = element.status, obs.status
-    if new is not old and not can_advance(old, new):
+def update_record(target: JobRecord | ArrayElement, obs: Observation) -> bool:
+    """Apply an observation to a job or an array element; return whether its status
+    changed. A status only moves forward, so a stale answer changes nothing.
+
+    ``can_advance`` and ``JobRecord.advance`` written out, with the details copied inline:
+    this runs for every job on every poll, and those calls were a twentieth of a poll.
+    """
+    new, old = obs.status, target.status
+    if new is not old and (old in TERMINAL_STATUSES or STATUS_RANK[new] < STATUS_RANK[old]):
         return False
-    _copy_details(element, obs)
-    element.status = new
-    return new is not old
-
-
-def update_record(record: JobRecord, obs: Observation) -> bool:
-    """Apply an observation to a plain job; return whether its status changed."""
-    new = obs.status
-    if new is record.status:
-        _copy_details(record, obs)
-        return False
-    if not record.advance(new):  # it would go backwards: a stale answer
-        return False
-    _copy_details(record, obs)
-    if new is not JobStatus.DONE and obs.reason and new in TERMINAL_STATUSES:
-        record.metadata["exit_reason"] = obs.reason
-    return True
-
-
-def _copy_details(target: JobRecord | ArrayElement, obs: Observation) -> None:
-    # Explicit fields, not a getattr loop: this runs once per job per poll.
     if obs.exit_code is not None:
         target.exit_code = obs.exit_code
     if obs.exec_host is not None:
@@ -888,12 +872,22 @@ def _copy_details(target: JobRecord | ArrayElement, obs: Observation) -> None:
     if obs.max_mem is not None:
         target.max_mem = obs.max_mem
     if obs.submit_time is not None and target.submit_time is None:
-        # The time recorded at submission is exact; LSF shows whole minutes, maybe no year.
-        target.submit_time = obs.submit_time
+        target.submit_time = obs.submit_time  # ours, taken at submission, is exact
     if obs.start_time is not None:
         target.start_time = obs.start_time
     if obs.finish_time is not None:
         target.finish_time = obs.finish_time
+    if new is old:
+        return False
+    target.status = new
+    if new in TERMINAL_STATUSES and isinstance(target, JobRecord):
+        target._terminal_since = time.monotonic()
+        if new is not JobStatus.DONE and obs.reason:
+            target.metadata["exit_reason"] = obs.reason
+    return True
+
+
+update_element = update_record  # the same rules; the name says what the call site holds
 
 
 def roll_up_array(record: JobRecord) -> None:

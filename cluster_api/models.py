@@ -33,7 +33,7 @@ class JobStatus(str, enum.Enum):
 TERMINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.KILLED})
 # A status may only move forward along this order, so a late or stale scheduler answer
 # can never resurrect a finished job or send a running one back to the queue.
-_RANK = {
+STATUS_RANK = {
     JobStatus.PENDING: 0,
     JobStatus.UNKNOWN: 1,
     JobStatus.RUNNING: 1,
@@ -45,7 +45,7 @@ _RANK = {
 
 def can_advance(old: JobStatus, new: JobStatus) -> bool:
     """True when moving from ``old`` to ``new`` does not go backwards."""
-    return old not in TERMINAL_STATUSES and _RANK[new] >= _RANK[old]
+    return old not in TERMINAL_STATUSES and STATUS_RANK[new] >= STATUS_RANK[old]
 
 
 class JobExitCondition(str, enum.Enum):
@@ -279,8 +279,7 @@ class JobRecord:
 
     def advance(self, status: JobStatus) -> bool:
         """Move to ``status`` unless that would go backwards; return whether it changed."""
-        old = self.status
-        if status is old or old in TERMINAL_STATUSES or _RANK[status] < _RANK[old]:
+        if status is self.status or not can_advance(self.status, status):
             return False
         self.status = status
         if status in TERMINAL_STATUSES:
