@@ -23,24 +23,18 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-field_names = st.sampled_from(
-    [
-        "JOBID",
-        "JOBINDEX",
-        "STAT",
-        "EXIT_CODE",
-        "EXEC_HOST",
-        "MAX_MEM",
-        "SUBMIT_TIME",
-        "START_TIME",
-        "FINISH_TIME",
-        "EXIT_REASON",
-        "ERROR",
-        "JOB_NAME",
-    ]
-)
+field_names = st.sampled_from([*lsf_module._FIELDS, "ERROR", "JOB_NAME"])
 records = st.lists(
-    st.dictionaries(field_names, json_values | st.text(max_size=30), max_size=12), max_size=6
+    st.dictionaries(field_names, json_values | st.text(max_size=30), max_size=12)
+    # every field present: the path most answers take
+    | st.fixed_dictionaries(
+        {
+            **{k: json_values | st.text(max_size=30) for k in lsf_module._FIELDS},
+            "JOBID": st.sampled_from(["101", "102[3]"]) | json_values,
+            "STAT": st.sampled_from(list(lsf_module._STATUS)) | json_values,
+        }
+    ),
+    max_size=6,
 )
 
 
