@@ -383,32 +383,32 @@ def query_result_from_records(
             host = None
         if mem.__class__ is not str or mem in _EMPTY:
             mem = None
-        if submit.__class__ is not str:
-            submit = None
         try:
             submit_time = times[submit]
         except KeyError:
             submit_time = times[submit] = _parse_time(submit, now)
+        except TypeError:  # a list or an object, not a time
+            submit_time = None
         if status is _PENDING:  # its START_TIME and FINISH_TIME are estimates
             obs = Observation(status, None, host, mem, submit_time)
         else:
-            if start.__class__ is not str:
-                start = None
             try:
                 start_time = times[start]
             except KeyError:
                 start_time = times[start] = _parse_time(start, now)
+            except TypeError:  # a list or an object, not a time
+                start_time = None
             if status is not _DONE and status is not _FAILED and status is not _KILLED:
                 obs = Observation(status, None, host, mem, submit_time, start_time)
             else:
                 if reason.__class__ is not str or reason in _EMPTY:
                     reason = None
-                if finish.__class__ is not str:
-                    finish = None
                 try:
                     finish_time = times[finish]
                 except KeyError:
                     finish_time = times[finish] = _parse_time(finish, now)
+                except TypeError:  # a list or an object, not a time
+                    finish_time = None
                 if status is _FAILED and reason and any(k in reason for k in _KILL_REASONS):
                     status = _KILLED
                 exit_code = _exit_code(code if code.__class__ is str else None, status)
