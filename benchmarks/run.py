@@ -102,6 +102,7 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": mem_gib,
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "json_decoder": json_decoder(),
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -127,6 +128,17 @@ def child_env() -> dict[str, str]:
 
 def baseline_python() -> str:
     return os.path.join(BASELINE_VENV, "bin", "python")
+
+
+def json_decoder() -> str:
+    """What this checkout decodes ``bjobs -json`` with in this interpreter (the drivers
+    run with the same one): orjson when installed, else the standard library."""
+    try:
+        from importlib import metadata
+
+        return f"orjson {metadata.version('orjson')}"
+    except metadata.PackageNotFoundError:
+        return "the standard library's json (orjson is not installed)"
 
 
 def installed_version(python: str) -> str | None:
@@ -893,6 +905,7 @@ def main() -> int:
         f"cluster_api benchmarks ({mode}); ours = this checkout, {BASELINE_VERSION} = PyPI release"
     )
     print(f"machine: {machine['nproc']} cores ({machine['cpu_model']}), Python {machine['python']}")
+    print(f"ours decodes bjobs -json with {machine['json_decoder']}")
     print()
     print(rendered)
     print()
