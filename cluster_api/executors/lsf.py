@@ -228,10 +228,10 @@ _MONTHS = {
 # thousands of distinct times but only a few distinct local hours, so each hour's start is
 # converted once ("Nov 22 10 2026" -> epoch seconds) and the minutes and seconds added.
 _TIME = re.compile(
-    r"([A-Z][a-z]{2} +\d{1,2} +\d{1,2}):(\d{2}(?::\d{2})?)(?: +(\d{4}))?(?: +[LEX])?"
+    r"([A-Z][a-z]{2} +\d{1,2} +\d{1,2}):(\d{2})(?::(\d{2}))?(?: +(\d{4}))?(?: +[LEX])?"
 )
 _HOUR_STARTS: dict[str, float] = {}
-_INTO_HOUR: dict[str, int] = {}  # "31:17" or "31" -> seconds into the hour
+_SIXTY = {f"{n:02d}": n for n in range(60)}  # "00".."59": a minute or a second
 _ZONE: list[object] = [None]
 
 
@@ -256,22 +256,20 @@ def _parse_time(value: str | None, now: datetime | None) -> datetime | None:
     """``parse_lsf_time`` for callers that checked the time zone already."""
     if not value or value.__class__ is not str:
         return None
-    # LSF's usual shape, "Nov 22 10:31:17 2026": both halves already checked and cached.
-    if len(value) == 20 and value[9] == ":":
+    # LSF's usual shape, "Nov 22 10:31:17 2026", once a time of its hour has been read.
+    if len(value) == 20 and value[9] == ":" and value[12] == ":":
         start = _HOUR_STARTS.get(value[:9] + value[15:])
-        seconds = _INTO_HOUR.get(value[10:15])
-        if start is not None and seconds is not None:
-            return datetime.fromtimestamp(start + seconds, timezone.utc)
+        minute, second = _SIXTY.get(value[10:12]), _SIXTY.get(value[13:15])
+        if start is not None and minute is not None and second is not None:
+            return datetime.fromtimestamp(start + 60 * minute + second, timezone.utc)
     match = _TIME.fullmatch(value.strip())
     if match is None:
         return None
-    day_hour, minute_second, year = match.groups()
-    seconds = _INTO_HOUR.get(minute_second)
-    if seconds is None:
-        minute, _, second = minute_second.partition(":")
-        if int(minute) > 59 or int(second or 0) > 59:
-            return None
-        seconds = _INTO_HOUR[minute_second] = 60 * int(minute) + int(second or 0)
+    day_hour, minute_text, second_text, year = match.groups()
+    minute, second = _SIXTY.get(minute_text), _SIXTY.get(second_text or "00")
+    if minute is None or second is None:
+        return None
+    seconds = 60 * minute + second
     try:
         if year is not None:
             return datetime.fromtimestamp(_hour_start(day_hour, year) + seconds, timezone.utc)
