@@ -80,3 +80,9 @@ def parse_walltime_seconds(value: str | int) -> int:
     if seconds <= 0:
         raise ValueError(f"invalid walltime {value!r}: must be more than zero")
     return seconds
+
+
+def parse_walltime_minutes(value: str | int) -> int:
+    """A wall-clock limit in whole minutes, rounded up: LSF and Slurm limits have minute
+    granularity, and rounding down would kill a job before the time it asked for."""
+    return -(-parse_walltime_seconds(value) // 60)

@@ -35,7 +35,7 @@ from ..core import (
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import JobRecord, JobStatus, ResourceSpec
 from ..script import directive_lines
-from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
+from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
 logger = logging.getLogger("cluster_api")
 
@@ -117,7 +117,7 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         options.append(f"-M {amount}")
         options.append(f'-R "rusage[mem={amount}]"')
     if res.walltime:
-        minutes = -(-parse_walltime_seconds(res.walltime) // 60)
+        minutes = parse_walltime_minutes(res.walltime)
         options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
     if res.account:
         options.append(f"-P {q(res.account)}")

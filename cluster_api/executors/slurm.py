@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from ..core import (
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..script import directive_lines, exit_file_path
-from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
+from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
 logger = logging.getLogger("cluster_api")
 
@@ -119,7 +118,7 @@ def _quote(value: str) -> str:
 def format_walltime(value: str | int) -> str:
     """A wall-clock limit as Slurm's ``D-HH:MM:SS``, rounded up to a whole minute (Slurm
     limits have minute granularity)."""
-    minutes = math.ceil(parse_walltime_seconds(value) / 60)
+    minutes = parse_walltime_minutes(value)
     days, rest = divmod(minutes, 1440)
     return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00"
 
