@@ -196,6 +196,16 @@ class Executor(ABC):
         """How long successful status queries have not mentioned this job."""
         return self._unseen_seconds.get(job_id, 0.0)
 
+    def unseen_for(self, seconds: float) -> list[JobRecord]:
+        """Unfinished jobs that successful status queries have not mentioned for at least
+        ``seconds`` (from the unseen table alone, not a scan of every job)."""
+        found = []
+        for job_id, unseen in self._unseen_seconds.items():
+            record = self._jobs.get(job_id)
+            if unseen >= seconds and record is not None and not record.status.is_terminal:
+                found.append(record)
+        return found
+
     def _register(self, record: JobRecord) -> None:
         self._jobs[record.job_id] = record
         self._notify_change()

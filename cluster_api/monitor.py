@@ -177,12 +177,7 @@ class JobMonitor:
         self.executor.persist(record for record, _ in doomed)
 
     async def _check_zombies(self) -> None:
-        limit = self.executor.config.zombie_timeout_minutes * 60
-        candidates = [
-            r
-            for job_id, r in self.executor.active_jobs.items()
-            if self.executor.unseen_seconds(job_id) >= limit
-        ]
+        candidates = self.executor.unseen_for(self.executor.config.zombie_timeout_minutes * 60)
         if not candidates:
             return
         # Last chance: the scheduler's history may still know how they ended.
