@@ -98,6 +98,14 @@ class UsageError(Exception):
         self.code = code
 
 
+def answer_help_or_version(arg: str, usage: str) -> None:
+    """``-h``/``-help`` and ``-V``, which every LSF command answers the same way."""
+    if arg in ("-h", "-help"):
+        raise UsageError(usage, 0)
+    if arg == "-V":
+        raise UsageError("IBM Spectrum LSF 10.1.0.0 (lsfsim), simulated", 0)
+
+
 # --------------------------------------------------------------------------- storage
 
 
@@ -686,10 +694,7 @@ def parse_bsub_options(args: list[str], allow_command: bool) -> tuple[Json, list
             break
         if not arg.startswith("-") or arg == "-":
             break
-        if arg in ("-h", "-help"):
-            raise UsageError(BSUB_USAGE, 0)
-        if arg == "-V":
-            raise UsageError("IBM Spectrum LSF 10.1.0.0 (lsfsim), simulated", 0)
+        answer_help_or_version(arg, BSUB_USAGE)
         if arg in BSUB_FLAGS:
             options[arg] = True
             pos += 1
@@ -1578,10 +1583,7 @@ def command_bjobs(args: list[str], state_dir: str, control: Json) -> int:
     pos = 0
     while pos < len(args):
         arg = args[pos]
-        if arg in ("-h", "-help"):
-            raise UsageError(BJOBS_USAGE, 0)
-        if arg == "-V":
-            raise UsageError("IBM Spectrum LSF 10.1.0.0 (lsfsim), simulated", 0)
+        answer_help_or_version(arg, BJOBS_USAGE)
         if arg == "-a":
             show_all = True
         elif arg in ("-d", "-p", "-r", "-s"):
@@ -1820,10 +1822,7 @@ def command_bkill(args: list[str], state_dir: str, control: Json) -> int:
     pos = 0
     while pos < len(args):
         arg = args[pos]
-        if arg in ("-h", "-help"):
-            raise UsageError(BKILL_USAGE, 0)
-        if arg == "-V":
-            raise UsageError("IBM Spectrum LSF 10.1.0.0 (lsfsim), simulated", 0)
+        answer_help_or_version(arg, BKILL_USAGE)
         if arg == "-l":
             names = [signal_name(s) for s in sorted(set(signal.Signals)) if s < 32]
             sys.stdout.write(" ".join(names) + "\n")
@@ -2034,10 +2033,7 @@ def command_bhist(args: list[str], state_dir: str, control: Json) -> int:
     pos = 0
     while pos < len(args):
         arg = args[pos]
-        if arg in ("-h", "-help"):
-            raise UsageError(BHIST_USAGE, 0)
-        if arg == "-V":
-            raise UsageError("IBM Spectrum LSF 10.1.0.0 (lsfsim), simulated", 0)
+        answer_help_or_version(arg, BHIST_USAGE)
         if arg == "-l":
             long_format = True
         elif arg in ("-a", "-d", "-e"):
