@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
@@ -12,6 +14,8 @@ import pytest
 from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor
 from cluster_api.core import Executor
 from cluster_api.errors import CommandFailedError
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 @pytest.fixture
@@ -79,3 +83,14 @@ def bjobs_by_id(known: dict[str, list[dict[str, str]]], argv: list[str]) -> str:
     if missing:
         raise CommandFailedError("bjobs exited 255", stdout=text, returncode=255)
     return text
+
+
+def check_snapshot(name: str, text: str) -> None:
+    """Compare with ``tests/snapshots/<name>``; ``UPDATE_SNAPSHOTS=1`` rewrites it."""
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        if not os.environ.get("UPDATE_SNAPSHOTS"):
+            pytest.fail(f"snapshot {path} did not exist; written now, check it and re-run")
+    assert text == path.read_text()

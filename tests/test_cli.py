@@ -26,11 +26,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import check_snapshot
 
 from cluster_api import JobRecord, JobStatus, __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOTS = Path(__file__).parent / "snapshots"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("cluster-api")
 HAVE_SIMULATOR = importlib.util.find_spec("cluster_api.testing") is not None
 needs_simulator = pytest.mark.skipif(
@@ -138,16 +138,6 @@ def normalize(text: str) -> str:
 
     text = re.sub(r"\[\d+:\d\d(:\d\d)?\]", "[MM:SS]", text)
     return re.sub(r"\b\d{6,}\b", job, text)
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        if not os.environ.get("UPDATE_SNAPSHOTS"):
-            pytest.fail(f"snapshot {path} did not exist; written now, check it and re-run")
-    assert text == path.read_text()
 
 
 # -- entry points and usage ------------------------------------------------------------------

@@ -52,6 +52,18 @@ def slurm_running() -> str | None:
     return None
 
 
+def require_slurm() -> None:
+    """Skip the test when Slurm is not usable here; fail it instead under
+    ``CLUSTER_API_REQUIRE_SLURM=1`` (CI), where a skipped Slurm test would hide a break."""
+    reason = slurm_running()
+    if reason is None and "slurm" not in available_executors():
+        reason = "this build has no slurm executor"
+    if reason is not None:
+        if os.environ.get("CLUSTER_API_REQUIRE_SLURM") == "1":
+            pytest.fail(f"Slurm is required here (CLUSTER_API_REQUIRE_SLURM=1): {reason}")
+        pytest.skip(reason)
+
+
 @dataclass
 class Backend:
     name: str
@@ -76,13 +88,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
             simulator = request.getfixturevalue("lsf_simulator")
             simulator.set(seconds_per_minute=2.0)
     if name == "slurm":
-        reason = slurm_running()
-        if reason is None and "slurm" not in available_executors():
-            reason = "this build has no slurm executor"
-        if reason is not None:
-            if os.environ.get("CLUSTER_API_REQUIRE_SLURM") == "1":
-                pytest.fail(f"Slurm is required here (CLUSTER_API_REQUIRE_SLURM=1): {reason}")
-            pytest.skip(reason)
+        require_slurm()
     work_dir = tmp_path / "work"
     work_dir.mkdir()
     config = {

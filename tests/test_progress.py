@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import check_snapshot
 
 from cluster_api import ArrayElement, JobMonitor, JobRecord, JobStatus, LocalExecutor
 from cluster_api.progress import ProgressView, format_elapsed, job_summary
-
-SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 class FakeClock:
@@ -49,16 +47,6 @@ def set_elements(record: JobRecord, **counts: int) -> None:
     for element, status in zip(record.array_elements.values(), statuses, strict=True):
         element.status = status
     record.advance(record.compute_array_status())
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        if not os.environ.get("UPDATE_SNAPSHOTS"):
-            pytest.fail(f"snapshot {path} did not exist; written now, check it and re-run")
-    assert text == path.read_text()
 
 
 def test_format_elapsed() -> None:

@@ -8,15 +8,14 @@ submitted at once and watched by one monitor: the file takes about as long as th
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_integration import slurm_running
+from test_integration import require_slurm
 
-from cluster_api import JobMonitor, JobStatus, ResourceSpec, available_executors, create_executor
+from cluster_api import JobMonitor, JobStatus, ResourceSpec, create_executor
 from cluster_api.executors.slurm import SlurmExecutor
 
 pytestmark = pytest.mark.integration
@@ -24,13 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def slurm(tmp_path: Path) -> SlurmExecutor:
-    reason = slurm_running()
-    if reason is None and "slurm" not in available_executors():
-        reason = "this build has no slurm executor"
-    if reason is not None:
-        if os.environ.get("CLUSTER_API_REQUIRE_SLURM") == "1":
-            pytest.fail(f"Slurm is required here (CLUSTER_API_REQUIRE_SLURM=1): {reason}")
-        pytest.skip(reason)
+    require_slurm()
     executor = create_executor(
         executor="slurm",
         poll_interval=0.5,
