@@ -69,8 +69,8 @@ class DevSshd:
             return f.read().decode("utf-8", errors="replace")
 
     def config_with(self, tmp_path: Path, option: str, value: str) -> Path:
-        """A copy of the client config with one option's value replaced (IdentityFile and
-        known-hosts files accumulate when given with ``-o``, so they must be replaced)."""
+        """A copy of the client config with one option's value replaced: ``-o IdentityFile=``
+        adds to the config's identities instead of replacing them."""
         text = self.client_config.read_text()
         pattern = rf"^(\s*{option}) .*$"
         assert re.search(pattern, text, flags=re.M), f"{option} not in {self.client_config}"
@@ -126,6 +126,16 @@ def control_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def new_key(path: Path) -> Path:
+    """A fresh ed25519 key pair that the dev sshd has never seen."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        timeout=SSH_TIMEOUT,
+    )
+    return path
+
+
 def client_port(ssh_connection: str) -> int:
     """The client's source port from the remote ``$SSH_CONNECTION``: it names the
     connection in the sshd log."""
@@ -161,12 +171,7 @@ def test_server_listens_on_loopback_only(dev: DevSshd) -> None:
 
 
 def test_a_wrong_key_is_refused_at_once_without_a_prompt(dev: DevSshd, tmp_path: Path) -> None:
-    wrong_key = tmp_path / "wrong_key"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)],
-        check=True,
-        timeout=SSH_TIMEOUT,
-    )
+    wrong_key = new_key(tmp_path / "wrong_key")
     config = dev.config_with(tmp_path, "IdentityFile", str(wrong_key))
     out = dev.ssh("capi-dev", "true", config=config)
     assert out.returncode == 255
@@ -189,26 +194,14 @@ def test_unknown_and_changed_host_keys_are_refused_in_batch_mode(
 ) -> None:
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
-    unknown = dev.ssh(
-        "capi-dev", "true", config=dev.config_with(tmp_path, "UserKnownHostsFile", str(empty))
-    )
+    unknown = dev.ssh("-o", f"UserKnownHostsFile={empty}", "capi-dev", "true")
     assert unknown.returncode == 255
     assert "Host key verification failed." in unknown.stderr
 
-    other = tmp_path / "other_host_key"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-        check=True,
-        timeout=SSH_TIMEOUT,
-    )
-    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    kind, key = new_key(tmp_path / "other_host_key").with_suffix(".pub").read_text().split()[:2]
     changed_file = tmp_path / "changed_known_hosts"
     changed_file.write_text(f"[127.0.0.1]:{dev.port} {kind} {key}\n")
-    changed = dev.ssh(
-        "capi-dev",
-        "true",
-        config=dev.config_with(tmp_path, "UserKnownHostsFile", str(changed_file)),
-    )
+    changed = dev.ssh("-o", f"UserKnownHostsFile={changed_file}", "capi-dev", "true")
     assert changed.returncode == 255
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in changed.stderr
 
