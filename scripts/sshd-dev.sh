@@ -68,8 +68,10 @@ dump_log() {
 die() { log "ERROR: $*"; dump_log; exit 1; }
 
 validate_knobs() {
-  [[ $PORT =~ ^[0-9]+$ ]] && (( PORT > 1024 && PORT < 65536 )) \
-    || { log "ERROR: SSHD_DEV_PORT must be a port above 1024, got '$PORT'"; exit 2; }
+  if ! [[ $PORT =~ ^[0-9]+$ ]] || (( PORT <= 1024 || PORT > 65535 )); then
+    log "ERROR: SSHD_DEV_PORT must be a port above 1024, got '$PORT'"
+    exit 2
+  fi
   [[ $TIMEOUT =~ ^[0-9]+$ ]] \
     || { log "ERROR: SSHD_DEV_TIMEOUT must be a whole number of seconds, got '$TIMEOUT'"; exit 2; }
 }
