@@ -17,7 +17,9 @@
 #                                            (the same server reached through ProxyJump capi-dev),
 #                                            BatchMode yes: use it with `ssh -F`
 # and a local unprivileged user capi-remote (real home, no password) whose
-# ~/.ssh/authorized_keys holds the client key.  Commands run through it run as capi-remote.
+# ~/.ssh/authorized_keys holds the client key, and only it (so one state directory per
+# machine: `up` with another SSHD_DEV_STATE_DIR takes the login over).  Commands run through
+# it run as capi-remote.
 #
 # The server listens on 127.0.0.1 only, never reads /etc/ssh/sshd_config and never
 # starts, stops or reconfigures the system's ssh service.  Installing openssh-server where
