@@ -88,6 +88,31 @@ def _quote(value: str) -> str:
     return shlex.quote(value)
 
 
+def _quote_path(field: str, value: str) -> str:
+    """A path for ``-cwd``/``-o``/``-e``, double-quoted as LSF's documentation writes it
+    (``-cwd "/scratch"``). Double quotes cannot hold ``"``, ``\\``, ``$`` or a backquote
+    safely, so a path with one is refused, naming the ``field`` it came from."""
+    special = _SHELL_SPECIAL_IN_DQUOTES.search(value)
+    if special:
+        raise ValueError(
+            f"{field} {value!r} contains {special.group()!r}, which an LSF directive "
+            'cannot hold (paths are written in double quotes: no ", \\, $ or `)'
+        )
+    return f'"{value}"'
+
+
+def _checked_work_dir(work_dir: str) -> str:
+    """The job's folder, refused when LSF would not read it back as written: ``%J``,
+    ``%I``, ``%U``... are placeholders in ``-cwd``, ``-o`` and ``-e`` and LSF has no
+    escape for a literal ``%``, so the job would run (and log) somewhere else."""
+    if "%" in work_dir:
+        raise ValueError(
+            f"ResourceSpec.work_dir {work_dir!r} contains '%', which LSF reads as a "
+            "placeholder (%J, %I, %U, ...) in -cwd, -o and -e; use a folder without '%'"
+        )
+    return _quote_path("ResourceSpec.work_dir", work_dir)
+
+
 def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
     """The bsub options for one job, one option per string (``-q normal``)."""
     res = spec.resources
@@ -99,9 +124,14 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
         name = f"{name}[{start}-{end}{limit}]"
     suffix = "%J.%I" if is_array else "%J"
+    cwd = _checked_work_dir(res.work_dir)
     stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
     stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
-    options = [f"-J {q(name)}", f"-o {q(stdout)}", f"-e {q(stderr)}"]
+    options = [
+        f"-J {q(name)}",
+        f"-o {_quote_path('ResourceSpec.stdout_path', stdout)}",
+        f"-e {_quote_path('ResourceSpec.stderr_path', stderr)}",
+    ]
     if spec.token:
         options.append(f"-Jd {q(spec.token)}")
     if res.queue:
@@ -121,7 +151,7 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
     if res.account:
         options.append(f"-P {q(res.account)}")
-    options.append(f"-cwd {q(res.work_dir)}")
+    options.append(f"-cwd {cwd}")
     if spec.depends_on:
         condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
         options.append(f"-w {q(condition)}")
@@ -485,7 +515,10 @@ class LSFExecutor(Executor):
         if self.config.use_stdin:
             argv, stdin = ["bsub", *extra], script_path
         else:
-            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, script_path]
+            # LSF joins the command words and hands them to /bin/sh: the path is quoted
+            # for that shell, or a space in it breaks the job and a $(...) runs.
+            command = shlex.quote(script_path)
+            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, command]
             stdin = None
         return await self._submit_exactly_once(
             spec,
