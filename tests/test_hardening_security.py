@@ -131,6 +131,25 @@ async def test_lsf_log_path_placeholders_stay_usable(tmp_path: Path) -> None:
     assert bsub_lines(lsf().build_header("j", spec))["-o"] == '"/logs/o.%J.%I"'
 
 
+@pytest.mark.parametrize("field", ["queue", "account"])
+@pytest.mark.parametrize("value", ["a$b", 'a"b', 'it\'s "q"', "a`b`"])
+async def test_lsf_refuses_a_value_double_quotes_cannot_hold(
+    bsub: AsyncMock, tmp_path: Path, field: str, value: str
+) -> None:
+    """The old code fell back to shell single quotes, which LSF's directive parser does
+    not read as a shell does; such a value is refused instead."""
+    with pytest.raises(ValueError, match=rf"^{field} .*LSF directive"):
+        await lsf().submit("true", "j", resources=ResourceSpec(**{field: value}))
+    bsub.assert_not_called()
+    assert files_under(tmp_path) == []
+
+
+async def test_lsf_odd_but_quotable_values_are_double_quoted(tmp_path: Path) -> None:
+    spec = ResourceSpec(work_dir=str(tmp_path), queue="night queue", account="it's")
+    found = bsub_lines(lsf().build_header("j", spec))
+    assert (found["-q"], found["-P"]) == ('"night queue"', '"it\'s"')
+
+
 # -- item 1: Slurm (sbatch reads #SBATCH lines itself) -------------------------------------
 async def test_slurm_refuses_a_backslash_in_the_log_folder(
     mock_call: AsyncMock, tmp_path: Path

@@ -78,25 +78,22 @@ _SHELL_SPECIAL_IN_DQUOTES = re.compile(r'["\\$`]')
 _LSF_JOB_ID = re.compile(r"^\d+(\[\d+\])?$")
 
 
-def _quote(value: str) -> str:
-    """Quote a directive value the way LSF's documentation writes them: bare when safe,
-    in double quotes otherwise, single quotes only when double quotes cannot hold it."""
-    if shlex.quote(value) == value:
-        return value
-    if not _SHELL_SPECIAL_IN_DQUOTES.search(value):
-        return f'"{value}"'
-    return shlex.quote(value)
+def _quote(field: str, value: str) -> str:
+    """A directive value as LSF's documentation writes them: bare when no shell would
+    change it, in double quotes otherwise."""
+    return value if shlex.quote(value) == value else _double_quoted(field, value)
 
 
-def _quote_path(field: str, value: str) -> str:
-    """A path for ``-cwd``/``-o``/``-e``, double-quoted as LSF's documentation writes it
-    (``-cwd "/scratch"``). Double quotes cannot hold ``"``, ``\\``, ``$`` or a backquote
-    safely, so a path with one is refused, naming the ``field`` it came from."""
+def _double_quoted(field: str, value: str) -> str:
+    """``value`` in double quotes (paths always are: ``-cwd "/scratch"``). Inside them
+    ``"``, ``\\``, ``$`` and a backquote are special, to LSF's directive parser as to a
+    shell, with no escape both read alike; a value with one is refused, naming the
+    ``field`` it came from, rather than written so that LSF reads something else."""
     special = _SHELL_SPECIAL_IN_DQUOTES.search(value)
     if special:
         raise ValueError(
-            f"{field} {value!r} contains {special.group()!r}, which an LSF directive "
-            'cannot hold (paths are written in double quotes: no ", \\, $ or `)'
+            f"{field} {value!r} contains {special.group()!r}, which cannot be written "
+            'inside the double quotes of an LSF directive (no ", \\, $ or `)'
         )
     return f'"{value}"'
 
@@ -110,7 +107,7 @@ def _checked_work_dir(work_dir: str) -> str:
             f"ResourceSpec.work_dir {work_dir!r} contains '%', which LSF reads as a "
             "placeholder (%J, %I, %U, ...) in -cwd, -o and -e; use a folder without '%'"
         )
-    return _quote_path("ResourceSpec.work_dir", work_dir)
+    return _double_quoted("ResourceSpec.work_dir", work_dir)
 
 
 def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
@@ -128,14 +125,14 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
     stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
     stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
     options = [
-        f"-J {q(name)}",
-        f"-o {_quote_path('ResourceSpec.stdout_path', stdout)}",
-        f"-e {_quote_path('ResourceSpec.stderr_path', stderr)}",
+        f"-J {q('job name', name)}",
+        f"-o {_double_quoted('ResourceSpec.stdout_path', stdout)}",
+        f"-e {_double_quoted('ResourceSpec.stderr_path', stderr)}",
     ]
     if spec.token:
-        options.append(f"-Jd {q(spec.token)}")
+        options.append(f"-Jd {q('job token', spec.token)}")
     if res.queue:
-        options.append(f"-q {q(res.queue)}")
+        options.append(f"-q {q('queue', res.queue)}")
     if res.cpus:
         options.append(f"-n {res.cpus}")
         if res.cpus > 1:
@@ -150,11 +147,11 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         minutes = parse_walltime_minutes(res.walltime)
         options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
     if res.account:
-        options.append(f"-P {q(res.account)}")
+        options.append(f"-P {q('account', res.account)}")
     options.append(f"-cwd {cwd}")
     if spec.depends_on:
         condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
-        options.append(f"-w {q(condition)}")
+        options.append(f"-w {q('depends_on', condition)}")
         options.append("-ti")
     if not spec.inherit_env:
         options.append("-env none")
