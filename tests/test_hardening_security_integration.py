@@ -20,6 +20,7 @@ import pytest
 from test_integration import require_slurm
 
 from cluster_api import Executor, JobMonitor, JobStatus, ResourceSpec, create_executor
+from cluster_api.script import exit_file_path
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +76,9 @@ def markers(tmp_path: Path) -> list[str]:
 async def run_in_hostile_folders(
     executor: Executor, tmp_path: Path, runs: list[str], refused: list[str]
 ) -> None:
-    """Each job in ``runs`` ends DONE, ran in its folder and logged there; each name in
-    ``refused`` is a ValueError naming work_dir with nothing written; nothing executes."""
+    """Each job in ``runs`` ends DONE, ran in its folder, logged there and wrote its exit
+    file; each name in ``refused`` is a ValueError naming work_dir with nothing written;
+    nothing executes."""
     root = tmp_path / "folders"
     root.mkdir()
     command = "pwd -P > where.txt; echo logged"
@@ -95,6 +97,9 @@ async def run_in_hostile_folders(
         assert (folder / "where.txt").read_text().strip() == os.path.realpath(folder), name
         logs = [p for p in folder.iterdir() if p.name.startswith("stdout.")]
         assert [p.read_text() for p in logs] == ["logged\n"], name
+        # The script's EXIT trap found its way to the exit file beside it.
+        assert job.script_path is not None
+        assert Path(exit_file_path(job.script_path)).read_text() == "0\n", name
     for name in refused:
         folder = root / name
         folder.mkdir()
