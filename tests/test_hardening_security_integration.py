@@ -154,11 +154,16 @@ async def test_relative_work_dir_runs_in_that_folder(
     assert any(p.name.startswith("stdout.") for p in folder.iterdir())  # logs there too
 
 
+@pytest.mark.parametrize("backend", ["local", "lsf", "slurm"])
 async def test_env_values_reach_the_job_literally(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """The ``export`` lines of the script: quotes, $(), backticks, ';', '%', unicode and
     control characters come out as written, and nothing runs."""
+    if backend == "lsf":
+        request.getfixturevalue("lsf_simulator")
+    if backend == "slurm":
+        require_slurm()
     monkeypatch.chdir(tmp_path)
     values = {
         "QUOTES": 'it\'s "quoted"',
@@ -167,7 +172,7 @@ async def test_env_values_reach_the_job_literally(
         "CONTROL": "line1\nline2\ttab\rcr\x01",
         "BACKSLASH": "a\\nb\\",
     }
-    executor = executor_for("local", tmp_path)
+    executor = executor_for(backend, tmp_path)
     command = "; ".join(f'printf %s "${key}" > {key}.txt' for key in values)
     job = await executor.submit(
         command, "env", resources=ResourceSpec(work_dir=str(tmp_path)), env=values
