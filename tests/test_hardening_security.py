@@ -74,7 +74,9 @@ def bsub_lines(header: list[str]) -> dict[str, str]:
 
 # -- item 1: LSF default mode (the script path goes through LSF's /bin/sh) -----------------
 @pytest.mark.parametrize("name", ["my data", "semi;touch PWNED", "it's", "a&b|c", "tab\there"])
-async def test_lsf_script_path_is_one_shell_word(bsub: AsyncMock, tmp_path: Path, name) -> None:
+async def test_lsf_script_path_is_one_shell_word(
+    bsub: AsyncMock, tmp_path: Path, name: str
+) -> None:
     work_dir = folder(tmp_path, name)
     record = await lsf().submit("true", "j", resources=ResourceSpec(work_dir=work_dir))
     argv = bsub.call_args.args[0]
@@ -87,7 +89,7 @@ async def test_lsf_use_stdin_passes_the_path_as_a_file_not_a_word(bsub: AsyncMoc
     assert bsub.call_args.kwargs["stdin_file"] == record.script_path
 
 
-async def test_lsf_paths_are_always_double_quoted(tmp_path: Path) -> None:
+def test_lsf_paths_are_always_double_quoted(tmp_path: Path) -> None:
     work_dir = folder(tmp_path, "plain")
     header = lsf().build_header("j", ResourceSpec(work_dir=work_dir))
     found = bsub_lines(header)
@@ -126,7 +128,7 @@ async def test_lsf_refuses_percent_in_work_dir(bsub: AsyncMock, tmp_path: Path) 
     assert files_under(tmp_path) == []
 
 
-async def test_lsf_log_path_placeholders_stay_usable(tmp_path: Path) -> None:
+def test_lsf_log_path_placeholders_stay_usable(tmp_path: Path) -> None:
     spec = ResourceSpec(work_dir=str(tmp_path), stdout_path="/logs/o.%J.%I")
     assert bsub_lines(lsf().build_header("j", spec))["-o"] == '"/logs/o.%J.%I"'
 
@@ -144,7 +146,7 @@ async def test_lsf_refuses_a_value_double_quotes_cannot_hold(
     assert files_under(tmp_path) == []
 
 
-async def test_lsf_odd_but_quotable_values_are_double_quoted(tmp_path: Path) -> None:
+def test_lsf_odd_but_quotable_values_are_double_quoted(tmp_path: Path) -> None:
     spec = ResourceSpec(work_dir=str(tmp_path), queue="night queue", account="it's")
     found = bsub_lines(lsf().build_header("j", spec))
     assert (found["-q"], found["-P"]) == ('"night queue"', '"it\'s"')
@@ -161,13 +163,13 @@ async def test_slurm_refuses_a_backslash_in_the_log_folder(
     assert files_under(tmp_path) == []
 
 
-async def test_slurm_refuses_a_backslash_in_a_given_log_path(tmp_path: Path) -> None:
+def test_slurm_refuses_a_backslash_in_a_given_log_path(tmp_path: Path) -> None:
     spec = ResourceSpec(work_dir=str(tmp_path), stderr_path="/logs/a\\b.log")
     with pytest.raises(ValueError, match=r"ResourceSpec\.stderr_path .*backslash"):
         slurm().build_header("j", spec)
 
 
-async def test_slurm_backslash_folder_with_logs_elsewhere_is_escaped(tmp_path: Path) -> None:
+def test_slurm_backslash_folder_with_logs_elsewhere_is_escaped(tmp_path: Path) -> None:
     """--chdir takes a backslash (escaped); only log paths cannot."""
     work_dir = folder(tmp_path, "back\\slash")
     spec = ResourceSpec(work_dir=work_dir, stdout_path="/logs/o.log", stderr_path="/logs/e.log")
