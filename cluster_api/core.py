@@ -37,6 +37,7 @@ from .models import (
     JobStatus,
     ResourceSpec,
     check_single_line,
+    check_utf8,
 )
 from .script import (
     environment_lines,
@@ -325,6 +326,7 @@ class Executor(ABC):
     ) -> JobSpec:
         if not isinstance(command, str) or not command.strip():
             raise ValueError(f"command must be a non-empty string, got {command!r}")
+        check_utf8("command", command)
         if self.directive_prefix and any(
             line.lstrip().startswith(self.directive_prefix) for line in command.splitlines()
         ):
@@ -352,16 +354,20 @@ class Executor(ABC):
         )
 
     def effective_resources(self, resources: ResourceSpec | None) -> ResourceSpec:
-        """The job's resources with unset fields taken from the config."""
+        """The job's resources with unset fields taken from the config, and work_dir made
+        absolute: the job starts inside it, so paths into it (the script, the default
+        logs) written relative to it would point somewhere else."""
         base = resources if resources is not None else ResourceSpec()
         if not isinstance(base, ResourceSpec):
             raise TypeError(f"resources must be a ResourceSpec, got {type(base).__name__}")
-        defaults = {
+        changes: dict[str, Any] = {
             name: getattr(self.config, name)
             for name in ("cpus", "gpus", "memory", "walltime", "queue", "account")
             if getattr(base, name) is None
         }
-        return replace(base, **defaults) if defaults else base
+        if not os.path.isabs(base.work_dir):
+            changes["work_dir"] = os.path.abspath(base.work_dir)
+        return replace(base, **changes) if changes else base
 
     async def _submit(self, spec: JobSpec) -> JobRecord:
         self._validate(spec)
@@ -428,6 +434,10 @@ class Executor(ABC):
                 return write_script(directory, content, spec.name, counter)
             except FileExistsError:
                 continue
+            except NotADirectoryError:
+                raise ValueError(
+                    f"ResourceSpec.work_dir {spec.resources.work_dir!r} is not a folder"
+                ) from None
             except OSError as exc:
                 raise ClusterAPIError(f"cannot write job script {path}: {exc}") from exc
 

@@ -72,9 +72,23 @@ _UNSAFE_CHARS = re.compile(r"[\r\n\x00]")
 
 
 def check_single_line(what: str, value: str) -> None:
-    """Refuse a value that would add a line to a job script (newline, CR or NUL)."""
+    """Refuse a value that would add a line to a job script (newline, CR or NUL) or that
+    the script, written as UTF-8, cannot hold."""
     if _UNSAFE_CHARS.search(value):
         raise ValueError(f"{what} must not contain a newline, carriage return or NUL: {value!r}")
+    check_utf8(what, value)
+
+
+def check_utf8(what: str, value: str) -> None:
+    """Refuse text with no UTF-8 form. Python decodes a file name or environment value
+    that is not UTF-8 into lone surrogates (``"\\udcff"``); a job script cannot hold
+    them, and finding out while the script is being written would leave half a file."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} is not valid UTF-8 (undecodable byte at position {exc.start}): {value!r}"
+        ) from None
 
 
 @dataclass

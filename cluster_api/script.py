@@ -8,19 +8,20 @@ effect and happens once, with exclusive creation so no script is ever overwritte
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .models import check_single_line
+from .models import check_single_line, check_utf8
 
 if TYPE_CHECKING:
     from .config import ClusterConfig
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXIT_FILE_VAR = "CLUSTER_API_EXIT_FILE"
 
 
@@ -36,7 +37,7 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
     """Check variable names and values before they reach a script."""
     checked: dict[str, str] = {}
     for key, value in (env or {}).items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise ValueError(
                 f"invalid environment variable name {key!r}: use [A-Za-z_][A-Za-z0-9_]*"
             )
@@ -44,6 +45,7 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"environment variable {key} must be a string, got {value!r}")
         if "\x00" in value:
             raise ValueError(f"environment variable {key} contains a NUL byte")
+        check_utf8(f"environment variable {key}", value)
         checked[key] = value
     return checked
 
@@ -154,11 +156,24 @@ def write_script(directory: str, content: str, name: str, counter: int) -> str:
     """Write ``{directory}/{safe_name}.{counter}.sh`` (mode 0700) and return its path.
 
     Creation is exclusive: if the file exists (another executor, an earlier run) this
-    raises FileExistsError and the caller picks the next counter.
+    raises FileExistsError and the caller picks the next counter; FileExistsError means
+    nothing else, so a ``directory`` that is a file raises NotADirectoryError. The
+    content is encoded before the file is created: text that cannot be written is a
+    ValueError, never an empty script left behind.
     """
-    os.makedirs(directory, exist_ok=True)
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"job script of {name!r} is not valid UTF-8 (undecodable byte in "
+            f"{content[max(exc.start - 40, 0) : exc.end + 40]!r})"
+        ) from None
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", directory) from None
     path = script_path(directory, name, counter)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     return path

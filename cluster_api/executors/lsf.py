@@ -78,14 +78,36 @@ _SHELL_SPECIAL_IN_DQUOTES = re.compile(r'["\\$`]')
 _LSF_JOB_ID = re.compile(r"^\d+(\[\d+\])?$")
 
 
-def _quote(value: str) -> str:
-    """Quote a directive value the way LSF's documentation writes them: bare when safe,
-    in double quotes otherwise, single quotes only when double quotes cannot hold it."""
-    if shlex.quote(value) == value:
-        return value
-    if not _SHELL_SPECIAL_IN_DQUOTES.search(value):
-        return f'"{value}"'
-    return shlex.quote(value)
+def _quote(field: str, value: str) -> str:
+    """A directive value as LSF's documentation writes them: bare when no shell would
+    change it, in double quotes otherwise."""
+    return value if shlex.quote(value) == value else _double_quoted(field, value)
+
+
+def _double_quoted(field: str, value: str) -> str:
+    """``value`` in double quotes (paths always are: ``-cwd "/scratch"``). Inside them
+    ``"``, ``\\``, ``$`` and a backquote are special, to LSF's directive parser as to a
+    shell, with no escape both read alike; a value with one is refused, naming the
+    ``field`` it came from, rather than written so that LSF reads something else."""
+    special = _SHELL_SPECIAL_IN_DQUOTES.search(value)
+    if special:
+        raise ValueError(
+            f"{field} {value!r} contains {special.group()!r}, which cannot be written "
+            'inside the double quotes of an LSF directive (no ", \\, $ or `)'
+        )
+    return f'"{value}"'
+
+
+def _checked_work_dir(work_dir: str) -> str:
+    """The job's folder, refused when LSF would not read it back as written: ``%J``,
+    ``%I``, ``%U``... are placeholders in ``-cwd``, ``-o`` and ``-e`` and LSF has no
+    escape for a literal ``%``, so the job would run (and log) somewhere else."""
+    if "%" in work_dir:
+        raise ValueError(
+            f"ResourceSpec.work_dir {work_dir!r} contains '%', which LSF reads as a "
+            "placeholder (%J, %I, %U, ...) in -cwd, -o and -e; use a folder without '%'"
+        )
+    return _double_quoted("ResourceSpec.work_dir", work_dir)
 
 
 def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
@@ -99,13 +121,18 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
         name = f"{name}[{start}-{end}{limit}]"
     suffix = "%J.%I" if is_array else "%J"
+    cwd = _checked_work_dir(res.work_dir)
     stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
     stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
-    options = [f"-J {q(name)}", f"-o {q(stdout)}", f"-e {q(stderr)}"]
+    options = [
+        f"-J {q('job name', name)}",
+        f"-o {_double_quoted('ResourceSpec.stdout_path', stdout)}",
+        f"-e {_double_quoted('ResourceSpec.stderr_path', stderr)}",
+    ]
     if spec.token:
-        options.append(f"-Jd {q(spec.token)}")
+        options.append(f"-Jd {q('job token', spec.token)}")
     if res.queue:
-        options.append(f"-q {q(res.queue)}")
+        options.append(f"-q {q('queue', res.queue)}")
     if res.cpus:
         options.append(f"-n {res.cpus}")
         if res.cpus > 1:
@@ -120,11 +147,11 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
         minutes = parse_walltime_minutes(res.walltime)
         options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
     if res.account:
-        options.append(f"-P {q(res.account)}")
-    options.append(f"-cwd {q(res.work_dir)}")
+        options.append(f"-P {q('account', res.account)}")
+    options.append(f"-cwd {cwd}")
     if spec.depends_on:
         condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
-        options.append(f"-w {q(condition)}")
+        options.append(f"-w {q('depends_on', condition)}")
         options.append("-ti")
     if not spec.inherit_env:
         options.append("-env none")
@@ -485,7 +512,10 @@ class LSFExecutor(Executor):
         if self.config.use_stdin:
             argv, stdin = ["bsub", *extra], script_path
         else:
-            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, script_path]
+            # LSF joins the command words and hands them to /bin/sh: the path is quoted
+            # for that shell, or a space in it breaks the job and a $(...) runs.
+            command = shlex.quote(script_path)
+            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, command]
             stdin = None
         return await self._submit_exactly_once(
             spec,

@@ -115,6 +115,24 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _log_pattern(given: str | None, work_dir: str, stream: str, suffix: str) -> str:
+    """The ``--output``/``--error`` filename pattern: the one given, or one in work_dir.
+
+    In a pattern ``%`` is special, so a literal one in the folder is written ``%%``. A
+    backslash has no escape (sbatch gives it a meaning of its own in patterns) and a job
+    whose log path holds one is accepted but never starts (JobLaunchFailure on Slurm
+    22.05), so such a path is refused here, naming the field it came from.
+    """
+    pattern = given or f"{work_dir.replace('%', '%%')}/{stream}.{suffix}.log"
+    if "\\" in pattern:
+        field = f"{stream}_path" if given else "work_dir"
+        raise ValueError(
+            f"ResourceSpec.{field} {given or work_dir!r} contains a backslash, which "
+            f"Slurm cannot take in the {stream} log path"
+        )
+    return pattern
+
+
 def format_walltime(value: str | int) -> str:
     """A wall-clock limit as Slurm's ``D-HH:MM:SS``, rounded up to a whole minute (Slurm
     limits have minute granularity)."""
@@ -129,10 +147,8 @@ def slurm_options(spec: JobSpec) -> list[str]:
     q = _quote
     is_array = spec.array_range is not None
     suffix = "%A_%a" if is_array else "%j"
-    # In a filename pattern "%" is special: a literal one in the folder is written "%%".
-    folder = res.work_dir.replace("%", "%%")
-    stdout = res.stdout_path or f"{folder}/stdout.{suffix}.log"
-    stderr = res.stderr_path or f"{folder}/stderr.{suffix}.log"
+    stdout = _log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
+    stderr = _log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
     options = [f"--job-name={q(spec.name)}"]
     if spec.array_range is not None:
         start, end = spec.array_range

@@ -826,7 +826,10 @@ def command_bsub(args: list[str], state_dir: str, control: Json) -> int:
     submit_cwd = os.getcwd()
     directives: Json = {}
     if command:
-        script_text = " ".join(command) + "\n"  # LSF hands the words to a shell as-is
+        # LSF joins the words and hands them to the Bourne shell as they are: a word
+        # with a space in it splits, a $(...) in it runs.
+        script_text = " ".join(command) + "\n"
+        interpreter = "/bin/sh"
         display_command = " ".join(command)
         script_path = command[0] if os.path.sep in command[0] else os.path.join(".", command[0])
         if settings.get("parse_script") and os.path.isfile(script_path):
@@ -839,6 +842,7 @@ def command_bsub(args: list[str], state_dir: str, control: Json) -> int:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError(f"bsub: no command or job script given\n{BSUB_USAGE}")
         script_text = sys.stdin.read()
+        interpreter = "/bin/bash"
         if not script_text.strip():
             raise UsageError("No command is specified. Job not submitted.")
         directives, _ = parse_bsub_options(script_directives(script_text), False)
@@ -901,6 +905,7 @@ def command_bsub(args: list[str], state_dir: str, control: Json) -> int:
             "dependency": opts.get("-w"),
             "ti": bool(opts.get("-ti")),
             "login_shell": opts.get("-L"),
+            "interpreter": interpreter,
             "res_req": opts.get("-R", []),
             "gpu": opts.get("-gpu"),
             "submit_time": now,
@@ -1222,9 +1227,9 @@ def launch(state_dir: str, job_key: str, idx: str, submit_env: dict[str, str]) -
         state_dir, SPOOL_DIR, element_label(job, idx).replace("[", "_").rstrip("]")
     )
     shell = job.get("login_shell")
-    argv = (
-        [str(shell), "-l", str(job["job_file"])] if shell else ["/bin/bash", str(job["job_file"])]
-    )
+    job_file = str(job["job_file"])
+    interpreter = str(job.get("interpreter") or "/bin/bash")
+    argv = [str(shell), "-l", job_file] if shell else [interpreter, job_file]
     now = time.time()
     pid = 0
     with contextlib.ExitStack() as stack:
