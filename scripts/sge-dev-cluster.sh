@@ -63,13 +63,13 @@ log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
 # The execd's messages file lives under its host name; resolved lazily (needs the packages).
 sge_host_name() { /usr/lib/gridengine/gethostname -aname 2>/dev/null || hostname; }
 
-# Show the end of every log that could explain a failure.
+# Show the end of every log that this run wrote and that could explain a failure.
 dump_logs() {
   local f host
   host=$(sge_host_name 2>/dev/null || true)
   for f in "$STATE_DIR"/sge_qmaster.out "$STATE_DIR"/sge_execd.out "$QMASTER_SPOOL/messages" \
            "$EXECD_SPOOL/$host/messages" "$STATE_DIR/configure.log"; do
-    [[ -s $f ]] || continue
+    [[ -s $f && ! $STATE_DIR/run-started -nt $f ]] || continue
     printf -- '---- last 15 lines of %s\n' "$f" >&2
     tail -n 15 "$f" >&2
   done
@@ -355,6 +355,7 @@ cmd_up() {
   require_root
   validate_knobs
   take_lock
+  touch "$STATE_DIR/run-started"
   local t0
   t0=$(now)
 
@@ -393,10 +394,18 @@ cmd_up() {
   fi
 
   start_daemon sge_execd /usr/sbin/sge_execd
-  local deadline state
+  # Wait for the execd to report (state "u" goes).  A queue left in error state (E, e.g.
+  # by a job that failed "before job" on the host) or disabled (d) is put back once.
+  local deadline state cleared=0
   deadline=$(( $(date +%s) + TIMEOUT ))
   until queue_usable; do
     state=$(queue_states || true)
+    if [[ $cleared == 0 && $state =~ [Ed] ]]; then
+      log "queue $QUEUE@$host is in state '$state'; clearing and enabling it"
+      qmod -c "$QUEUE@$host" >/dev/null 2>&1 || true
+      qmod -e "$QUEUE@$host" >/dev/null 2>&1 || true
+      cleared=1
+    fi
     (( $(date +%s) < deadline )) || die "queue $QUEUE@$host does not take jobs after ${TIMEOUT}s (state '${state:-unknown}')"
     sleep 0.2
   done
