@@ -136,8 +136,7 @@ start_daemon() {
   echo "$!" >"$STATE_DIR/$name.pid"
   # `env` replaces itself with the daemon; wait for that so `ours` sees the right comm,
   # and give an immediately failing daemon (port in use, bad spool) time to die here.
-  local i
-  for i in $(seq 20); do ours "$name" && break; sleep 0.1; done
+  for _ in $(seq 20); do ours "$name" && break; sleep 0.1; done
   sleep 0.3
   ours "$name" || die "$name exited right after start ($*)"
   log "started $name (pid $(our_pid "$name"))"
@@ -280,8 +279,8 @@ edit_attrs() {
   local file=$1 pair; shift
   for pair in "$@"; do
     local name=${pair%%=*} value=${pair#*=}
-    if grep -q "^$name[[:space:]]" "$file"; then
-      sed -i "s|^$name[[:space:]].*|$name $value|" "$file"
+    if grep -q "^${name}[[:space:]]" "$file"; then
+      sed -i "s|^${name}[[:space:]].*|$name $value|" "$file"
     else
       printf '%s %s\n' "$name" "$value" >>"$file"
     fi
@@ -304,9 +303,9 @@ configure_cell() {
   local host=$1 dir=$STATE_DIR/conf
   rm -rf "$dir"; mkdir -p "$dir"
   {
-    # The host submits and administers (qmaster's own host already administers).
-    qconf -as "$host"
-    qconf -ah "$host" || true
+    # The host submits and administers (a kept spool already has it as both).
+    qconf -ss 2>/dev/null | grep -qxF "$host" || qconf -as "$host"
+    qconf -sh 2>/dev/null | grep -qxF "$host" || qconf -ah "$host"
 
     # Global config.  The file name is the configuration's name for -Mconf.
     qconf -sconf global >"$dir/global"

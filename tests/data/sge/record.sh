@@ -74,6 +74,7 @@ printf 'exit 100\n' >exit100.sh
 printf 'while [ ! -e release ]; do sleep 0.2; done\n' >wait.sh
 printf 'sleep 60\n' >sleep60.sh
 printf 'sleep 2\n' >sleep2.sh
+# shellcheck disable=SC2016  # expanded by the job, not here
 printf 'sleep 2\n[ "$SGE_TASK_ID" != 2 ]\n' >array.sh
 # Exits 99 on its first run only: shows the re-queue, then a normal end.
 printf 'if [ ! -e ran99 ]; then touch ran99; exit 99; fi\nexit 0\n' >exit99.sh
