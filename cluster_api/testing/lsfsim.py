@@ -2128,7 +2128,8 @@ def is_token_lookup(command: str, args: list[str]) -> bool:
 
 
 def take_lookup_fault(state_dir: str) -> str | None:
-    """The next queued token-lookup fault (``down``, ``empty``, ``garbage``), used up."""
+    """The next queued token-lookup fault (``down``, ``empty``, ``garbage``, or ``ok``
+    for none), used up."""
     with locked(state_dir):
         control = load_control(state_dir)
         queued = control["faults"].get("lookup_faults") or []

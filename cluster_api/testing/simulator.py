@@ -196,8 +196,9 @@ class LSFSimulator:
     def lookup_faults(self, *kinds: str) -> None:
         """The next token lookups (``bjobs -o "... job_description"``) fail, one per kind,
         in order: ``down`` (``LSF is down``, exit 255), ``empty`` (nothing, exit 0),
-        ``garbage`` (not JSON, exit 0). Other bjobs calls answer normally."""
-        unknown = sorted(set(kinds) - {"down", "empty", "garbage"})
+        ``garbage`` (not JSON, exit 0), ``ok`` (the true answer: spaces faults out).
+        Other bjobs calls answer normally."""
+        unknown = sorted(set(kinds) - {"down", "empty", "garbage", "ok"})
         if unknown:
             raise ValueError(f"unknown lookup fault(s): {', '.join(unknown)}")
         state_dir = str(self._state_dir)
