@@ -154,6 +154,7 @@ class Executor(ABC):
         self._last_poll_ok: float | None = None
         self._last_poll_failed = False
         self._history_asked: set[str] = set()
+        self._submitting: set[str] = set()  # journal keys of submissions awaiting an answer
         self._journal = (
             Journal(self.config.log_directory, self.name) if self.config.journal else None
         )
@@ -400,6 +401,7 @@ class Executor(ABC):
             except JournalError as exc:
                 _remove_file(path)
                 raise SubmitError(f"job {spec.name} was not submitted: {exc}") from exc
+        self._submitting.add(key)
         try:
             record.job_id = await self._submit_script(spec, path)
         except (SubmitError, ValueError) as exc:
@@ -408,6 +410,8 @@ class Executor(ABC):
             else:
                 self._forget_submission(key, path)
             raise
+        finally:
+            self._submitting.discard(key)
         self._register(record)
         self.persist([record])
         self._after_register(record)
@@ -768,8 +772,10 @@ class Executor(ABC):
 
         Jobs come from the journal when it is enabled (exactly as submitted, array range
         included) and from the scheduler; jobs that ended while nobody watched come back
-        with their true end after the poll. With a journal, ``finished_within_minutes``
-        also brings back jobs already known to have ended that recently.
+        with their true end after the poll. With a journal, submissions whose answer an
+        earlier process never heard (it died mid-submit) are looked up by their token
+        first, and come back too, finished or not. ``finished_within_minutes`` also
+        brings back journalled jobs already known to have ended that recently.
         """
         adopted: list[JobRecord] = []
         if self._journal is not None:
@@ -805,13 +811,23 @@ class Executor(ABC):
         adopted = []
         for intent in self._journal.intents(prefix):
             record = intent.record
+            if intent.key in self._submitting:
+                continue  # this process still waits for that command's answer
             try:
                 job_id = await self._look_up_submission(record.name, intent.token, 0.0)
             except SubmitError as exc:
                 logger.warning("submissions left unresolved until the next reconnect: %s", exc)
                 break
             if job_id is None:
-                logger.info("job %s never reached the scheduler; forgetting it", record.name)
+                if _left_an_exit_status(record):
+                    logger.warning(
+                        "job %s ran (its script %s recorded an exit status) but the scheduler "
+                        "no longer lists it, so its id is unknown; forgetting it",
+                        record.name,
+                        record.script_path,
+                    )
+                else:
+                    logger.info("job %s never reached the scheduler; forgetting it", record.name)
                 self._journal.discard(intent.key)
                 continue
             record.job_id = job_id
@@ -935,6 +951,18 @@ def _dependency_ids(depends_on: Sequence[JobRecord | str] | JobRecord | str | No
         check_single_line("depends_on", str(job_id))
         ids.append(str(job_id))
     return ids
+
+
+def _left_an_exit_status(record: JobRecord) -> bool:
+    """Whether the record's script ran far enough to record how it ended."""
+    if record.script_path is None:
+        return False
+    if record.is_array:
+        return any(
+            read_exit_file(exit_file_path(record.script_path, index)) is not None
+            for index in record.array_elements
+        )
+    return read_exit_file(exit_file_path(record.script_path)) is not None
 
 
 def _remove_file(path: str) -> None:

@@ -407,3 +407,42 @@ async def test_refused_sbatch_leaves_no_script(mock_call: AsyncMock, work_dir: s
     with pytest.raises(SubmitError, match="refused"):
         await slurm.submit("true", "dep", resources=res(work_dir), depends_on="424242")
     assert scripts(work_dir) == []
+
+
+async def test_reconnect_leaves_this_process_own_submissions_in_flight_alone(
+    fake: FakeLSF, work_dir: str
+) -> None:
+    executor = lsf(work_dir, journal=True)
+    created, answer = asyncio.Event(), asyncio.Event()
+    real_bsub = fake.bsub
+
+    async def slow_answer(cmd: list[str], *args: Any, **kwargs: Any) -> str:
+        if cmd[0] != "bsub":
+            return await FakeLSF.__call__(fake, cmd)
+        out = real_bsub(cmd)  # the job exists; its answer is still on the way
+        created.set()
+        await answer.wait()
+        return out
+
+    with patch.object(Executor, "_call", side_effect=slow_answer):
+        submitting = asyncio.ensure_future(
+            executor.submit("true", "pending", resources=res(work_dir))
+        )
+        await created.wait()
+        assert await executor.reconnect() == []
+        answer.set()
+        record = await submitting
+    assert executor.jobs == {record.job_id: record}
+
+
+async def test_intent_whose_job_ran_and_was_forgotten_is_reported(
+    fake: FakeLSF, work_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.bsub_fault = [asyncio.CancelledError()]
+    with pytest.raises(asyncio.CancelledError):
+        await lsf(work_dir, journal=True).submit("true", "purged", resources=res(work_dir))
+    Path(work_dir, "capi-purged.1.exit").write_text("0\n")  # it ran...
+    fake.jobs.clear()  # ...and LSF forgot it (CLEAN_PERIOD) before anyone reconnected
+    with caplog.at_level(logging.WARNING, logger="cluster_api"):
+        assert await lsf(work_dir, journal=True).reconnect() == []
+    assert any("capi-purged ran" in r.getMessage() for r in caplog.records)
