@@ -220,7 +220,7 @@ class Executor(ABC):
         if self._journal is not None:
             try:
                 self._journal.save(records)
-            except ClusterAPIError as exc:
+            except Exception as exc:  # JournalError, or worse: never lose the poll over it
                 logger.error("%s; these job updates are only in memory", exc)
 
     def _notify_change(self) -> None:
@@ -831,12 +831,11 @@ class Executor(ABC):
                 self._journal.discard(intent.key)
                 continue
             record.job_id = job_id
-            if job_id in self._jobs:
-                continue
             record.metadata["reconnected"] = True
-            self._register(record)
-            self.persist([record])
-            adopted.append(record)
+            self.persist([record])  # settled: no later reconnect asks again
+            if job_id not in self._jobs:
+                self._register(record)
+                adopted.append(record)
         return adopted
 
     async def _discover(self, require: bool) -> list[JobRecord]:

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_integration import require_slurm
 
 import cluster_api.core as core_module
 import cluster_api.executors.lsf as lsf_module
@@ -130,3 +132,24 @@ async def test_unknown_dependency_is_refused_and_leaves_nothing(
         )
     assert list(work.iterdir()) == [] and lsf_simulator.jobs() == {}
     assert await make_executor(tmp_path, journal=True).reconnect() == []
+
+
+async def test_real_squeue_lookup_tells_found_from_not_found(tmp_path: Path, work: Path) -> None:
+    """The lookup relies on squeue printing its header even when nothing matches: checked
+    against the real Slurm (skipped without one)."""
+    require_slurm()
+    slurm = create_executor(
+        executor="slurm",
+        log_directory=str(tmp_path / "logs"),
+        job_name_prefix=f"h2{uuid.uuid4().hex[:8]}",
+        command_timeout=30.0,
+    )
+    job = await slurm.submit("sleep 30", "lookup", resources=ResourceSpec(work_dir=str(work)))
+    try:
+        assert job.script_path is not None
+        token = Path(job.script_path).stem
+        assert await slurm._find_submission(job.name, token) == job.job_id
+        assert await slurm._find_submission(job.name, f"{token}-other") is None
+        assert await slurm._find_submission(f"{job.name}-nosuch", token) is None
+    finally:
+        await slurm.cancel_all()
