@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from .config import ClusterConfig
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
-from .journal import Journal
+from .journal import Journal, JournalError
 from .models import (
     STATUS_RANK,
     TERMINAL_STATUSES,
@@ -50,6 +50,9 @@ from .script import (
 )
 
 logger = logging.getLogger("cluster_api")
+
+# Waits before the second, third, ... lookup of a submission whose lookup failed.
+LOOKUP_RETRY_DELAYS = (2.0, 5.0, 15.0)
 
 
 @contextlib.contextmanager
@@ -152,6 +155,7 @@ class Executor(ABC):
         self._last_poll_ok: float | None = None
         self._last_poll_failed = False
         self._history_asked: set[str] = set()
+        self._submitting: set[str] = set()  # journal keys of submissions awaiting an answer
         self._journal = (
             Journal(self.config.log_directory, self.name) if self.config.journal else None
         )
@@ -212,12 +216,13 @@ class Executor(ABC):
         self._notify_change()
 
     def persist(self, records: Iterable[JobRecord]) -> None:
-        """Write these records to the journal, when one is configured."""
+        """Write these records to the journal, when one is configured. A failure is
+        logged, never raised: the jobs exist and stay tracked here either way."""
         if self._journal is not None:
             try:
                 self._journal.save(records)
-            except Exception as exc:  # sqlite3.Error, OSError: never lose the poll over it
-                logger.error("could not write the job journal %s: %s", self._journal.path, exc)
+            except Exception as exc:  # JournalError, or worse: never lose the poll over it
+                logger.error("%s; these job updates are only in memory", exc)
 
     def _notify_change(self) -> None:
         if self._changed is not None:
@@ -370,11 +375,17 @@ class Executor(ABC):
         return replace(base, **changes) if changes else base
 
     async def _submit(self, spec: JobSpec) -> JobRecord:
+        """Write the script, journal the intent, run the scheduler command, track the job.
+
+        The intent goes to the journal before the command runs, so a process killed while
+        the command is in flight leaves a trace ``reconnect()`` resolves by token. A
+        journal that cannot be written stops the submission before the scheduler sees it.
+        A submission that certainly did not happen leaves nothing behind.
+        """
         self._validate(spec)
         path = self._write_job_script(spec)
-        job_id = await self._submit_script(spec, path)
         record = JobRecord(
-            job_id=job_id,
+            job_id="",
             name=spec.name,
             command=spec.command,
             resources=spec.resources,
@@ -389,11 +400,38 @@ class Executor(ABC):
                 record.array_elements[index] = ArrayElement(
                     index=index, submit_time=record.submit_time
                 )
+        key = os.path.abspath(path)
+        if self._journal is not None:
+            try:
+                self._journal.intend(key, spec.token, record)
+            except JournalError as exc:
+                _remove_file(path)
+                raise SubmitError(f"job {spec.name} was not submitted: {exc}") from exc
+        self._submitting.add(key)
+        try:
+            record.job_id = await self._submit_script(spec, path)
+        except (SubmitError, ValueError) as exc:
+            if isinstance(exc, SubmitError) and exc.job_may_exist:
+                logger.error("%s (its script %s is kept: the job may run it)", exc, path)
+            else:
+                self._forget_submission(key, path)
+            raise
+        finally:
+            self._submitting.discard(key)
         self._register(record)
         self.persist([record])
         self._after_register(record)
-        logger.info("submitted %s as job %s (%s)", spec.name, job_id, path)
+        logger.info("submitted %s as job %s (%s)", spec.name, record.job_id, path)
         return record
+
+    def _forget_submission(self, key: str, path: str) -> None:
+        """Remove what a submission the scheduler never got left: its script, its intent."""
+        _remove_file(path)
+        if self._journal is not None:
+            try:
+                self._journal.discard(key)
+            except JournalError as exc:
+                logger.error("could not remove a refused submission from the journal: %s", exc)
 
     def _validate(self, spec: JobSpec) -> None:
         """Refuse a job this executor cannot run, before anything is written. Subclasses
@@ -662,36 +700,67 @@ class Executor(ABC):
         retry_delay: float,
     ) -> str:
         """Submit, surviving one lost answer. After a timeout or a transient error the job
-        is looked up by its unique token (``_find_submission``) before the command is
-        tried again, so it is submitted exactly once; any other refusal is final."""
+        is looked up by its unique token, ``retry_delay`` seconds later, before the
+        command is tried again; only a lookup that succeeded and found nothing allows
+        that, so the job is submitted exactly once. Any other refusal is final."""
         program = argv[0]
         failure: ClusterAPIError | None = None
-        for attempt in (1, 2):
+        for _ in range(2):
             try:
-                return parse(await self._run(argv, env=env, stdin_file=stdin_file))
+                out = await self._run(argv, env=env, stdin_file=stdin_file)
             except CommandTimeoutError as exc:
                 failure = exc
             except CommandFailedError as exc:
                 if not transient.search(f"{exc} {exc.stderr} {exc.stdout}"):
                     raise SubmitError(f"{program} refused job {spec.name}: {exc}") from exc
                 failure = exc
+            else:
+                try:
+                    return parse(out)
+                except SubmitError as exc:  # it answered, but not as documented
+                    raise SubmitError(str(exc), job_may_exist=True) from exc
             logger.warning(
                 "%s for %s failed (%s); checking whether it was submitted",
                 program,
                 spec.name,
                 failure,
             )
-            found = await self._find_submission(spec)
+            found = await self._look_up_submission(spec.name, spec.token, retry_delay)
             if found is not None:
                 logger.info("job %s was submitted as %s despite the error", spec.name, found)
                 return found
-            if attempt == 1:
-                await asyncio.sleep(retry_delay)
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
 
-    async def _find_submission(self, spec: JobSpec) -> str | None:
-        """Hook: the id of the job carrying ``spec.token``, if the scheduler has it."""
+    async def _look_up_submission(self, name: str, token: str, first_delay: float) -> str | None:
+        """The id of the job carrying ``token``, or None when the scheduler answered and
+        has no such job. A lookup that fails is not "not found" (resubmitting on it makes
+        two jobs): it is retried after ``LOOKUP_RETRY_DELAYS``, and when none succeeds
+        this raises ``SubmitError(job_may_exist=True)``."""
+        failure: ClusterAPIError | None = None
+        for delay in (first_delay, *LOOKUP_RETRY_DELAYS):
+            if delay > 0:
+                await self._sleep(delay)
+            try:
+                return await self._find_submission(name, token)
+            except ClusterAPIError as exc:
+                failure = exc
+                logger.warning("looking up submission %s of %s failed: %s", token, name, exc)
+        raise SubmitError(
+            f"cannot tell whether job {name} was submitted: every lookup of its token "
+            f"{token} failed (last: {failure}); not submitting it again, to avoid a duplicate",
+            job_may_exist=True,
+        ) from failure
+
+    async def _find_submission(self, name: str, token: str) -> str | None:
+        """Hook: the id of the job called ``name`` carrying ``token``; None when the
+        scheduler answered and has none; ``ClusterAPIError`` when its answer could not
+        be read (that is not "not found")."""
         return None
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        """The seam every retry wait goes through (tests patch it instead of sleeping)."""
+        await asyncio.sleep(seconds)
 
     async def _run_batches(self, argv: Sequence[str], ids: Sequence[str], size: int) -> None:
         """Run ``argv + batch`` for batches of at most ``size`` ids, concurrently (still at
@@ -713,12 +782,15 @@ class Executor(ABC):
 
         Jobs come from the journal when it is enabled (exactly as submitted, array range
         included) and from the scheduler; jobs that ended while nobody watched come back
-        with their true end after the poll. With a journal, ``finished_within_minutes``
-        also brings back jobs already known to have ended that recently.
+        with their true end after the poll. With a journal, submissions whose answer an
+        earlier process never heard (it died mid-submit) are looked up by their token
+        first, and come back too, finished or not. ``finished_within_minutes`` also
+        brings back journalled jobs already known to have ended that recently.
         """
         adopted: list[JobRecord] = []
         if self._journal is not None:
             prefix = self.config.job_name_prefix
+            adopted += await self._resolve_intents(prefix)
             recent = (
                 self._journal.finished_since(prefix, finished_within_minutes * 60)
                 if finished_within_minutes > 0
@@ -737,6 +809,43 @@ class Executor(ABC):
                 logger.warning(
                     "reconnected %d jobs but could not poll them yet: %s", len(adopted), exc
                 )
+        return adopted
+
+    async def _resolve_intents(self, prefix: str | None) -> list[JobRecord]:
+        """Settle the submissions an earlier process left without the scheduler's answer
+        (it died while the command ran): each is looked up by its token. One the
+        scheduler has is tracked, finished or not (the poll after ``reconnect`` tells its
+        true end); one it certainly has not is forgotten. While the scheduler cannot be
+        asked, the rest wait for the next ``reconnect``."""
+        assert self._journal is not None
+        adopted = []
+        for intent in self._journal.intents(prefix):
+            record = intent.record
+            if intent.key in self._submitting:
+                continue  # this process still waits for that command's answer
+            try:
+                job_id = await self._look_up_submission(record.name, intent.token, 0.0)
+            except SubmitError as exc:
+                logger.warning("submissions left unresolved until the next reconnect: %s", exc)
+                break
+            if job_id is None:
+                if _left_an_exit_status(record):
+                    logger.warning(
+                        "job %s ran (its script %s recorded an exit status) but the scheduler "
+                        "no longer lists it, so its id is unknown; forgetting it",
+                        record.name,
+                        record.script_path,
+                    )
+                else:
+                    logger.info("job %s never reached the scheduler; forgetting it", record.name)
+                self._journal.discard(intent.key)
+                continue
+            record.job_id = job_id
+            record.metadata["reconnected"] = True
+            self.persist([record])  # settled: no later reconnect asks again
+            if job_id not in self._jobs:
+                self._register(record)
+                adopted.append(record)
         return adopted
 
     async def _discover(self, require: bool) -> list[JobRecord]:
@@ -851,6 +960,23 @@ def _dependency_ids(depends_on: Sequence[JobRecord | str] | JobRecord | str | No
         check_single_line("depends_on", str(job_id))
         ids.append(str(job_id))
     return ids
+
+
+def _left_an_exit_status(record: JobRecord) -> bool:
+    """Whether the record's script ran far enough to record how it ended."""
+    if record.script_path is None:
+        return False
+    if record.is_array:
+        return any(
+            read_exit_file(exit_file_path(record.script_path, index)) is not None
+            for index in record.array_elements
+        )
+    return read_exit_file(exit_file_path(record.script_path)) is not None
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def read_exit_file(path: str) -> int | None:

@@ -36,4 +36,14 @@ class CommandTimeoutError(ClusterAPIError):
 
 
 class SubmitError(ClusterAPIError):
-    """The scheduler refused a job, or its answer to a submission could not be read."""
+    """The scheduler refused a job, or its answer to a submission could not be read.
+
+    ``job_may_exist`` is False when the job certainly was not submitted (nothing of it is
+    left behind), True when its answer was lost or unreadable and no lookup could settle
+    it: then its script and journal entry stay, and ``reconnect()`` tracks the job if the
+    scheduler turns out to have it.
+    """
+
+    def __init__(self, message: str, *, job_may_exist: bool = False) -> None:
+        super().__init__(message)
+        self.job_may_exist = job_may_exist

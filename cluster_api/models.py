@@ -216,6 +216,8 @@ class JobRecord:
         default_factory=list, repr=False
     )
     _terminal_since: float | None = field(default=None, repr=False)
+    # The journal row of this submission (see journal.py); None: keyed by job id.
+    _journal_key: str | None = field(default=None, repr=False)
 
     # -- callbacks ---------------------------------------------------------------------
     def on_success(self, callback: Callback) -> JobRecord:

@@ -477,7 +477,7 @@ async def test_lost_submit_answer_is_found_by_its_comment(fake: FakeSlurm) -> No
 
     def squeue(argv: list[str]) -> str:
         assert "--name=capi-j" in argv and argv[argv.index("-o") + 1] == "%F|%k"
-        return "311|capi-j.7\n412|capi-j.1\n"
+        return "ARRAY_JOB_ID|COMMENT\n311|capi-j.7\n412|capi-j.1\n"
 
     fake.squeue = squeue
     record = await slurm.submit("true", "j")
@@ -491,6 +491,7 @@ async def test_transient_submit_failure_is_retried_once(fake: FakeSlurm) -> None
         stderr="sbatch: error: Batch job submission failed: Socket timed out on send/recv",
     )
     fake.sbatch = [transient, "77\n"]
+    fake.squeue = "ARRAY_JOB_ID|COMMENT\n"  # the lookup: squeue answered, no such job
     record = await executor().submit("true", "j")
     assert record.job_id == "77"
     assert len(fake.argvs("sbatch")) == 2

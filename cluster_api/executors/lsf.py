@@ -70,6 +70,8 @@ _TRANSIENT = re.compile(
     r"LSF is down|Cannot connect to LSF|daemon not responding|Please wait|try again later",
     re.IGNORECASE,
 )
+# How bjobs says that nothing matches (a valid answer, unlike an outage).
+_NO_JOB = re.compile(r"No (?:unfinished )?job found|is not found")
 SUBMIT_RETRY_DELAY = 5.0
 
 
@@ -527,21 +529,20 @@ class LSFExecutor(Executor):
             retry_delay=SUBMIT_RETRY_DELAY,
         )
 
-    async def _find_submission(self, spec: JobSpec) -> str | None:
-        """The id of the job carrying this submission's token, if LSF has it."""
-        argv = ["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{spec.name}*"]
+    async def _find_submission(self, name: str, token: str) -> str | None:
+        """The id of the job carrying this submission's token; None only when bjobs
+        answered and lists no such job (an outage, empty or garbled answer raises)."""
+        argv = ["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{name}*"]
         try:
             out = await self._run(argv)
         except CommandFailedError as exc:
+            if "{" not in exc.stdout:
+                if _TRANSIENT.search(str(exc)) or not _NO_JOB.search(str(exc)):
+                    raise
+                return None  # bjobs says it has no job of that name
             out = exc.stdout
-        except ClusterAPIError:
-            return None
-        try:
-            records = parse_bjobs_json(out)
-        except ClusterAPIError:
-            return None
-        for record in records:
-            if _text(record, "JOB_DESCRIPTION") == spec.token and _text(record, "JOBID"):
+        for record in parse_bjobs_json(out):
+            if _text(record, "JOB_DESCRIPTION") == token and _text(record, "JOBID"):
                 return str(_text(record, "JOBID")).split("[", 1)[0]
         return None
 

@@ -51,6 +51,9 @@ MAX_ID_CHARS = 32_000
 # How many ids go into one scancel.
 CANCEL_BATCH = 100
 SUBMIT_RETRY_DELAY = 5.0
+# Looking a submission up by its comment: array job id and comment, under this header.
+LOOKUP_FORMAT = "%F|%k"
+LOOKUP_HEADER = "ARRAY_JOB_ID|COMMENT"
 
 # A job id we may put on a command line: 123, or 123_4 for one array element.
 _JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
@@ -485,17 +488,21 @@ class SlurmExecutor(Executor):
             retry_delay=SUBMIT_RETRY_DELAY,
         )
 
-    async def _find_submission(self, spec: JobSpec) -> str | None:
-        """The id of the job carrying this submission's token as its comment, if any."""
-        argv = ["squeue", "-h", "-t", "all", f"--name={spec.name}", "-o", "%F|%k"]
-        try:
-            out = await self._run(argv, env=SQUEUE_ENV)
-        except ClusterAPIError:
-            return None
+    async def _find_submission(self, name: str, token: str) -> str | None:
+        """The id of the job carrying this submission's token as its comment; None only
+        when squeue answered and lists no such job. squeue prints its header line even
+        when nothing matches, so an empty or garbled answer raises instead."""
+        argv = ["squeue", "-t", "all", f"--name={name}", "-o", LOOKUP_FORMAT]
+        out = await self._run(argv, env=SQUEUE_ENV)
+        lines = out.strip().splitlines()
+        if not lines or lines[0].strip() != LOOKUP_HEADER:
+            raise ClusterAPIError(f"squeue printed no job table: {out.strip()[:200]!r}")
         found = []
-        for line in out.splitlines():
+        for line in lines[1:]:
             job_id, _, comment = line.strip().partition("|")
-            if comment == spec.token and job_id.isdigit():
+            if not job_id.isdigit():
+                raise ClusterAPIError(f"squeue printed an odd line: {line[:200]!r}")
+            if comment == token:
                 found.append(int(job_id))
         return str(max(found)) if found else None
 

@@ -943,6 +943,7 @@ def command_bsub(args: list[str], state_dir: str, control: Json) -> int:
     if hang > 0:
         consume_fault(state_dir, "bsub_hang")
         time.sleep(hang)
+    time.sleep(float(control["faults"].get("bsub_answer_delay") or 0))
     sys.stdout.write(f"Job <{job_id}> is submitted to queue <{job['queue']}>.\n")
     sys.stdout.flush()
     if opts.get("-K"):
@@ -2126,7 +2127,26 @@ def command_bhist(args: list[str], state_dir: str, control: Json) -> int:
 # --------------------------------------------------------------------------- entry
 
 
-def apply_faults(command: str, state_dir: str, control: Json) -> int | None:
+def is_token_lookup(command: str, args: list[str]) -> bool:
+    """A ``bjobs`` asking for job descriptions: how a client finds a lost submission."""
+    return command == "bjobs" and any("job_description" in arg for arg in args)
+
+
+def take_lookup_fault(state_dir: str) -> str | None:
+    """The next queued token-lookup fault (``down``, ``empty``, ``garbage``, or ``ok``
+    for none), used up."""
+    with locked(state_dir):
+        control = load_control(state_dir)
+        queued = control["faults"].get("lookup_faults") or []
+        if not queued:
+            return None
+        kind = str(queued.pop(0))
+        control["faults"]["lookup_faults"] = queued
+        save_control(state_dir, control)
+        return kind
+
+
+def apply_faults(command: str, args: list[str], state_dir: str, control: Json) -> int | None:
     """Injected faults; an exit code when the command must stop here."""
     faults: Json = control["faults"]
     now = time.time()
@@ -2134,7 +2154,17 @@ def apply_faults(command: str, state_dir: str, control: Json) -> int | None:
     delay = float(slow.get(command, slow.get("*", 0)) or 0)
     if delay > 0:
         time.sleep(delay)
-    if float(faults.get("outage_until") or 0) > now:
+    lookup_fault = (
+        take_lookup_fault(state_dir)
+        if faults.get("lookup_faults") and is_token_lookup(command, args)
+        else None
+    )
+    if lookup_fault == "empty":
+        return 0
+    if lookup_fault == "garbage":
+        sys.stdout.write("<html><body>502 Bad Gateway</body></html>\n")
+        return 0
+    if float(faults.get("outage_until") or 0) > now or lookup_fault == "down":
         sys.stderr.write("LSF is down. Please wait ...\n")
         return 255
     if (faults.get("empty_once") or {}).get(command) and consume_fault(
@@ -2196,7 +2226,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 255
     try:
         control = load_control(state_dir)
-        stop = apply_faults(command, state_dir, control)
+        stop = apply_faults(command, args, state_dir, control)
         code = stop if stop is not None else HANDLERS[command](args, state_dir, control)
     except UsageError as exc:
         sys.stderr.write(exc.message + "\n")

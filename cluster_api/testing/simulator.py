@@ -188,6 +188,26 @@ class LSFSimulator:
             slow[command or "*"] = float(seconds)
             lsfsim.save_control(state_dir, control)
 
+    def bsub_answer_delay(self, seconds: float) -> None:
+        """Every bsub submits the job, then waits ``seconds`` before printing its answer
+        (0 to stop): a client killed meanwhile never learns the id of a job that exists."""
+        self._update_control(None, {"bsub_answer_delay": float(seconds) or None})
+
+    def lookup_faults(self, *kinds: str) -> None:
+        """The next token lookups (``bjobs -o "... job_description"``) fail, one per kind,
+        in order: ``down`` (``LSF is down``, exit 255), ``empty`` (nothing, exit 0),
+        ``garbage`` (not JSON, exit 0), ``ok`` (the true answer: spaces faults out).
+        Other bjobs calls answer normally."""
+        unknown = sorted(set(kinds) - {"down", "empty", "garbage", "ok"})
+        if unknown:
+            raise ValueError(f"unknown lookup fault(s): {', '.join(unknown)}")
+        state_dir = str(self._state_dir)
+        with lsfsim.locked(state_dir):
+            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+            queued = control.setdefault("faults", {}).setdefault("lookup_faults", [])
+            queued.extend(kinds)
+            lsfsim.save_control(state_dir, control)
+
     def bsub_hang_after_submit(self, seconds: float, times: int = 1) -> None:
         """The next bsub call(s) submit and start the job, then sleep before printing."""
         self._update_control(None, {"bsub_hang": float(seconds), "bsub_hang_count": times})
