@@ -3,7 +3,8 @@
 Each cycle: one poll for all active jobs, callbacks of jobs that ended (run as tasks so a
 slow callback never delays polling), jobs whose dependency failed, zombie detection,
 waking ``wait_for`` callers, and purging old finished records. A failed poll is retried
-with exponential backoff; while the scheduler does not answer, nothing is concluded.
+with exponential backoff, capped at a few poll intervals; while the scheduler does not
+answer, nothing is concluded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from .models import JobRecord, JobStatus
 
 logger = logging.getLogger("cluster_api")
 
-#: Longest wait between polls while the scheduler keeps failing.
+#: While the scheduler keeps failing, polls are at most this many poll intervals apart.
+#: Each poll is one command however long the wait, so waiting longer spares the scheduler
+#: little and only delays noticing that it is back.
+MAX_BACKOFF_FACTOR = 4.0
+#: ... and never further apart than this (unless the poll interval itself is longer).
 MAX_BACKOFF_SECONDS = 300.0
 StatusListener = Callable[[JobRecord, JobStatus, JobStatus], Awaitable[None] | None]
 
@@ -107,7 +112,9 @@ class JobMonitor:
         if ok:
             return self.poll_interval
         backoff = self.poll_interval * (2 ** min(self.consecutive_failures, 16))
-        ceiling = max(self.poll_interval, MAX_BACKOFF_SECONDS)
+        ceiling = max(
+            self.poll_interval, min(self.poll_interval * MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS)
+        )
         jitter: float = random.uniform(0.8, 1.2)
         return float(min(backoff, ceiling) * jitter)
 

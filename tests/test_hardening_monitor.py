@@ -1,0 +1,86 @@
+"""The monitor never hangs and tells the truth in order (issue #11 items 12-14, #16 items
+13-14). Unit tests: LSF commands are answered by the fake scheduler of test_monitor, the
+monitor is driven cycle by cycle, and its waits are replaced where time would pass."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock
+
+import pytest
+from test_monitor import FakeLSF, settle, submit
+
+from cluster_api import (
+    CommandFailedError,
+    JobMonitor,
+    LSFExecutor,
+)
+from cluster_api import monitor as monitor_module
+
+
+@pytest.fixture
+def fake(mock_call: AsyncMock) -> FakeLSF:
+    scheduler = FakeLSF()
+    mock_call.side_effect = scheduler.handle
+    return scheduler
+
+
+# -- #11.14: outage backoff ----------------------------------------------------------------
+
+
+async def test_outage_backoff_is_capped_near_the_poll_interval(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = await submit(lsf, work_dir)
+    fake.set(record.job_id, "RUN")
+    delays: list[float] = []
+    seen_enough = asyncio.Event()
+    recover_after = 10
+
+    async def no_time_passes(timeout: float) -> None:
+        """Stands in for the sleep between polls: records it, lets the next cycle run."""
+        delays.append(timeout)
+        if len(delays) == recover_after:
+            fake.fail = None
+        if len(delays) == recover_after + 2:
+            seen_enough.set()
+            await asyncio.Event().wait()  # park here until stop() cancels the loop
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(lsf, "wait_for_change", no_time_passes)
+    fake.fail = CommandFailedError("LSF is down. Please wait ...")
+    monitor = JobMonitor(lsf, poll_interval=10)
+    await monitor.start()
+    try:
+        await asyncio.wait_for(seen_enough.wait(), 5)
+    finally:
+        await monitor.stop()
+    outage = delays[:recover_after]
+    ceiling = 10 * monitor_module.MAX_BACKOFF_FACTOR * 1.2  # with the largest jitter
+    assert max(outage) <= ceiling, outage
+    assert outage[-1] >= 10 * monitor_module.MAX_BACKOFF_FACTOR * 0.8  # it did back off
+    assert delays[recover_after:] == [10, 10]  # answered again: the normal pace at once
+    assert monitor.consecutive_failures == 0
+    assert monitor.last_successful_poll is not None
+
+
+async def test_command_that_succeeds_during_an_outage_wakes_the_monitor(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    fake.set(record.job_id, "RUN")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    fake.fail = CommandFailedError("LSF is down. Please wait ...")
+    assert await monitor.run_cycle() is False
+    sleeping = asyncio.ensure_future(lsf.wait_for_change(600))  # the backoff wait
+    await settle()
+    assert not sleeping.done()
+    fake.fail = None
+    await lsf.cancel(record.job_id)  # bkill goes through: the scheduler answers again
+    await asyncio.wait_for(sleeping, 2)  # so the monitor probes now
+    assert await monitor.run_cycle() is True
+    healthy_sleep = asyncio.ensure_future(lsf.wait_for_change(600))
+    await settle()
+    assert not healthy_sleep.done()  # its own successful query wakes nothing
+    healthy_sleep.cancel()
+    await monitor.stop()
