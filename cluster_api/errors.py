@@ -6,6 +6,14 @@ pipeline can catch one type around any call and still tell a timeout from a reje
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import JobRecord
+
 
 class ClusterAPIError(Exception):
     """Base class of every error raised by cluster_api."""
@@ -37,3 +45,23 @@ class CommandTimeoutError(ClusterAPIError):
 
 class SubmitError(ClusterAPIError):
     """The scheduler refused a job, or its answer to a submission could not be read."""
+
+
+# asyncio.TimeoutError became the built-in TimeoutError in Python 3.11; before that a
+# caller may catch either, so a timeout has to be both.
+if sys.version_info >= (3, 11):
+    _TimeoutBase = TimeoutError
+else:
+
+    class _TimeoutBase(TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+class WaitTimeoutError(ClusterAPIError, _TimeoutBase):
+    """``JobMonitor.wait_for`` ran out of time. ``unfinished`` holds the records it was
+    still waiting for (not ended yet, or ended with callbacks still running); they keep
+    running and stay tracked."""
+
+    def __init__(self, message: str, unfinished: Sequence[JobRecord] = ()) -> None:
+        super().__init__(message)
+        self.unfinished = list(unfinished)

@@ -14,13 +14,13 @@ import contextlib
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
 from .core import Executor, utcnow
-from .errors import ClusterAPIError
+from .errors import ClusterAPIError, WaitTimeoutError
 from .models import JobRecord, JobStatus
 
 logger = logging.getLogger("cluster_api")
@@ -35,6 +35,9 @@ StatusListener = Callable[[JobRecord, JobStatus, JobStatus], Awaitable[None] | N
 
 #: How long ``stop()`` waits for callbacks that are still running.
 STOP_CALLBACK_GRACE_SECONDS = 30.0
+
+#: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
+TIMEOUT_NAMES_SHOWN = 10
 
 
 class JobMonitor:
@@ -262,9 +265,11 @@ class JobMonitor:
     ) -> None:
         """Return once every record is terminal and its callbacks have run.
 
-        Starts the monitor if it is not running. Raises ``TimeoutError`` after ``timeout``
-        seconds; the jobs keep running and stay tracked. ``progress=True`` draws a live
-        view of the jobs on stderr (a bar per array with rich installed, lines otherwise).
+        Starts the monitor if it is not running. After ``timeout`` seconds raises
+        :class:`~cluster_api.errors.WaitTimeoutError` (a ``TimeoutError`` naming the jobs
+        still unfinished); the jobs keep running and stay tracked. ``progress=True`` draws
+        a live view of the jobs on stderr (a bar per array with rich installed, lines
+        otherwise).
         """
         await self.start()
         view = None
@@ -274,6 +279,8 @@ class JobMonitor:
             view = ProgressView(records)
         try:
             await asyncio.wait_for(self._wait(records, view), timeout)
+        except asyncio.TimeoutError:
+            raise self._timeout_error(records, timeout) from None
         finally:
             if view is not None:
                 view.close()
@@ -289,6 +296,30 @@ class JobMonitor:
         pending = [t for r in records for t in self._callback_tasks.get(r.job_id, ())]
         if pending:
             await asyncio.wait(pending)
+
+    def _timeout_error(
+        self, records: Sequence[JobRecord], timeout: float | None
+    ) -> WaitTimeoutError:
+        unfinished = [
+            r
+            for r in dict.fromkeys(records)
+            if not r.status.is_terminal
+            or r.has_pending_callbacks
+            or r.job_id in self._callback_tasks
+        ]
+        shown = [
+            f"{r.job_id} ({r.status.value})"
+            if not r.status.is_terminal
+            else f"{r.job_id} ({r.status.value}, callbacks still running)"
+            for r in unfinished[:TIMEOUT_NAMES_SHOWN]
+        ]
+        more = len(unfinished) - len(shown)
+        listed = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+        return WaitTimeoutError(
+            f"wait_for timed out after {timeout:g} s with {len(unfinished)} of "
+            f"{len(dict.fromkeys(records))} jobs unfinished: {listed}",
+            unfinished,
+        )
 
 
 async def _invoke(callback: Callable[..., Any], record: JobRecord, *args: Any) -> None:

@@ -11,11 +11,13 @@ import pytest
 from test_monitor import FakeLSF, settle, submit
 
 from cluster_api import (
+    ClusterAPIError,
     CommandFailedError,
     JobMonitor,
     LSFExecutor,
 )
 from cluster_api import monitor as monitor_module
+from cluster_api.errors import WaitTimeoutError
 
 
 @pytest.fixture
@@ -84,3 +86,48 @@ async def test_command_that_succeeds_during_an_outage_wakes_the_monitor(
     assert not healthy_sleep.done()  # its own successful query wakes nothing
     healthy_sleep.cancel()
     await monitor.stop()
+
+
+# -- #16.13: a timeout says what it was waiting for ----------------------------------------
+
+
+async def test_wait_for_timeout_names_the_unfinished_jobs(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    running = await submit(lsf, work_dir, "running")
+    queued = await submit(lsf, work_dir, "queued")
+    ended = await submit(lsf, work_dir, "ended")
+    fake.set(running.job_id, "RUN")
+    fake.set(ended.job_id, "DONE")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    await monitor.run_cycle()
+    try:
+        with pytest.raises(WaitTimeoutError) as caught:
+            await monitor.wait_for(running, queued, ended, timeout=0)
+    finally:
+        await monitor.stop()
+    error = caught.value
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, asyncio.TimeoutError)
+    assert isinstance(error, ClusterAPIError)
+    assert error.unfinished == [running, queued]
+    message = str(error)
+    assert "2 of 3 jobs unfinished" in message
+    assert f"{running.job_id} (running)" in message
+    assert f"{queued.job_id} (pending)" in message
+    assert ended.job_id not in message
+
+
+async def test_wait_for_timeout_lists_a_few_jobs_and_counts_the_rest(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    records = [await submit(lsf, work_dir, f"j{i}") for i in range(25)]
+    monitor = JobMonitor(lsf, poll_interval=60)
+    try:
+        with pytest.raises(WaitTimeoutError) as caught:
+            await monitor.wait_for(*records, timeout=0)
+    finally:
+        await monitor.stop()
+    shown = monitor_module.TIMEOUT_NAMES_SHOWN
+    assert f"and {25 - shown} more" in str(caught.value)
+    assert len(caught.value.unfinished) == 25
