@@ -1,10 +1,10 @@
 """JobMonitor: the loop that turns scheduler answers into callbacks.
 
-Each cycle: one poll for all active jobs, callbacks of jobs that ended (run as tasks so a
-slow callback never delays polling), jobs whose dependency failed, zombie detection,
-waking ``wait_for`` callers, and purging old finished records. A failed poll is retried
-with exponential backoff, capped at a few poll intervals; while the scheduler does not
-answer, nothing is concluded.
+Each cycle: one poll for all active jobs, jobs whose dependency failed, zombie detection,
+status listeners and callbacks of what happened (in the order it happened, each as a task
+so a slow async one never delays polling), waking ``wait_for`` callers, and purging old
+finished records. A failed poll is retried with exponential backoff, capped at a few poll
+intervals; while the scheduler does not answer, nothing is concluded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from .core import Executor, utcnow
 from .errors import ClusterAPIError, WaitTimeoutError
-from .models import JobRecord, JobStatus
+from .models import Callback, JobRecord, JobStatus, steps_between
 
 logger = logging.getLogger("cluster_api")
 
@@ -62,7 +62,11 @@ class JobMonitor:
     def on_status_change(self, listener: StatusListener) -> StatusListener:
         """Call ``listener(record, old_status, new_status)`` whenever a tracked job's status
         changes (sync or async; run as a task like callbacks). Returns the listener, so it
-        can be used as a decorator."""
+        can be used as a decorator.
+
+        A job's transitions are told in the order they happened, each once: one that
+        started and ended between two polls is told ``PENDING -> RUNNING``, then its
+        ``on_start`` callbacks fire, then ``RUNNING -> DONE`` and its exit callbacks."""
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
         self._status_listeners.append(listener)
@@ -128,8 +132,7 @@ class JobMonitor:
         self._resolve_dependency_failures()
         if ok:
             await self._check_zombies()
-        self._announce_status_changes()
-        self._dispatch_callbacks()
+        self._deliver_all()
         self._purge()
         if self._cycle_done is not None:
             self._cycle_done.set()
@@ -209,30 +212,48 @@ class JobMonitor:
             )
         self.executor.persist(candidates)
 
-    def _announce_status_changes(self) -> None:
+    def _deliver_all(self) -> None:
         jobs = self.executor._jobs
         for job_id in [j for j in self._last_status if j not in jobs]:
             del self._last_status[job_id]
-        if not self._status_listeners:
-            return
-        for job_id, record in jobs.items():
-            old = self._last_status.get(job_id)
-            if old is record.status:
-                continue
-            self._last_status[job_id] = record.status
-            for listener in self._status_listeners:
-                self._spawn(
-                    _invoke(listener, record, old or JobStatus.PENDING, record.status),
-                    f"status-{job_id}",
-                    job_id,
-                )
+        announce = bool(self._status_listeners)
+        for record in list(jobs.values()):
+            if announce or record.has_pending_callbacks:
+                self._deliver(record, announce)
 
-    def _dispatch_callbacks(self) -> None:
-        for record in list(self.executor._jobs.values()):
-            if record.has_pending_callbacks:
-                for callback in record.take_callbacks():
-                    name = getattr(callback, "__name__", "callback")
-                    self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
+    def _deliver(self, record: JobRecord, announce: bool) -> None:
+        """Start the listeners and callbacks of what happened to this job since it was last
+        looked at, in the order it happened: listeners of its move to running, its
+        ``on_start`` callbacks, listeners of its ending, its exit callbacks. Each starts
+        as a task, after the ones before it."""
+        steps: list[tuple[JobStatus, JobStatus]] = []
+        if announce:
+            old = self._last_status.get(record.job_id, JobStatus.PENDING)
+            steps = steps_between(old, record.status, record.has_started)
+            if steps:
+                self._last_status[record.job_id] = record.status
+        if not steps and not record.has_pending_callbacks:
+            return
+        started, ended = record.take_callbacks()
+        for old, new in steps:
+            if not new.is_terminal:
+                self._announce(record, old, new)
+        self._call_back(record, started)
+        for old, new in steps:
+            if new.is_terminal:
+                self._announce(record, old, new)
+        self._call_back(record, ended)
+
+    def _announce(self, record: JobRecord, old: JobStatus, new: JobStatus) -> None:
+        for listener in self._status_listeners:
+            self._spawn(
+                _invoke(listener, record, old, new), f"status-{record.job_id}", record.job_id
+            )
+
+    def _call_back(self, record: JobRecord, callbacks: list[Callback]) -> None:
+        for callback in callbacks:
+            name = getattr(callback, "__name__", "callback")
+            self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
 
     def _spawn(self, coro: Awaitable[None], name: str, job_id: str) -> None:
         task = asyncio.ensure_future(coro)

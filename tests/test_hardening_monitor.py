@@ -14,6 +14,8 @@ from cluster_api import (
     ClusterAPIError,
     CommandFailedError,
     JobMonitor,
+    JobRecord,
+    JobStatus,
     LSFExecutor,
 )
 from cluster_api import monitor as monitor_module
@@ -131,3 +133,76 @@ async def test_wait_for_timeout_lists_a_few_jobs_and_counts_the_rest(
     shown = monitor_module.TIMEOUT_NAMES_SHOWN
     assert f"and {25 - shown} more" in str(caught.value)
     assert len(caught.value.unfinished) == 25
+
+
+# -- #16.14: what happened between two polls is told in order ------------------------------
+
+
+def record_events(monitor: JobMonitor, record: JobRecord) -> list[str]:
+    events: list[str] = []
+    monitor.on_status_change(lambda r, old, new: events.append(f"{old.value}->{new.value}"))
+    # registered exit callbacks first, on purpose: the order told is the job's, not ours
+    record.on_success(lambda r: events.append("on_success"))
+    record.on_failure(lambda r: events.append("on_failure"))
+    record.on_exit(lambda r: events.append("on_exit"))
+    record.on_start(lambda r: events.append("on_start"))
+    return events
+
+
+@pytest.mark.parametrize(
+    ("stat", "fields", "ending"),
+    [
+        ("DONE", {}, ["running->done", "on_success", "on_exit"]),
+        ("EXIT", {"exit_code": "3"}, ["running->failed", "on_failure", "on_exit"]),
+    ],
+)
+async def test_job_that_ran_between_two_polls_is_told_running_before_its_end(
+    lsf: LSFExecutor,
+    fake: FakeLSF,
+    work_dir: str,
+    stat: str,
+    fields: dict[str, str],
+    ending: list[str],
+) -> None:
+    record = await submit(lsf, work_dir)
+    monitor = JobMonitor(lsf, poll_interval=60)
+    events = record_events(monitor, record)
+    await monitor.run_cycle()  # seen pending: nothing to tell
+    await settle()
+    assert events == []
+    fake.set(record.job_id, stat, start_time="Nov 22 10:32", finish_time="Nov 22 10:33", **fields)
+    await monitor.run_cycle()
+    await settle()
+    await monitor.stop()
+    assert events == ["pending->running", "on_start", *ending]
+
+
+async def test_job_that_ended_without_starting_is_not_told_running(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    monitor = JobMonitor(lsf, poll_interval=60)
+    events = record_events(monitor, record)
+    fake.set(record.job_id, "EXIT", exit_code="130", exit_reason="TERM_OWNER: job killed by owner")
+    await monitor.run_cycle()
+    await settle()
+    await monitor.stop()
+    assert record.status is JobStatus.KILLED
+    assert events == ["pending->killed", "on_exit"]
+
+
+async def test_job_seen_running_is_told_each_step_once(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    monitor = JobMonitor(lsf, poll_interval=60)
+    events = record_events(monitor, record)
+    fake.set(record.job_id, "RUN", start_time="Nov 22 10:32")
+    await monitor.run_cycle()
+    await settle()
+    fake.set(record.job_id, "DONE", start_time="Nov 22 10:32")
+    await monitor.run_cycle()
+    await monitor.run_cycle()
+    await settle()
+    await monitor.stop()
+    assert events == ["pending->running", "on_start", "running->done", "on_success", "on_exit"]
