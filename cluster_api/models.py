@@ -217,6 +217,11 @@ class JobRecord:
         default_factory=list, repr=False
     )
     _terminal_since: float | None = field(default=None, repr=False)
+    # Set by the monitor when it stops tracking the ended record: a callback registered
+    # later is handed to it at once, since no cycle will look at this record again.
+    _on_late_callback: Callable[[JobRecord], None] | None = field(
+        default=None, init=False, repr=False
+    )
 
     # -- callbacks ---------------------------------------------------------------------
     def on_success(self, callback: Callback) -> JobRecord:
@@ -230,20 +235,27 @@ class JobRecord:
     def on_exit(
         self, callback: Callback, condition: JobExitCondition = JobExitCondition.ANY
     ) -> JobRecord:
-        """Call ``callback(record)`` once when the job ends in a way ``condition`` matches."""
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {callback!r}")
-        self._callbacks.append((JobExitCondition(condition), callback))
+        """Call ``callback(record)`` once when the job ends in a way ``condition`` matches.
+
+        Registered on a job that has already ended, it fires at once (or in the monitor's
+        next cycle).
+        """
+        self._add_callback(JobExitCondition(condition), callback)
         return self
 
     def on_start(self, callback: Callback) -> JobRecord:
         """Call ``callback(record)`` once when the job is first seen running (or seen to
         have run, if it started and ended between two polls: then before its exit
         callbacks)."""
+        self._add_callback(None, callback)
+        return self
+
+    def _add_callback(self, condition: JobExitCondition | None, callback: Callback) -> None:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        self._callbacks.append((None, callback))
-        return self
+        self._callbacks.append((condition, callback))
+        if self._on_late_callback is not None:
+            self._on_late_callback(self)
 
     @property
     def has_pending_callbacks(self) -> bool:

@@ -255,6 +255,16 @@ class JobMonitor:
             name = getattr(callback, "__name__", "callback")
             self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
 
+    def _deliver_late(self, record: JobRecord) -> None:
+        """A callback was registered on an ended record this monitor no longer tracks: no
+        cycle will see it, so start it now (when there is no running event loop to start
+        it on, ``wait_for`` does)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._deliver(record, announce=False)
+
     def _spawn(self, coro: Awaitable[None], name: str, job_id: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(f"cluster_api-{name}")
@@ -279,6 +289,7 @@ class JobMonitor:
                 and job_id not in self._callback_tasks
             ):
                 self.executor.remove_job(job_id)
+                record._on_late_callback = self._deliver_late
 
     # -- waiting -----------------------------------------------------------------------
     async def wait_for(
@@ -286,12 +297,15 @@ class JobMonitor:
     ) -> None:
         """Return once every record is terminal and its callbacks have run.
 
-        Starts the monitor if it is not running. After ``timeout`` seconds raises
-        :class:`~cluster_api.errors.WaitTimeoutError` (a ``TimeoutError`` naming the jobs
-        still unfinished); the jobs keep running and stay tracked. ``progress=True`` draws
-        a live view of the jobs on stderr (a bar per array with rich installed, lines
-        otherwise).
+        Starts the monitor if it is not running. A record that has already ended returns
+        at once (its callbacks registered since are started now). After ``timeout``
+        seconds raises :class:`~cluster_api.errors.WaitTimeoutError` (a ``TimeoutError``
+        naming the jobs still unfinished); the jobs keep running and stay tracked.
+        ``progress=True`` draws a live view of the jobs on stderr (a bar per array with
+        rich installed, lines otherwise). Raises ``ValueError`` for a record that has not
+        ended and that this monitor's executor does not track: it could never end here.
         """
+        self._check_waitable(records)
         await self.start()
         view = None
         if progress:
@@ -307,16 +321,36 @@ class JobMonitor:
                 view.close()
 
     async def _wait(self, records: tuple[JobRecord, ...], view: Any = None) -> None:
+        jobs = self.executor._jobs
         while True:
             if view is not None:
                 view.update()
-            if all(r.status.is_terminal and not r.has_pending_callbacks for r in records):
+            finished = True
+            for record in records:
+                if record.status.is_terminal:
+                    if record.has_pending_callbacks:  # registered since it ended
+                        tracked = jobs.get(record.job_id) is record
+                        self._deliver(record, announce=tracked and bool(self._status_listeners))
+                else:
+                    finished = False
+            if finished:
                 break
+            self._check_waitable(records)
             assert self._cycle_done is not None
             await self._cycle_done.wait()
         pending = [t for r in records for t in self._callback_tasks.get(r.job_id, ())]
         if pending:
             await asyncio.wait(pending)
+
+    def _check_waitable(self, records: Sequence[JobRecord]) -> None:
+        jobs = self.executor._jobs
+        for record in records:
+            if not record.status.is_terminal and jobs.get(record.job_id) is not record:
+                raise ValueError(
+                    f"job {record.job_id} has not ended and is not tracked by this monitor's "
+                    f"{type(self.executor).__name__}, so it can never end here "
+                    "(was it removed, or submitted through another executor?)"
+                )
 
     def _timeout_error(
         self, records: Sequence[JobRecord], timeout: float | None

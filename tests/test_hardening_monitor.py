@@ -5,10 +5,12 @@ monitor is driven cycle by cycle, and its waits are replaced where time would pa
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
-from test_monitor import FakeLSF, settle, submit
+from test_monitor import FakeLSF, make_lsf, settle, submit
 
 from cluster_api import (
     ClusterAPIError,
@@ -27,6 +29,87 @@ def fake(mock_call: AsyncMock) -> FakeLSF:
     scheduler = FakeLSF()
     mock_call.side_effect = scheduler.handle
     return scheduler
+
+
+# -- #11.12: callbacks registered after the end ------------------------------------------
+
+
+async def ended_and_purged(fake: FakeLSF, work_dir: str) -> tuple[LSFExecutor, JobRecord]:
+    """A job that ended DONE and whose record the monitor has since dropped."""
+    executor = make_lsf(work_dir, completed_retention_minutes=0)
+    record = await submit(executor, work_dir)
+    fake.set(record.job_id, "DONE")
+    return executor, record
+
+
+async def test_callback_registered_on_a_purged_record_fires_at_once(
+    fake: FakeLSF, work_dir: str
+) -> None:
+    executor, record = await ended_and_purged(fake, work_dir)
+    monitor = JobMonitor(executor, poll_interval=60)
+    await monitor.run_cycle()
+    assert record.job_id not in executor.jobs  # purged: no cycle will look at it again
+    fired: list[str] = []
+    record.on_success(lambda r: fired.append("success"))
+    record.on_failure(lambda r: fired.append("failure"))  # did not fail: dropped
+    await settle()
+    assert fired == ["success"]
+    await asyncio.wait_for(monitor.wait_for(record), 2)
+    await monitor.stop()
+
+
+async def test_wait_for_runs_late_callbacks_of_a_purged_record_registered_off_the_loop(
+    fake: FakeLSF, work_dir: str
+) -> None:
+    """Registered from a thread (no event loop to start it on), the callback waits for
+    ``wait_for``, which starts it and returns once it ran."""
+    executor, record = await ended_and_purged(fake, work_dir)
+    monitor = JobMonitor(executor, poll_interval=60)
+    await monitor.run_cycle()
+    fired: list[str] = []
+    await asyncio.to_thread(record.on_exit, lambda r: fired.append(threading.current_thread().name))
+    assert fired == []
+    await asyncio.wait_for(monitor.wait_for(record), 2)
+    await monitor.stop()
+    assert fired == [threading.main_thread().name]
+
+
+async def test_wait_for_an_ended_record_returns_without_waiting_for_a_poll(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, mock_call: AsyncMock
+) -> None:
+    record = await submit(lsf, work_dir)
+    other = await submit(lsf, work_dir, "other")  # still running: every cycle polls
+    fake.set(record.job_id, "DONE")
+    fake.set(other.job_id, "RUN")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    await monitor.run_cycle()
+    assert record.status is JobStatus.DONE
+    hung = asyncio.Event()
+
+    async def scheduler_hangs(cmd: list[str], **kw: Any) -> str:
+        await hung.wait()  # the next status query never answers
+        return ""
+
+    mock_call.side_effect = scheduler_hangs
+    fired: list[str] = []
+    record.on_exit(lambda r: fired.append(r.job_id))
+    try:
+        await asyncio.wait_for(monitor.wait_for(record), 2)
+        assert fired == [record.job_id]
+    finally:
+        hung.set()
+        await monitor.stop()
+
+
+async def test_wait_for_refuses_a_record_that_can_never_end_here(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    lsf.remove_job(record.job_id)
+    monitor = JobMonitor(lsf, poll_interval=60)
+    with pytest.raises(ValueError, match=rf"job {record.job_id} has not ended and is not tracked"):
+        await asyncio.wait_for(monitor.wait_for(record), 2)
+    assert not monitor.running
 
 
 # -- #11.14: outage backoff ----------------------------------------------------------------
