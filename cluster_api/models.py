@@ -238,7 +238,8 @@ class JobRecord:
         """Call ``callback(record)`` once when the job ends in a way ``condition`` matches.
 
         Registered on a job that has already ended, it fires at once (or in the monitor's
-        next cycle).
+        next cycle). An async callback runs as a task of its own; a sync one runs on the
+        event loop, so while it runs nothing else does: keep it short, or make it async.
         """
         self._add_callback(JobExitCondition(condition), callback)
         return self

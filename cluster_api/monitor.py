@@ -1,10 +1,15 @@
 """JobMonitor: the loop that turns scheduler answers into callbacks.
 
 Each cycle: one poll for all active jobs, jobs whose dependency failed, zombie detection,
-status listeners and callbacks of what happened (in the order it happened, each as a task
-so a slow async one never delays polling), waking ``wait_for`` callers, and purging old
-finished records. A failed poll is retried with exponential backoff, capped at a few poll
-intervals; while the scheduler does not answer, nothing is concluded.
+status listeners and callbacks of what happened (in the order it happened), waking
+``wait_for`` callers, and purging old finished records. A failed poll is retried with
+exponential backoff, capped at a few poll intervals; while the scheduler does not answer,
+nothing is concluded.
+
+Every listener and callback runs as a task of its own, so an async one that awaits never
+delays polling. A sync one runs on the event loop (as it always has: it may touch the
+loop's objects, such as an ``asyncio.Event``), so while it runs nothing else does; one that
+holds the loop for long is reported in the log.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +41,10 @@ StatusListener = Callable[[JobRecord, JobStatus, JobStatus], Awaitable[None] | N
 
 #: How long ``stop()`` waits for callbacks that are still running.
 STOP_CALLBACK_GRACE_SECONDS = 30.0
+
+#: A callback that holds the event loop this long is reported: polling and every other
+#: callback waited for it.
+SLOW_CALLBACK_SECONDS = 1.0
 
 #: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
 TIMEOUT_NAMES_SHOWN = 10
@@ -85,7 +95,18 @@ class JobMonitor:
         self._task = asyncio.create_task(self._loop(), name="cluster_api-monitor")
 
     async def stop(self) -> None:
-        """Stop polling; wait (bounded) for callbacks still running so none is lost."""
+        """Stop polling; wait (bounded) for callbacks still running so none is lost.
+
+        Refused from inside one of this monitor's callbacks or listeners: it would wait
+        for that very callback to finish.
+        """
+        if self._running_inside_callback():
+            raise ClusterAPIError(
+                "JobMonitor.stop() awaited from one of its own callbacks: stop() waits for "
+                "the callbacks still running, so it would wait for itself. Return from the "
+                "callback and stop the monitor in the code that started it (for example, "
+                "set an asyncio.Event in the callback and await it there)"
+            )
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -265,6 +286,12 @@ class JobMonitor:
             return
         self._deliver(record, announce=False)
 
+    def _running_inside_callback(self) -> bool:
+        current = asyncio.current_task()
+        return current is not None and any(
+            current in tasks for tasks in self._callback_tasks.values()
+        )
+
     def _spawn(self, coro: Awaitable[None], name: str, job_id: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(f"cluster_api-{name}")
@@ -312,15 +339,22 @@ class JobMonitor:
             from .progress import ProgressView
 
             view = ProgressView(records)
+        # A callback waiting for its own job must not wait for itself.
+        waiter = asyncio.current_task()
         try:
-            await asyncio.wait_for(self._wait(records, view), timeout)
+            await asyncio.wait_for(self._wait(records, view, waiter), timeout)
         except asyncio.TimeoutError:
             raise self._timeout_error(records, timeout) from None
         finally:
             if view is not None:
                 view.close()
 
-    async def _wait(self, records: tuple[JobRecord, ...], view: Any = None) -> None:
+    async def _wait(
+        self,
+        records: tuple[JobRecord, ...],
+        view: Any = None,
+        waiter: asyncio.Task[Any] | None = None,
+    ) -> None:
         jobs = self.executor._jobs
         while True:
             if view is not None:
@@ -338,7 +372,9 @@ class JobMonitor:
             self._check_waitable(records)
             assert self._cycle_done is not None
             await self._cycle_done.wait()
-        pending = [t for r in records for t in self._callback_tasks.get(r.job_id, ())]
+        pending = [
+            t for r in records for t in self._callback_tasks.get(r.job_id, ()) if t is not waiter
+        ]
         if pending:
             await asyncio.wait(pending)
 
@@ -380,7 +416,18 @@ class JobMonitor:
 async def _invoke(callback: Callable[..., Any], record: JobRecord, *args: Any) -> None:
     """Run one callback; its failure is logged and touches nothing else."""
     try:
+        began = monotonic()
         result = callback(record, *args)
+        held = monotonic() - began
+        if held >= SLOW_CALLBACK_SECONDS:
+            logger.warning(
+                "callback %s for job %s held the event loop for %.1f s, and polling and "
+                "every other callback waited: make it async, or move its slow part to "
+                "asyncio.to_thread",
+                getattr(callback, "__qualname__", repr(callback)),
+                record.job_id,
+                held,
+            )
         if inspect.isawaitable(result):
             await result
     except Exception:

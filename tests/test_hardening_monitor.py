@@ -5,6 +5,7 @@ monitor is driven cycle by cycle, and its waits are replaced where time would pa
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 from unittest.mock import AsyncMock
@@ -110,6 +111,88 @@ async def test_wait_for_refuses_a_record_that_can_never_end_here(
     with pytest.raises(ValueError, match=rf"job {record.job_id} has not ended and is not tracked"):
         await asyncio.wait_for(monitor.wait_for(record), 2)
     assert not monitor.running
+
+
+# -- #11.13: slow sync callbacks, stop() and wait_for() from inside a callback -------------
+
+
+async def test_sync_callback_runs_on_the_loop_and_a_slow_one_is_reported(
+    lsf: LSFExecutor,
+    fake: FakeLSF,
+    work_dir: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sync callbacks stay on the event loop as in 0.8.1 (they may set an asyncio.Event);
+    one that holds the loop is named in a warning instead of silently stalling polling."""
+    clock = [100.0]
+    monkeypatch.setattr(monitor_module, "monotonic", lambda: clock[0])
+    fast, slow = await submit(lsf, work_dir, "fast"), await submit(lsf, work_dir, "slow")
+    loop_set = asyncio.Event()
+
+    def quick(r: JobRecord) -> None:
+        loop_set.set()  # only safe on the loop's own thread
+
+    def blocking(r: JobRecord) -> None:
+        clock[0] += monitor_module.SLOW_CALLBACK_SECONDS + 2
+
+    fast.on_exit(quick)
+    slow.on_exit(blocking)
+    fake.set(fast.job_id, "DONE")
+    fake.set(slow.job_id, "DONE")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    with caplog.at_level(logging.WARNING, logger="cluster_api"):
+        await monitor.run_cycle()
+        await settle()
+    assert loop_set.is_set()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "blocking" in warnings[0] and slow.job_id in warnings[0]
+    assert "held the event loop for 3.0 s" in warnings[0]
+
+
+async def test_stop_awaited_from_a_callback_is_refused_at_once(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    refused: list[BaseException] = []
+
+    async def stop_from_inside(r: JobRecord) -> None:
+        try:
+            await monitor.stop()
+        except ClusterAPIError as exc:
+            refused.append(exc)
+
+    record.on_exit(stop_from_inside)
+    fake.set(record.job_id, "DONE")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for(record), 2)
+    assert monitor.running  # refused: the monitor goes on
+    assert len(refused) == 1
+    assert "own callbacks" in str(refused[0]) and "wait for itself" in str(refused[0])
+    await asyncio.wait_for(monitor.stop(), 2)  # from outside it stops at once
+    assert not monitor.running
+
+
+async def test_callback_waiting_for_its_own_job_does_not_wait_for_itself(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    record = await submit(lsf, work_dir)
+    returned: list[str] = []
+
+    async def waits_for_own_job(r: JobRecord) -> None:
+        await monitor.wait_for(r)
+        returned.append(r.job_id)
+
+    record.on_exit(waits_for_own_job)
+    fake.set(record.job_id, "DONE")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    try:
+        await asyncio.wait_for(monitor.wait_for(record), 2)
+    finally:
+        await asyncio.wait_for(monitor.stop(), 2)
+    assert returned == [record.job_id]
 
 
 # -- #11.14: outage backoff ----------------------------------------------------------------
