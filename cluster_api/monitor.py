@@ -20,6 +20,7 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from time import monotonic
 from types import TracebackType
@@ -48,6 +49,12 @@ SLOW_CALLBACK_SECONDS = 1.0
 
 #: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
 TIMEOUT_NAMES_SHOWN = 10
+
+# The callback task the running code belongs to: the callback itself, or a task it started
+# (asyncio.wait_for and gather start one), since tasks inherit their creator's context.
+_CALLBACK_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar(
+    "cluster_api_callback_task", default=None
+)
 
 
 class JobMonitor:
@@ -97,10 +104,12 @@ class JobMonitor:
     async def stop(self) -> None:
         """Stop polling; wait (bounded) for callbacks still running so none is lost.
 
-        Refused from inside one of this monitor's callbacks or listeners: it would wait
-        for that very callback to finish.
+        Refused while called from one of this monitor's own callbacks or listeners (or a
+        task one started, as ``asyncio.wait_for`` does) that is still running: it would
+        wait for that very callback. A task started by a callback that has returned since
+        (``asyncio.ensure_future(monitor.stop())``) stops it.
         """
-        if self._running_inside_callback():
+        if self._calling_callback() is not None:
             raise ClusterAPIError(
                 "JobMonitor.stop() awaited from one of its own callbacks: stop() waits for "
                 "the callbacks still running, so it would wait for itself. Return from the "
@@ -286,11 +295,13 @@ class JobMonitor:
             return
         self._deliver(record, announce=False)
 
-    def _running_inside_callback(self) -> bool:
-        current = asyncio.current_task()
-        return current is not None and any(
-            current in tasks for tasks in self._callback_tasks.values()
-        )
+    def _calling_callback(self) -> asyncio.Task[Any] | None:
+        """The still running callback task of this monitor that the running code belongs
+        to, if any: waiting for it from there would be waiting for oneself."""
+        task = _CALLBACK_TASK.get()
+        if task is None or task.done():
+            return None
+        return task if any(task in tasks for tasks in self._callback_tasks.values()) else None
 
     def _spawn(self, coro: Awaitable[None], name: str, job_id: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -339,10 +350,8 @@ class JobMonitor:
             from .progress import ProgressView
 
             view = ProgressView(records)
-        # A callback waiting for its own job must not wait for itself.
-        waiter = asyncio.current_task()
         try:
-            await asyncio.wait_for(self._wait(records, view, waiter), timeout)
+            await asyncio.wait_for(self._wait(records, view, self._calling_callback()), timeout)
         except asyncio.TimeoutError:
             raise self._timeout_error(records, timeout) from None
         finally:
@@ -353,8 +362,10 @@ class JobMonitor:
         self,
         records: tuple[JobRecord, ...],
         view: Any = None,
-        waiter: asyncio.Task[Any] | None = None,
+        caller: asyncio.Task[Any] | None = None,
     ) -> None:
+        """Wait for the records, and then for their callbacks still running except
+        ``caller``: a callback waiting for its own job must not wait for itself."""
         jobs = self.executor._jobs
         while True:
             if view is not None:
@@ -373,7 +384,7 @@ class JobMonitor:
             assert self._cycle_done is not None
             await self._cycle_done.wait()
         pending = [
-            t for r in records for t in self._callback_tasks.get(r.job_id, ()) if t is not waiter
+            t for r in records for t in self._callback_tasks.get(r.job_id, ()) if t is not caller
         ]
         if pending:
             await asyncio.wait(pending)
@@ -415,6 +426,7 @@ class JobMonitor:
 
 async def _invoke(callback: Callable[..., Any], record: JobRecord, *args: Any) -> None:
     """Run one callback; its failure is logged and touches nothing else."""
+    _CALLBACK_TASK.set(asyncio.current_task())  # this task's own context: no reset needed
     try:
         began = monotonic()
         result = callback(record, *args)

@@ -151,15 +151,20 @@ async def test_sync_callback_runs_on_the_loop_and_a_slow_one_is_reported(
     assert "held the event loop for 3.0 s" in warnings[0]
 
 
+@pytest.mark.parametrize("deadline", [False, True])
 async def test_stop_awaited_from_a_callback_is_refused_at_once(
-    lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, deadline: bool
 ) -> None:
+    """Also through asyncio.wait_for, which runs stop() in a task of its own (Python < 3.12)."""
     record = await submit(lsf, work_dir)
     refused: list[BaseException] = []
 
     async def stop_from_inside(r: JobRecord) -> None:
         try:
-            await monitor.stop()
+            if deadline:
+                await asyncio.wait_for(monitor.stop(), 2)
+            else:
+                await monitor.stop()
         except ClusterAPIError as exc:
             refused.append(exc)
 
@@ -167,7 +172,7 @@ async def test_stop_awaited_from_a_callback_is_refused_at_once(
     fake.set(record.job_id, "DONE")
     monitor = JobMonitor(lsf, poll_interval=60)
     await monitor.start()
-    await asyncio.wait_for(monitor.wait_for(record), 2)
+    await asyncio.wait_for(monitor.wait_for(record), 3)
     assert monitor.running  # refused: the monitor goes on
     assert len(refused) == 1
     assert "own callbacks" in str(refused[0]) and "wait for itself" in str(refused[0])
@@ -175,14 +180,33 @@ async def test_stop_awaited_from_a_callback_is_refused_at_once(
     assert not monitor.running
 
 
-async def test_callback_waiting_for_its_own_job_does_not_wait_for_itself(
+async def test_stop_started_as_a_task_by_a_sync_callback_stops_the_monitor(
     lsf: LSFExecutor, fake: FakeLSF, work_dir: str
+) -> None:
+    """The way to stop from a callback 0.8.1 users may have: keeps working."""
+    record = await submit(lsf, work_dir)
+    stopper: list[asyncio.Task[None]] = []
+    record.on_exit(lambda r: stopper.append(asyncio.ensure_future(monitor.stop())))
+    fake.set(record.job_id, "DONE")
+    monitor = JobMonitor(lsf, poll_interval=60)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for(record), 2)
+    await asyncio.wait_for(stopper[0], 2)
+    assert not monitor.running
+
+
+@pytest.mark.parametrize("deadline", [False, True])
+async def test_callback_waiting_for_its_own_job_does_not_wait_for_itself(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, deadline: bool
 ) -> None:
     record = await submit(lsf, work_dir)
     returned: list[str] = []
 
     async def waits_for_own_job(r: JobRecord) -> None:
-        await monitor.wait_for(r)
+        if deadline:
+            await asyncio.wait_for(monitor.wait_for(r), 2)
+        else:
+            await monitor.wait_for(r)
         returned.append(r.job_id)
 
     record.on_exit(waits_for_own_job)
