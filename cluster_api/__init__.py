@@ -7,7 +7,13 @@ from typing import Any
 
 from .config import ClusterConfig, load_config
 from .core import Executor
-from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
+from .errors import (
+    ClusterAPIError,
+    CommandFailedError,
+    CommandTimeoutError,
+    SubmitError,
+    WaitTimeoutError,
+)
 from .executors import available_executors, get_executor_class
 from .executors.local import LocalExecutor
 from .executors.lsf import LSFExecutor
@@ -33,6 +39,7 @@ __all__ = [
     "ResourceSpec",
     "SlurmExecutor",
     "SubmitError",
+    "WaitTimeoutError",
     "available_executors",
     "create_executor",
     "load_config",

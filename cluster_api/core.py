@@ -154,6 +154,9 @@ class Executor(ABC):
         self._unseen_seconds: dict[str, float] = {}
         self._last_poll_ok: float | None = None
         self._last_poll_failed = False
+        # A status query failed: the next command that succeeds wakes the monitor, so it
+        # probes the scheduler then instead of sitting out its backoff.
+        self._probe_wanted = False
         self._history_asked: set[str] = set()
         self._submitting: set[str] = set()  # journal keys of submissions awaiting an answer
         self._journal = (
@@ -510,10 +513,11 @@ class Executor(ABC):
         if not active:
             return {}
         now = time.monotonic()
+        self._probe_wanted = False
         try:
             result = await self._query(active)
         except ClusterAPIError:
-            self._last_poll_failed = True
+            self._last_poll_failed = self._probe_wanted = True
             raise
         # Only time between two good answers counts as unseen: an outage is not evidence.
         interval = 0.0
@@ -865,12 +869,16 @@ class Executor(ABC):
         """Run a scheduler command through :meth:`_call`, at most
         ``max_concurrent_commands`` at once across this executor."""
         async with self._command_slots:
-            return await self._call(
+            out = await self._call(
                 list(cmd),
                 timeout=timeout if timeout is not None else self.config.command_timeout,
                 env=dict(env) if env else None,
                 stdin_file=stdin_file,
             )
+        if self._probe_wanted:
+            self._probe_wanted = False
+            self._notify_change()
+        return out
 
     @staticmethod
     async def _call(
