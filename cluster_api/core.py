@@ -72,7 +72,12 @@ def gc_paused() -> Iterator[None]:
 
 @dataclass(slots=True)
 class Observation:
-    """What one status query said about one job or array element."""
+    """What one status query said about one job or array element.
+
+    Its status is the scheduler's word: KILLED only when the scheduler said the job was
+    killed (an exit reason such as ``TERM_OWNER``, a ``CANCELLED`` state, the signal a
+    local job died of), never because we asked for a cancel (see
+    ``Executor._end_of_accepted_kill``)."""
 
     status: JobStatus
     exit_code: int | None = None

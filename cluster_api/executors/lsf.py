@@ -418,6 +418,8 @@ def query_result_from_records(
         if index is None or index == "0" or index == "":
             jobs[job_id] = obs
             continue
+        if index.__class__ is str and not index.isascii():  # int() reads "٣" as 3
+            continue
         try:
             element = int(index)
         except (TypeError, ValueError):
@@ -570,7 +572,8 @@ class LSFExecutor(Executor):
             out = await self._run(["bkill", "-J", pattern, "0"])
         except CommandFailedError as exc:
             logger.info("bkill -J %s reported: %s", pattern, exc)
-            return accepted_by_bkill(CommandAnswer([], exc.stdout, exc.stderr, failed=True))
+            answer = CommandAnswer([], exc.stdout, exc.stderr or str(exc), failed=True)
+            return accepted_by_bkill(answer)
         accepted = accepted_by_bkill(CommandAnswer([], out))
         return accepted or None  # a bkill that names no job: every tracked match
 

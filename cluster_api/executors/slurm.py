@@ -242,7 +242,7 @@ def expand_indices(expression: str) -> list[int]:
     cannot be read (a truncated one ends in ``...``)."""
     indices: list[int] = []
     for part in expression.split("%", 1)[0].split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip(), re.ASCII)
         if match is None:
             return []
         first = int(match.group(1))
