@@ -492,10 +492,6 @@ def in_range_ends(records: list[dict[str, Any]], job_id: str) -> set[int]:
     return ended
 
 
-def run(coro: Any) -> Any:
-    return asyncio.new_event_loop().run_until_complete(coro)
-
-
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -524,7 +520,7 @@ def test_fuzzed_bjobs_records_never_end_an_array_early(
         array = executor.track("501")
         array.metadata["array_range"] = RANGE
         plain = executor.track("502")
-        run(executor.poll())
+        asyncio.run(executor.poll())
     assert set(array.array_elements) <= set(range(RANGE[0], RANGE[1] + 1))
     if array.is_terminal:
         assert in_range_ends(records, "501") == set(range(RANGE[0], RANGE[1] + 1))
@@ -565,7 +561,7 @@ def test_fuzzed_squeue_rows_never_end_an_array_early(
         array = executor.track("601")
         array.metadata["array_range"] = RANGE
         try:
-            run(executor.poll())
+            asyncio.run(executor.poll())
         except ClusterAPIError:  # only an answer with no row at all may fail a poll
             assert not any(
                 raw.isascii() and raw.isdigit() and arr.isascii() and arr.isdigit()
