@@ -368,6 +368,10 @@ def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -
     cancel = lsf_project.run("cancel", "--name", "sleep*")
     assert cancel.code == 0, cancel
     assert cancel.lines[-1].startswith(f"job {sleeper} (capi-sleeper): killed")
+    # cancel returns once bkill accepted; the job's signals take a moment, as on LSF
+    deadline = time.monotonic() + 15
+    while lsf_simulator.status(sleeper) != "EXIT" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lsf_simulator.status(sleeper) == "EXIT"
 
     watch = lsf_project.run("watch", array)
@@ -381,6 +385,9 @@ def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -
     everything = lsf_project.run("cancel", "--all")
     assert everything.code == 0, everything
     assert everything.lines[-1].startswith(f"job {other} (capi-other): killed")
+    deadline = time.monotonic() + 15  # accepted by bkill; the signal lands a moment later
+    while lsf_simulator.unfinished() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lsf_simulator.unfinished() == []
 
 

@@ -47,6 +47,7 @@ class LocalExecutor(Executor):
 
     name = "local"
     array_index_variable = "ARRAY_INDEX"
+    records_cancel_as_done = True
     _last_id: ClassVar[int] = 0
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
