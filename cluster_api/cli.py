@@ -32,7 +32,7 @@ from typing import Any, NoReturn, TextIO
 import yaml
 
 from . import __version__
-from .config import ClusterConfig, find_config_file, load_config
+from .config import ClusterConfig, executor_class, find_config_file, load_config
 from .core import Executor
 from .errors import ClusterAPIError
 from .executors import available_executors, get_executor_class
@@ -400,7 +400,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
     """The executor the config (file, profile, ``--executor``, journal on) describes."""
     config = _load(args)
     try:
-        return get_executor_class(config.executor)(config)
+        return executor_class(config)(config)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except (OSError, sqlite3.Error) as exc:  # the journal in log_directory
@@ -478,8 +478,9 @@ async def _submit(
     if args.json:
         ui.print(json.dumps(record.to_dict(), indent=2))
     else:
+        ui.print(record.job_id)  # alone on stdout, for `id=$(cluster-api submit ...)`
         what = f"array of {record.element_count}" if record.is_array else "job"
-        ui.print(f"submitted {what} {record.name} as job {record.job_id}")
+        Ui.note(f"submitted {what} {record.name} as job {record.job_id}")
     if args.wait:
         return await watch_records(executor, [record], ui, args.poll_interval)
     if isinstance(executor, LocalExecutor):
@@ -513,17 +514,24 @@ async def _until_launched(record: JobRecord) -> None:
 
 
 # -- finding jobs again --------------------------------------------------------------------
-async def find_jobs(executor: Executor, job_ids: Sequence[str]) -> list[JobRecord]:
-    """The named jobs (tracked by id if the journal and scheduler did not bring them back)
-    or, with no ids, this prefix's unfinished jobs; all freshly polled."""
+async def find_jobs(
+    executor: Executor, job_ids: Sequence[str]
+) -> tuple[list[JobRecord], list[str]]:
+    """The named jobs and the ids among them nobody knows, or, with no ids, this prefix's
+    unfinished jobs; all freshly polled.
+
+    An id is known when it is tracked, in the journal, or reported by the scheduler (a job
+    of another prefix or program); any other id is unknown, and is not tracked further.
+    """
     if not job_ids:
         # Jobs that ended within the retention window are shown too, so a quick job
         # submitted a moment ago is seen to finish rather than vanish.
         window = executor.config.completed_retention_minutes
-        return await executor.reconnect(finished_within_minutes=window)
+        return await executor.reconnect(finished_within_minutes=window), []
     await executor.reconnect()
     known = executor.jobs
-    records, fresh = [], False
+    records: list[JobRecord] = []
+    fresh: list[JobRecord] = []
     for job_id in dict.fromkeys(job_ids):
         record = known.get(job_id)
         if record is None:
@@ -531,25 +539,42 @@ async def find_jobs(executor: Executor, job_ids: Sequence[str]) -> list[JobRecor
                 record = executor.track(job_id)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            fresh = True
+            fresh.append(record)
         records.append(record)
     if fresh:
         await executor.poll()
-    return records
+    unknown = [
+        r.job_id
+        for r in fresh
+        if r.metadata.get("tracked") and not r.is_terminal and executor.is_unseen(r.job_id)
+    ]
+    for job_id in unknown:
+        executor.remove_job(job_id)
+    return [r for r in records if r.job_id not in unknown], unknown
+
+
+def report_unknown(executor: Executor, job_ids: Sequence[str], consequence: str = "") -> None:
+    """Say, on stderr, which ids no source knows."""
+    for job_id in job_ids:
+        Ui.error(
+            f"job {job_id}: unknown (not in this config's journal, and the {executor.name} "
+            f"executor does not report it){consequence}"
+        )
 
 
 # -- status --------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
     executor = make_executor(args)
     ui = Ui(args.plain)
-    records = asyncio.run(find_jobs(executor, args.jobs))
+    records, unknown = asyncio.run(find_jobs(executor, args.jobs))
+    report_unknown(executor, unknown)
     if args.json:
         ui.print(json.dumps([r.to_dict() for r in records], indent=2))
-    elif not records:
+    elif not records and not unknown:
         ui.print("no recent or unfinished jobs")
     else:
-        print_status_table(ui, records)
-    return _exit_code(records)
+        print_status_table(ui, records, unknown)
+    return EXIT_FAILED if unknown else _exit_code(records)
 
 
 def _time(record: JobRecord) -> str:
@@ -557,7 +582,8 @@ def _time(record: JobRecord) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-def print_status_table(ui: Ui, records: Sequence[JobRecord]) -> None:
+def print_status_table(ui: Ui, records: Sequence[JobRecord], unknown: Sequence[str] = ()) -> None:
+    """The jobs' table; ids in ``unknown`` get a row that says so."""
     headers = ("JOB ID", "NAME", "STATUS", "EXIT", "PROGRESS", "HOST", "SUBMITTED")
     rows = []
     for r in records:
@@ -573,7 +599,9 @@ def print_status_table(ui: Ui, records: Sequence[JobRecord]) -> None:
                 _time(r),
             )
         )
-    ui.table(headers, rows, [status_style(r.status) for r in records])
+    rows += [(job_id, "-", JobStatus.UNKNOWN.value, "-", "-", "-", "-") for job_id in unknown]
+    styles = [status_style(r.status) for r in records]
+    ui.table(headers, rows, styles + [status_style(JobStatus.UNKNOWN)] * len(unknown))
 
 
 # -- watch ---------------------------------------------------------------------------------
@@ -582,11 +610,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     ui = Ui(args.plain)
 
     async def run() -> int:
-        records = await find_jobs(executor, args.jobs)
+        records, unknown = await find_jobs(executor, args.jobs)
+        report_unknown(executor, unknown, "; not watched")
         if not records:
-            ui.print("no recent or unfinished jobs (`cluster-api status JOB` shows an older one)")
-            return EXIT_OK
-        return await watch_records(executor, records, ui, args.poll_interval)
+            if not unknown:
+                ui.print(
+                    "no recent or unfinished jobs (`cluster-api status JOB` shows an older one)"
+                )
+            return EXIT_FAILED if unknown else EXIT_OK
+        code = await watch_records(executor, records, ui, args.poll_interval)
+        return EXIT_FAILED if unknown else code
 
     return asyncio.run(run())
 
@@ -656,37 +689,40 @@ def _name_matcher(executor: Executor, pattern: str) -> Callable[[JobRecord], boo
 
 
 async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
-    unfinished = await executor.reconnect()
+    unknown: list[str] = []
     try:
-        if args.all:
-            targets = [r for r in unfinished if not r.is_terminal]
-            await executor.cancel_all()
-        elif args.name:
-            matches = _name_matcher(executor, args.name)
-            targets = [r for r in unfinished if not r.is_terminal and matches(r)]
-            await executor.cancel_by_name(args.name)
-        else:
-            known = {r.job_id: r for r in unfinished}
-            targets = []
-            for job_id in dict.fromkeys(args.jobs):
-                await executor.cancel(job_id)
-                if job_id in known:
-                    targets.append(known[job_id])
-                else:
+        if args.jobs:
+            found, unknown = await find_jobs(executor, args.jobs)
+            report_unknown(executor, unknown, "; nothing sent")
+            targets = [r for r in found if not r.is_terminal]
+            for record in found:
+                if record.is_terminal:
                     ui.print(
-                        f"job {job_id}: cancel sent (not an unfinished job of this config, "
-                        "so not followed)"
+                        f"job {record.job_id} ({display_name(record)}): already ended, "
+                        f"{job_summary(record)}; nothing sent"
                     )
+            for record in targets:
+                await executor.cancel(record.job_id)
+        else:
+            unfinished = await executor.reconnect()
+            if args.all:
+                targets = [r for r in unfinished if not r.is_terminal]
+                await executor.cancel_all()
+            else:
+                matches = _name_matcher(executor, args.name)
+                targets = [r for r in unfinished if not r.is_terminal and matches(r)]
+                await executor.cancel_by_name(args.name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    code = EXIT_FAILED if unknown else EXIT_OK
     if not targets:
         if args.all or args.name:
             ui.print("no unfinished jobs matched")
-        return EXIT_OK
+        return code
     for record in targets:
         ui.print(f"job {record.job_id} ({display_name(record)}): cancel requested")
     if args.no_wait:
-        return EXIT_OK
+        return code
     monitor = JobMonitor(executor, min(executor.config.poll_interval, 1.0))
     try:
         async with monitor:
@@ -695,7 +731,7 @@ async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
         Ui.warning(f"some jobs had not ended after {args.timeout:g} s")
     for record in targets:
         ui.print(f"job {record.job_id} ({display_name(record)}): {job_summary(record)}")
-    return EXIT_OK
+    return code
 
 
 # -- config --------------------------------------------------------------------------------

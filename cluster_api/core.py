@@ -196,6 +196,11 @@ class Executor(ABC):
         """How long successful status queries have not mentioned this job."""
         return self._unseen_seconds.get(job_id, 0.0)
 
+    def is_unseen(self, job_id: str) -> bool:
+        """Whether no successful status query has mentioned this job since it was tracked
+        or last seen: after a poll, true of an id the scheduler does not know."""
+        return str(job_id) in self._unseen_seconds
+
     def unseen_for(self, seconds: float) -> list[JobRecord]:
         """Unfinished jobs that successful status queries have not mentioned for at least
         ``seconds`` (from the unseen table alone, not a scan of every job)."""
