@@ -1,7 +1,8 @@
 """The ``cluster-api`` command: submit, status, watch and cancel jobs; show and check config.
 
-Built on the public API only (``create_executor``, ``JobMonitor``, records), so anything
-the command does, a script can do too. Executors are created with ``journal=True``: a job
+Built on the public API (``create_executor``, ``JobMonitor``, records), so anything the
+command does, a script can do too; ``watch`` also reads the journal to find jobs submitted
+after it started. Executors are created with ``journal=True``: a job
 submitted by one ``cluster-api`` process is found again by the next one (``status``,
 ``watch``, ``cancel``) through the journal in the config's ``log_directory``.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -26,6 +28,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -37,6 +40,7 @@ from .core import Executor
 from .errors import ClusterAPIError
 from .executors import available_executors, get_executor_class
 from .executors.local import LocalExecutor
+from .journal import Journal
 from .models import JobRecord, JobStatus, ResourceSpec
 from .monitor import JobMonitor
 from .progress import (
@@ -618,7 +622,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     "no recent or unfinished jobs (`cluster-api status JOB` shows an older one)"
                 )
             return EXIT_FAILED if unknown else EXIT_OK
-        code = await watch_records(executor, records, ui, args.poll_interval)
+        code = await watch_records(
+            executor, records, ui, args.poll_interval, follow_journal=not args.jobs
+        )
         return EXIT_FAILED if unknown else code
 
     return asyncio.run(run())
@@ -629,28 +635,79 @@ async def watch_records(
     records: Sequence[JobRecord],
     ui: Ui,
     poll_interval: float | None = None,
+    *,
+    follow_journal: bool = False,
 ) -> int:
-    """Follow ``records`` with a :class:`ProgressView` until all ended; return the exit code."""
+    """Follow ``records`` with a `ProgressView` until all ended; return the exit code.
+
+    Between two polls the view's status line counts down to the next query. With
+    ``follow_journal``, jobs this config's journal records later (a `submit` in another
+    shell) are followed too: found by reading the journal, so no extra scheduler query.
+    """
     monitor = JobMonitor(executor, poll_interval)
-    view = ProgressView(records, stream=ui.out, use_rich=ui.rich)
+    watched = list(records)
+    view = ProgressView(watched, stream=ui.out, use_rich=ui.rich)
 
     def changed(record: JobRecord, old: JobStatus, new: JobStatus) -> None:
         view.update()
 
     monitor.on_status_change(changed)
     tick = min(monitor.poll_interval, WATCH_TICK_SECONDS)
+    newcomers = JournalFollower(executor) if follow_journal else None
     try:
         async with monitor:
             while True:
-                try:
-                    await monitor.wait_for(*records, timeout=tick)
+                for record in newcomers.new_jobs() if newcomers is not None else []:
+                    watched.append(record)
+                    view.add(record)
+                if all(r.is_terminal for r in watched):
                     break
-                except asyncio.TimeoutError:
-                    view.update()
+                view.set_status(next_query_text(monitor, datetime.now(timezone.utc)))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await monitor.wait_for(*watched, timeout=tick)
+                view.update()
     finally:
         view.close()
-    ui.print(summary_line(records))
-    return _exit_code(records)
+        if newcomers is not None:
+            newcomers.close()
+    ui.print(summary_line(watched))
+    return _exit_code(watched)
+
+
+def next_query_text(monitor: JobMonitor, now: datetime) -> str:
+    """When the monitor asks the scheduler next (or why it is late), for the status line."""
+    failures = monitor.consecutive_failures
+    if failures:
+        plural = "query" if failures == 1 else f"{failures} queries"
+        return f"the scheduler did not answer the last {plural}; retrying with backoff"
+    last = monitor.last_successful_poll
+    if last is None:
+        return "asking the scheduler..."
+    left = round(monitor.poll_interval - (now - last).total_seconds())
+    every = f"every {monitor.poll_interval:g} s"
+    return f"next query in {left} s ({every})" if left > 0 else f"asking the scheduler ({every})"
+
+
+class JournalFollower:
+    """Finds jobs this config's journal recorded after the executor last looked: the
+    journal is where every `cluster-api submit` writes its job first."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._journal = Journal(executor.config.log_directory, executor.name)
+
+    def new_jobs(self) -> list[JobRecord]:
+        """Unfinished journalled jobs of this prefix not tracked yet, now tracked."""
+        tracked = self._executor.jobs
+        prefix = self._executor.config.job_name_prefix
+        return [
+            self._executor.track(r.job_id)
+            for r in self._journal.unfinished(prefix)
+            if r.job_id not in tracked
+        ]
+
+    def close(self) -> None:
+        self._journal.close()
 
 
 def summary_line(records: Sequence[JobRecord]) -> str:

@@ -4,7 +4,7 @@ A concrete executor supplies four things: its directives (``build_header``), how
 a written script to the scheduler (``_submit_script``), one status query for many jobs
 (``_query``) and how to cancel (``_cancel_ids``). Rendering, bookkeeping, status rules
 and the exit-code fallback live here, so every scheduler behaves the same way.
-Every scheduler command runs through :meth:`Executor._call`, the seam tests patch.
+Every scheduler command runs through `Executor._call`, the seam tests patch.
 """
 
 from __future__ import annotations
@@ -748,7 +748,7 @@ class Executor(ABC):
         stdin_file: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Run a scheduler command through :meth:`_call`, at most
+        """Run a scheduler command through `_call`, at most
         ``max_concurrent_commands`` at once across this executor."""
         async with self._command_slots:
             return await self._call(

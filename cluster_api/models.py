@@ -367,7 +367,7 @@ class JobRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
-        """Rebuild a record written by :meth:`to_dict`."""
+        """Rebuild a record written by `to_dict()`."""
         resources = data.get("resources")
         metadata = dict(data.get("metadata") or {})
         if isinstance(metadata.get("array_range"), list):
