@@ -25,6 +25,7 @@ import shlex
 import sqlite3
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -695,16 +696,17 @@ class JournalFollower:
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
         self._journal = Journal(executor.config.log_directory, executor.name)
+        self._since = time.time()
 
     def new_jobs(self) -> list[JobRecord]:
-        """Unfinished journalled jobs of this prefix not tracked yet, now tracked."""
+        """This prefix's journalled jobs not tracked yet, now tracked: the unfinished ones
+        and those that ended since the follower started (a quick job may end before it
+        is seen running)."""
         tracked = self._executor.jobs
         prefix = self._executor.config.job_name_prefix
-        return [
-            self._executor.track(r.job_id)
-            for r in self._journal.unfinished(prefix)
-            if r.job_id not in tracked
-        ]
+        ended = self._journal.finished_since(prefix, time.time() - self._since)
+        found = [*ended, *self._journal.unfinished(prefix)]
+        return [self._executor.track(r.job_id) for r in found if r.job_id not in tracked]
 
     def close(self) -> None:
         self._journal.close()
