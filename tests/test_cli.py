@@ -231,7 +231,7 @@ def test_array_with_work_dir_and_max_concurrent(project: Project, tmp_path: Path
 
 def test_submit_then_status_and_watch_from_new_processes(project: Project) -> None:
     """The issue's scenario: submit in one process, follow the job from the next ones."""
-    job_id = project.submit("--name", "hi", "--", "sleep 1; echo hello")
+    job_id = project.submit("--name", "hi", "--", "sleep 4; echo hello")  # outlives 2 commands
 
     status = project.run("status", "--json")
     assert status.code == 0, status
