@@ -211,13 +211,15 @@ class ProgressView:
             if self._last.get(id(record)) != summary:
                 self._last[id(record)] = summary
                 changed.append(self.line(record))
+        if not changed:
+            return
+        lines = "".join(f"{line}\n" for line in changed)
         if self._transient and self._status:
             # Replace the status line by the change lines, then draw it again below them.
-            lines = "".join(f"{line}\n" for line in changed)
             self.stream.write(f"\r{_CLEAR_TO_END}{lines}")
             self._draw_status()
-        elif changed:
-            self.stream.write("".join(f"{line}\n" for line in changed))
+        else:
+            self.stream.write(lines)
             self.stream.flush()
 
     def close(self) -> None:
