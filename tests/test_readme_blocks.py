@@ -40,6 +40,7 @@ import textwrap
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,8 @@ def read_blocks(page: Path) -> list[Block]:
 ALL_BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 
 
-def blocks_of(*kinds: str) -> list[pytest.param]:  # type: ignore[valid-type]
+def blocks_of(*kinds: str) -> list[Any]:
+    """The blocks of these kinds as pytest parameters, each named by its page and line."""
     return [pytest.param(b, id=b.where) for b in ALL_BLOCKS if b.kind in kinds]
 
 
@@ -126,9 +128,10 @@ def blocks_of(*kinds: str) -> list[pytest.param]:  # type: ignore[valid-type]
 def test_every_block_says_how_it_is_checked() -> None:
     problems = []
     for block in ALL_BLOCKS:
+        languages = KINDS.get(block.kind or "", set())
         if block.kind not in KINDS:
             problems.append(f"{block.where}: no or unknown <!-- check: KIND --> ({block.kind})")
-        elif KINDS[block.kind] is not None and block.lang not in KINDS[block.kind]:  # type: ignore[operator]
+        elif languages is not None and block.lang not in languages:
             problems.append(f"{block.where}: a {block.lang or 'plain'} block marked {block.kind}")
         elif block.kind == "skip" and not block.options.get("reason"):
             problems.append(f"{block.where}: skip without a reason")
@@ -277,7 +280,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], where: str) -> str:
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{where} still running after {BLOCK_TIMEOUT} s:\n{exc.stdout}\n{exc.stderr}")
+        pytest.fail(f"{where} still running after {BLOCK_TIMEOUT} s:\n{exc.stdout!r}\n{exc.stderr!r}")
     assert result.returncode == 0, (
         f"{where} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
