@@ -280,7 +280,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], where: str) -> str:
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{where} still running after {BLOCK_TIMEOUT} s:\n{exc.stdout!r}\n{exc.stderr!r}")
+        pytest.fail(f"{where} still running after {BLOCK_TIMEOUT} s: {exc.output!r}")
     assert result.returncode == 0, (
         f"{where} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
