@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import ClusterConfig, load_config
+from .config import ClusterConfig, executor_class, load_config
 from .core import Executor
 from .errors import (
     ClusterAPIError,
@@ -14,7 +14,7 @@ from .errors import (
     SubmitError,
     WaitTimeoutError,
 )
-from .executors import available_executors, get_executor_class
+from .executors import available_executors, get_executor_class  # noqa: F401 (0.8.1 had it here)
 from .executors.local import LocalExecutor
 from .executors.lsf import LSFExecutor
 from .executors.slurm import SlurmExecutor
@@ -53,4 +53,4 @@ def create_executor(
 ) -> Executor:
     """Load the config (file, then ``profile``, then ``overrides``) and build its executor."""
     config = load_config(config_path, profile, overrides)
-    return get_executor_class(config.executor)(config)
+    return executor_class(config)(config)

@@ -4,7 +4,7 @@ A concrete executor supplies four things: its directives (``build_header``), how
 a written script to the scheduler (``_submit_script``), one status query for many jobs
 (``_query``) and how to cancel (``_cancel_ids``). Rendering, bookkeeping, status rules
 and the exit-code fallback live here, so every scheduler behaves the same way.
-Every scheduler command runs through :meth:`Executor._call`, the seam tests patch.
+Every scheduler command runs through `Executor._call`, the seam tests patch.
 """
 
 from __future__ import annotations
@@ -224,6 +224,11 @@ class Executor(ABC):
     def unseen_seconds(self, job_id: str) -> float:
         """How long successful status queries have not mentioned this job."""
         return self._unseen_seconds.get(job_id, 0.0)
+
+    def is_unseen(self, job_id: str) -> bool:
+        """Whether no successful status query has mentioned this job since it was tracked
+        or last seen: after a poll, true of an id the scheduler does not know."""
+        return str(job_id) in self._unseen_seconds
 
     def unseen_for(self, seconds: float) -> list[JobRecord]:
         """Unfinished jobs that successful status queries have not mentioned for at least
@@ -980,7 +985,7 @@ class Executor(ABC):
         stdin_file: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Run a scheduler command through :meth:`_call`, at most
+        """Run a scheduler command through `_call`, at most
         ``max_concurrent_commands`` at once across this executor."""
         async with self._command_slots:
             out = await self._call(

@@ -1,6 +1,6 @@
 """Exceptions raised by cluster_api.
 
-Everything the library raises on purpose derives from :class:`ClusterAPIError`, so a
+Everything the library raises on purpose derives from `ClusterAPIError`, so a
 pipeline can catch one type around any call and still tell a timeout from a rejection.
 """
 

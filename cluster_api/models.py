@@ -352,7 +352,9 @@ class JobRecord:
 
     @property
     def failed_element_indices(self) -> list[int]:
-        return sorted(i for i, e in self.array_elements.items() if e.status is JobStatus.FAILED)
+        """Elements that ended FAILED or KILLED (as in 0.8.1): the ones to run again."""
+        unsuccessful = (JobStatus.FAILED, JobStatus.KILLED)
+        return sorted(i for i, e in self.array_elements.items() if e.status in unsuccessful)
 
     def compute_array_status(self) -> JobStatus:
         """The parent's status from its elements: terminal only when every element is.
@@ -414,7 +416,7 @@ class JobRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
-        """Rebuild a record written by :meth:`to_dict`."""
+        """Rebuild a record written by `to_dict()`."""
         resources = data.get("resources")
         metadata = dict(data.get("metadata") or {})
         if isinstance(metadata.get("array_range"), list):
