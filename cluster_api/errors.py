@@ -37,3 +37,12 @@ class CommandTimeoutError(ClusterAPIError):
 
 class SubmitError(ClusterAPIError):
     """The scheduler refused a job, or its answer to a submission could not be read."""
+
+
+class UnknownJobError(ClusterAPIError):
+    """An id names no job of this library (a local pid that runs something else, for
+    instance: pids are reused), so nothing was done to it."""
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
