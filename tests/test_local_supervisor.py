@@ -186,10 +186,14 @@ def test_cli_submit_of_a_throttled_array_returns_at_once(tmp_path: Path) -> None
 @integration
 async def test_a_job_that_ended_before_the_cancel_keeps_its_failure(work_dir: str) -> None:
     executor = journal_executor(work_dir)
-    record = await executor.submit("exit 3", "quits", resources=Res(work_dir=work_dir))
+    record = await executor.submit("sleep 0.5; exit 3", "quits", resources=Res(work_dir=work_dir))
     assert record.script_path is not None
     exit_file = Path(record.script_path[: -len(".sh")] + ".exit")
-    wait_until(exit_file.exists)  # the loop is blocked: nothing has been read yet
+    deadline = time.monotonic() + WAIT
+    while "pid" not in record.metadata:  # its process has started
+        assert time.monotonic() < deadline
+        await executor.wait_for_change(0.05)
+    wait_until(exit_file.exists)  # it ends by itself while the event loop is blocked
     time.sleep(0.1)
     await executor.cancel(record.job_id)
     await until_terminal(executor, record)
