@@ -31,7 +31,6 @@ import json
 import os
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -234,7 +233,7 @@ class Supervisor:
     def __init__(self, script: str, spec: dict[str, Any]) -> None:
         self.script, self.spec = script, spec
         self.job_id = str(os.getpid())
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename
         self.events = os.open(events_path(script), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         notify = spec.get("notify_fd")
         self.notify: int | None = notify if isinstance(notify, int) else None
