@@ -6,6 +6,7 @@ process that exits at once) and carry ``integration``; the few at the end are pl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -178,6 +179,22 @@ def test_cli_submit_of_a_throttled_array_returns_at_once(tmp_path: Path) -> None
     assert elapsed < 3.5  # it used to wait until the last element started: 4 s and more
     # the elements still run, one after the other, once the CLI has gone
     wait_until(lambda: all((project / f"done.{i}").exists() for i in (1, 2, 3)), 30)
+
+
+@integration
+def test_a_job_submitted_in_one_event_loop_is_followed_in_the_next(work_dir: str) -> None:
+    """A program may ``asyncio.run`` its submissions and then its waiting."""
+    executor = journal_executor(work_dir)
+    record = asyncio.run(
+        executor.submit("sleep 0.3", "two-loops", resources=Res(work_dir=work_dir))
+    )
+
+    async def follow() -> None:
+        async with JobMonitor(executor) as monitor:
+            await monitor.wait_for(record, timeout=WAIT)
+
+    asyncio.run(follow())
+    assert (record.status, record.exit_code) == (JobStatus.DONE, 0)
 
 
 # -- cancel (#11.8 local part, API.md) -----------------------------------------------------

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -67,11 +67,12 @@ CANCEL_MARGIN_SECONDS = 2.0
 
 @dataclass
 class _Child:
-    """A supervisor this process started: its process and the read end of its pipe."""
+    """A supervisor this process started: its process, the read end of its pipe and the
+    event loop that watches that pipe."""
 
     popen: subprocess.Popen[bytes]
     wake: int
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class LocalExecutor(Executor):
@@ -176,8 +177,16 @@ class LocalExecutor(Executor):
         return job_id
 
     def _after_register(self, record: JobRecord) -> None:
-        child = self._children[record.job_id]
-        asyncio.get_running_loop().add_reader(child.wake, self._on_wake, record.job_id)
+        self._watch_child(record.job_id)
+
+    def _watch_child(self, job_id: str) -> None:
+        """Read the supervisor's pipe from the running loop (again, when a program runs
+        one ``asyncio.run`` to submit and another to wait)."""
+        child = self._children[job_id]
+        loop = asyncio.get_running_loop()
+        if child.loop is not loop:
+            loop.add_reader(child.wake, self._on_wake, job_id)
+            child.loop = loop
 
     def _on_wake(self, job_id: str) -> None:
         """The supervisor wrote events (or exited: end of file on its pipe)."""
@@ -199,7 +208,6 @@ class LocalExecutor(Executor):
         self._refresh(job_id)
         if job_id not in self._finished:
             self._supervisor_lost(job_id, f"exit status {returncode}")
-        child.exited.set()
 
     # -- events ------------------------------------------------------------------------
     def _refresh(self, job_id: str) -> None:
@@ -297,7 +305,9 @@ class LocalExecutor(Executor):
         finished is not mentioned (its exit files, then the zombie check, decide)."""
         result = QueryResult()
         for job_id, record in active.items():
-            if job_id not in self._children:
+            if job_id in self._children:
+                self._watch_child(job_id)
+            else:
                 pid = _pid(job_id)
                 if record.script_path is None and pid is not None:
                     record.script_path = _script_of(pid)  # a job tracked by its pid alone
