@@ -232,6 +232,24 @@ async def test_a_fresh_executor_cancels_a_job_it_never_saw(tmp_path: Path, work_
 
 
 @integration
+async def test_a_job_tracked_by_its_pid_alone_is_followed_and_cancelled(
+    tmp_path: Path, work_dir: str
+) -> None:
+    job_id = submit_elsewhere(tmp_path, work_dir, [["sleeper", "plain", "sleep 60", None]])[
+        "sleeper"
+    ]
+    fresh = LocalExecutor(ClusterConfig(log_directory=str(tmp_path / "elsewhere")))
+    record = fresh.track(job_id)
+    deadline = time.monotonic() + WAIT
+    while record.status is not JobStatus.RUNNING:
+        assert time.monotonic() < deadline, record.status
+        await fresh.poll()
+        await fresh.wait_for_change(0.05)
+    await fresh.cancel(job_id)
+    assert (record.status, record.exit_code) == (JobStatus.KILLED, 143)
+
+
+@integration
 async def test_cancel_refuses_a_pid_that_is_not_a_local_job(work_dir: str) -> None:
     stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:

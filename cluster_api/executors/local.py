@@ -100,6 +100,10 @@ class LocalExecutor(Executor):
                     f"unknown dependency {job_id!r}: the local executor waits only for jobs "
                     "it submitted or reconnected to"
                 )
+        try:  # the supervisors' slot files; refused now rather than failing the job later
+            os.makedirs(self._slots_directory(), exist_ok=True)
+        except OSError as exc:
+            raise SubmitError(f"cannot create {self._slots_directory()}: {exc}") from exc
         if spec.max_concurrent is not None and spec.max_concurrent > self.max_running:
             logger.warning(
                 "max_concurrent=%d for %s is more than local_max_running=%d: at most %d "
@@ -109,6 +113,9 @@ class LocalExecutor(Executor):
                 self.max_running,
                 self.max_running,
             )
+
+    def _slots_directory(self) -> str:
+        return os.path.join(os.path.abspath(self.config.log_directory), "local-slots")
 
     async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
         res = spec.resources
@@ -136,10 +143,7 @@ class LocalExecutor(Executor):
             "walltime": parse_walltime_seconds(res.walltime) if res.walltime else None,
             "inherit_env": spec.inherit_env,
             "after": after,
-            "slots": [
-                os.path.join(os.path.abspath(self.config.log_directory), "local-slots"),
-                self.max_running,
-            ],
+            "slots": [self._slots_directory(), self.max_running],
             "notify_fd": notify,
         }
         argv = [
@@ -368,6 +372,8 @@ class LocalExecutor(Executor):
                 if alive or expected is None:
                     refused.append(job_id)
                 continue  # a job we know whose supervisor is gone: nothing left to stop
+            if record is not None and record.script_path is None:
+                record.script_path = script  # tracked by pid alone: now its events can be read
             terminate_process_group(pid, sig)
             signalled.append((job_id, pid))
         await self._until_gone(signalled)
@@ -399,6 +405,7 @@ class LocalExecutor(Executor):
 
     def _gone(self, job_id: str, pid: int) -> bool:
         if job_id in self._children:
+            self._watch_child(job_id)
             return False  # _reap removes it once the process ended and its events are read
         return process_gone(pid)
 
