@@ -13,8 +13,9 @@ Why a process of its own per job (and not tasks in the submitting program):
   reached it while it ran, never merely because a cancel was asked.
 
 It is started as ``python -I -S local_supervisor.py SCRIPT SPEC_JSON`` and imports only
-the standard library (a waiting job costs about 4 MB). Each element runs in a process
-group of its own; a cancel (SIGTERM, or SIGUSR1 for "record it as done") reaches this
+the standard library: a job costs about 6 MB of memory while it waits and 25 ms of CPU to
+start (the price of not being stranded). Each element runs in a process group of its
+own; a cancel (SIGTERM, or SIGUSR1 for "record it as done") reaches this
 process, which passes SIGTERM to every running element and SIGKILL after a grace period,
 then exits. Everything it learns is appended, one JSON object per line, to the events file
 beside the script (``{stem}.events``): that file is the job's state for any process, and
