@@ -163,7 +163,8 @@ def verdict(code: int | None, signalled: bool, as_done: bool, timed_out: bool) -
 
 class SlotBroker:
     """Hands out machine-wide process slots (see the module docstring) from a thread, so
-    the supervisor keeps watching its running elements while it queues for the next."""
+    the supervisor keeps watching its running elements while it queues for the next. Free
+    slots are taken together, so elements that can start at once do."""
 
     def __init__(self, directory: str, count: int) -> None:
         os.makedirs(directory, exist_ok=True)
@@ -172,52 +173,64 @@ class SlotBroker:
         os.set_blocking(self.ready_r, False)
         self.granted: list[int] = []
         self.stopped = False
-        self._wanted = threading.Semaphore(0)
-        self._lock = threading.Lock()
+        self._wanted = 0
+        self._changed = threading.Condition()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def request(self) -> None:
-        self._wanted.release()
+        with self._changed:
+            self._wanted += 1
+            self._changed.notify()
 
-    def take(self) -> int | None:
-        with self._lock:
-            return self.granted.pop(0) if self.granted else None
+    def take(self) -> list[int]:
+        with self._changed:
+            granted, self.granted = self.granted, []
+        return granted
 
     def stop(self) -> None:
-        self.stopped = True
-        self._wanted.release()
+        with self._changed:
+            self.stopped = True
+            self._changed.notify()
 
     def _open(self, name: str) -> int:
         return os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_CREAT, 0o600)
 
     def _serve(self) -> None:
         while True:
-            self._wanted.acquire()
-            if self.stopped:
-                return
+            with self._changed:
+                self._changed.wait_for(lambda: self._wanted > 0 or self.stopped)
+                if self.stopped:
+                    return
             gate = self._open("gate.lock")
             try:
                 fcntl.flock(gate, fcntl.LOCK_EX)
-                slot = self._free_slot()
+                slots = self._free_slots()
             finally:
                 os.close(gate)  # closing releases the gate
-            if slot is None:
+            if not slots:
                 return
-            with self._lock:
-                self.granted.append(slot)
+            with self._changed:
+                self.granted += slots
+                self._wanted -= len(slots)
             os.write(self._ready_w, b"s")
 
-    def _free_slot(self) -> int | None:
+    def _free_slots(self) -> list[int]:
+        """Wait for at least one free slot, then take as many as are wanted and free."""
         while not self.stopped:
+            taken: list[int] = []
             for number in range(self.count):
+                if len(taken) >= self._wanted:
+                    break
                 fd = self._open(f"slot.{number}.lock")
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return fd
+                    taken.append(fd)
                 except BlockingIOError:
                     os.close(fd)
+            if taken:
+                return taken
             time.sleep(SLOT_POLL_SECONDS)
-        return None
+        return []
 
 
 class Process:
@@ -340,14 +353,20 @@ class Supervisor:
 
     def start_granted(self, broker: SlotBroker) -> None:
         drain(broker.ready_r)
-        while (slot := broker.take()) is not None:
+        started = []
+        for slot in broker.take():
             self.asked -= 1
             if self.cancelled or not self.pending:
                 os.close(slot)
-                continue
-            self.start(self.pending.pop(0), slot)
+            elif (proc := self.start(self.pending.pop(0), slot)) is not None:
+                started.append(proc)
+        for proc in started:  # reported together: elements that start at once are seen so
+            self.emit("start", index=proc.index, pid=proc.popen.pid, host=self.host)
+        if self.cancelled:  # a cancel arrived while they were being started
+            for proc in started:
+                self._signal(proc, signal.SIGTERM)
 
-    def start(self, index: int | None, slot: int) -> None:
+    def start(self, index: int | None, slot: int) -> Process | None:
         import subprocess
 
         spec = self.spec
@@ -374,13 +393,11 @@ class Supervisor:
         except OSError as exc:
             os.close(slot)
             self.emit("end", index=index, status="failed", reason=f"cannot start: {exc}")
-            return
+            return None
         walltime = spec.get("walltime")
         deadline = time.monotonic() + walltime if walltime else None
-        self.running[popen.pid] = Process(index, popen, slot, deadline)
-        self.emit("start", index=index, pid=popen.pid, host=self.host)
-        if self.cancelled:  # the cancel arrived while it was being started
-            self._signal(self.running[popen.pid], signal.SIGTERM)
+        proc = self.running[popen.pid] = Process(index, popen, slot, deadline)
+        return proc
 
     def reap(self) -> None:
         for pid, proc in list(self.running.items()):
