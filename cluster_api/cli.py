@@ -40,7 +40,6 @@ from .config import ClusterConfig, executor_class, find_config_file, load_config
 from .core import Executor
 from .errors import ClusterAPIError
 from .executors import available_executors, get_executor_class
-from .executors.local import LocalExecutor
 from .journal import Journal
 from .models import JobRecord, JobStatus, ResourceSpec
 from .monitor import JobMonitor
@@ -488,34 +487,7 @@ async def _submit(
         Ui.note(f"submitted {what} {record.name} as job {record.job_id}")
     if args.wait:
         return await watch_records(executor, [record], ui, args.poll_interval)
-    if isinstance(executor, LocalExecutor):
-        await _until_launched(record)
     return EXIT_OK
-
-
-async def _until_launched(record: JobRecord) -> None:
-    """The local executor starts a job's processes from this process; they outlive it, but
-    only once started. Wait until every one has (an array with ``--max-concurrent`` starts
-    its last elements as earlier ones end)."""
-
-    def launched() -> bool:
-        if record.status.is_terminal:
-            return True
-        if record.array_elements:
-            return all(
-                e.start_time is not None or e.status.is_terminal
-                for e in record.array_elements.values()
-            )
-        return record.start_time is not None
-
-    limit = record.metadata.get("max_concurrent")
-    if limit is not None and limit < len(record.array_elements):
-        Ui.note(
-            "the local executor starts array elements from this process as slots free up; "
-            "waiting until the last one has started"
-        )
-    while not launched():
-        await asyncio.sleep(0.02)
 
 
 # -- finding jobs again --------------------------------------------------------------------

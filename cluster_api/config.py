@@ -61,6 +61,7 @@ class ClusterConfig:
     poll_all_users: bool = False
     max_concurrent_commands: int = 8
     journal: bool = False
+    local_max_running: int | None = None
     # Where each value came from ("default", a file path, "profile NAME in PATH",
     # "override"); filled by load_config, for people reading a merged config.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -126,6 +127,13 @@ def validate_config(config: ClusterConfig) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(
             f"{owner}.max_concurrent_commands must be a whole number >= 1, got {limit!r}"
+        )
+    running = config.local_max_running
+    if running is not None and (
+        isinstance(running, bool) or not isinstance(running, int) or running < 1
+    ):
+        raise ValueError(
+            f"{owner}.local_max_running must be a whole number >= 1 or null, got {running!r}"
         )
     if not config.shebang.startswith("#!"):
         raise ValueError(f"{owner}.shebang must start with '#!', got {config.shebang!r}")

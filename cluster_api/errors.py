@@ -75,3 +75,12 @@ class WaitTimeoutError(ClusterAPIError, _TimeoutBase):
     def __init__(self, message: str, unfinished: Sequence[JobRecord] = ()) -> None:
         super().__init__(message)
         self.unfinished = list(unfinished)
+
+
+class UnknownJobError(ClusterAPIError):
+    """An id names no job of this library (a local pid that runs something else, for
+    instance: pids are reused), so nothing was done to it."""
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

@@ -337,7 +337,7 @@ class JobMonitor:
 
         Starts the monitor if it is not running. A record that has already ended returns
         at once (its callbacks registered since are started now). After ``timeout``
-        seconds raises :class:`~cluster_api.errors.WaitTimeoutError` (a ``TimeoutError``
+        seconds raises ``WaitTimeoutError`` (a ``TimeoutError``
         naming the jobs still unfinished); the jobs keep running and stay tracked.
         ``progress=True`` draws a live view of the jobs on stderr (a bar per array with
         rich installed, lines otherwise). Raises ``ValueError`` for a record that has not

@@ -133,10 +133,12 @@ def normalize(text: str) -> str:
     ids: dict[str, str] = {}
 
     def job(match: re.Match[str]) -> str:
-        return ids.setdefault(match[0], f"<JOB{len(ids) + 1}>")
+        return match[1] + ids.setdefault(match[2], f"<JOB{len(ids) + 1}>")
 
     text = re.sub(r"\[\d+:\d\d(:\d\d)?\]", "[MM:SS]", text)
-    return re.sub(r"\b\d{6,}\b", job, text)
+    # local ids are pids, of any length: an id is a line of its own (submit's stdout), or
+    # the number after "as job" or a job name
+    return re.sub(r"(^|as job |capi-[\w.-]+ )(\d+)(?=$|\b(?! job))", job, text, flags=re.M)
 
 
 # -- entry points and usage ------------------------------------------------------------------

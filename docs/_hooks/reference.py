@@ -69,6 +69,8 @@ CONFIG_DESCRIPTIONS: dict[str, str] = {
     "max_concurrent_commands": "Most scheduler commands one executor runs at once.",
     "journal": "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a "
     "later process can `reconnect()` to it (the CLI always turns it on).",
+    "local_max_running": "Local executor: most job processes (jobs and array elements) "
+    "running at once per `log_directory`, across processes; `null`: max(8, 4 × CPU cores).",
 }
 
 
