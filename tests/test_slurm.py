@@ -548,7 +548,7 @@ async def test_poll_without_active_jobs_runs_nothing(fake: FakeSlurm) -> None:
         ("BOOT_FAIL", "None", JobStatus.FAILED, "BOOT_FAIL"),
         ("DEADLINE", "None", JobStatus.FAILED, "DEADLINE"),
         ("PREEMPTED", "None", JobStatus.FAILED, "PREEMPTED"),
-        ("CANCELLED", "DependencyNeverSatisfied", JobStatus.FAILED, "DependencyNeverSatisfied"),
+        ("CANCELLED", "DependencyNeverSatisfied", JobStatus.KILLED, "DependencyNeverSatisfied"),
     ],
 )
 async def test_state_mapping(fake: FakeSlurm, state, reason, status, exit_reason) -> None:
@@ -870,7 +870,8 @@ async def test_array_pending_rest_without_r(fake: FakeSlurm) -> None:
 # -- dependencies ------------------------------------------------------------------------
 async def test_dependency_never_satisfied(fake: FakeSlurm) -> None:
     """With --kill-on-invalid-dep the dependant is CANCELLED; without it, it pends forever.
-    Both end FAILED with the reason, and the pending one is cancelled."""
+    Both end KILLED (never ran: API.md's end for a failed dependency) with the reason,
+    and the pending one is cancelled."""
     slurm = executor()
     parent, killed = (slurm.track(i, JobStatus.RUNNING) for i in ("10", "11"))
     pending = slurm.track("12")
@@ -879,7 +880,7 @@ async def test_dependency_never_satisfied(fake: FakeSlurm) -> None:
     await slurm.poll()
     assert (parent.status, parent.exit_code) == (JobStatus.FAILED, 1)
     for record in (killed, pending):
-        assert record.status is JobStatus.FAILED
+        assert record.status is JobStatus.KILLED
         assert record.metadata["exit_reason"] == "DependencyNeverSatisfied"
     assert fake.argvs("scancel") == [["scancel", "12"]]
     assert _requested_ids(fake.argvs("sacct")[-1]) == ["10"]

@@ -22,10 +22,13 @@ try:
 except ImportError:  # not installed (e.g. PyPy): the standard library decodes
     orjson = None  # type: ignore[assignment]
 
-from ..core import (
-    CommandAnswer,
-    Executor,
-    JobSpec,
+from ..core import CommandAnswer
+from ..engine import BatchExecutor
+from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..jobspec import JobSpec
+from ..models import JobRecord, JobStatus, ResourceSpec
+from ..script import directive_lines
+from ..status import (
     Observation,
     QueryResult,
     gc_paused,
@@ -34,9 +37,6 @@ from ..core import (
     update_element,
     update_record,
 )
-from ..errors import ClusterAPIError, CommandFailedError, SubmitError
-from ..models import JobRecord, JobStatus, ResourceSpec
-from ..script import directive_lines
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
 logger = logging.getLogger("cluster_api")
@@ -504,7 +504,7 @@ def accepted_by_bkill(answer: CommandAnswer) -> set[str]:
     return set() if answer.failed else set(answer.ids)
 
 
-class LSFExecutor(Executor):
+class LSFExecutor(BatchExecutor):
     """Runs jobs through IBM Spectrum LSF."""
 
     name = "lsf"

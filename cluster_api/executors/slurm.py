@@ -21,9 +21,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import ClusterConfig
-from ..core import (
-    Executor,
-    JobSpec,
+from ..engine import BatchExecutor
+from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..jobspec import JobSpec
+from ..models import JobRecord, JobStatus
+from ..runner import CommandRunner
+from ..script import directive_lines, exit_file_path
+from ..status import (
     Observation,
     QueryResult,
     element_of,
@@ -33,9 +37,7 @@ from ..core import (
     update_element,
     update_record,
 )
-from ..errors import ClusterAPIError, CommandFailedError, SubmitError
-from ..models import JobRecord, JobStatus
-from ..script import directive_lines, exit_file_path
+from ..table import DEPENDENCY_FAILED_END
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
 logger = logging.getLogger("cluster_api")
@@ -213,7 +215,7 @@ def status_of(state: str, reason: str = "") -> tuple[JobStatus, str | None]:
     """The library status of a Slurm state (and pending/cancel reason), with the reason
     to record for an end that was not the job's own exit."""
     if reason == NEVER_SATISFIED and state in ("PENDING", "CANCELLED"):
-        return JobStatus.FAILED, NEVER_SATISFIED
+        return DEPENDENCY_FAILED_END, NEVER_SATISFIED
     status = _STATUS.get(state, JobStatus.UNKNOWN)
     return status, state if state in _REASON_STATES else None
 
@@ -444,7 +446,7 @@ class _History:
 Key = tuple[str, int | None]
 
 
-class SlurmExecutor(Executor):
+class SlurmExecutor(BatchExecutor):
     """Runs jobs through Slurm."""
 
     name = "slurm"
@@ -453,8 +455,10 @@ class SlurmExecutor(Executor):
     job_id_pattern = _JOB_ID
     job_id_example = "123 or 123_4"
 
-    def __init__(self, config: ClusterConfig | None = None) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
+    ) -> None:
+        super().__init__(config, runner=runner)
         # An array element's own job id -> (array id, index), recorded while squeue shows
         # it: after MinJobAge, ``sacct -c`` knows elements by these ids alone.
         self._element_ids: dict[str, tuple[str, int]] = {}
