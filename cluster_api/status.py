@@ -73,6 +73,9 @@ class QueryResult:
     jobs: dict[str, Observation] = field(default_factory=dict)
     elements: dict[str, dict[int, Observation]] = field(default_factory=dict)
     not_found: set[str] = field(default_factory=set)
+    # Jobs the scheduler still holds that can never run (a dependency that can never be
+    # met): the engine cancels them.
+    doomed: set[str] = field(default_factory=set)
 
     def seen(self, job_id: str) -> bool:
         return job_id in self.jobs or job_id in self.elements

@@ -12,7 +12,7 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Container
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
@@ -22,20 +22,15 @@ try:
 except ImportError:  # not installed (e.g. PyPy): the standard library decodes
     orjson = None  # type: ignore[assignment]
 
-from ..core import CommandAnswer
 from ..engine import BatchExecutor
-from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
-from ..models import JobRecord, JobStatus, ResourceSpec
+from ..models import JobRecord, JobStatus
+from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
 from ..script import directive_lines
 from ..status import (
     Observation,
     QueryResult,
-    gc_paused,
-    is_number,
-    roll_up_array,
-    update_element,
-    update_record,
 )
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
@@ -504,8 +499,8 @@ def accepted_by_bkill(answer: CommandAnswer) -> set[str]:
     return set() if answer.failed else set(answer.ids)
 
 
-class LSFExecutor(BatchExecutor):
-    """Runs jobs through IBM Spectrum LSF."""
+class LSF(Scheduler):
+    """IBM Spectrum LSF, as translation."""
 
     name = "lsf"
     array_index_variable = "LSB_JOBINDEX"
@@ -513,183 +508,109 @@ class LSFExecutor(BatchExecutor):
     directive_prefix = DIRECTIVE
     job_id_pattern = _LSF_JOB_ID
     job_id_example = "123 or 123[4]"
+    transient = _TRANSIENT
+    submit_retry_delay = SUBMIT_RETRY_DELAY
+    cancel_batch = KILL_BATCH
+    max_id_chars = MAX_ID_CHARS
+    history_source = "bhist"
 
-    def _header_for(self, spec: JobSpec) -> list[str]:
-        return lsf_header(spec, self.config)
-
-    def _validate(self, spec: JobSpec) -> None:
-        super()._validate(spec)
+    def validate(self, spec: JobSpec) -> None:
         if spec.array_range is not None and spec.array_range[0] < 1:
             raise ValueError(f"LSF array indices start at 1, got array_range {spec.array_range!r}")
 
-    def _submit_env(self) -> dict[str, str]:
-        return {"LSB_JOB_REPORT_MAIL": "N"} if self.config.suppress_job_email else {}
+    def header(self, spec: JobSpec) -> list[str]:
+        return lsf_header(spec, self.config)
 
-    def _extra_args(self, resources: ResourceSpec) -> list[str]:
-        return [*self.config.extra_args, *(resources.extra_args or [])]
-
-    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
-        """Submit, surviving one lost answer: after a timeout or a transient error the job
-        is looked up by its unique description before bsub is tried again, so it is
-        submitted exactly once."""
-        extra = self._extra_args(spec.resources)
+    def submit_command(self, spec: JobSpec, script_path: str) -> Command:
+        extra = [*self.config.extra_args, *(spec.resources.extra_args or [])]
+        env = {"LSB_JOB_REPORT_MAIL": "N"} if self.config.suppress_job_email else None
         if self.config.use_stdin:
-            argv, stdin = ["bsub", *extra], script_path
-        else:
-            # LSF joins the command words and hands them to /bin/sh: the path is quoted
-            # for that shell, or a space in it breaks the job and a $(...) runs.
-            command = shlex.quote(script_path)
-            argv = ["bsub", *header_to_argv(self._header_for(spec)), *extra, command]
-            stdin = None
-        return await self._submit_exactly_once(
-            spec,
-            argv,
-            stdin_file=stdin,
-            env=self._submit_env(),
-            transient=_TRANSIENT,
-            parse=parse_submit_output,
-            retry_delay=SUBMIT_RETRY_DELAY,
-        )
+            return Command(["bsub", *extra], env, stdin_file=script_path)
+        # LSF joins the command words and hands them to /bin/sh: the path is quoted for
+        # that shell, or a space in it breaks the job and a $(...) runs.
+        argv = ["bsub", *header_to_argv(self.header(spec)), *extra, shlex.quote(script_path)]
+        return Command(argv, env)
 
-    async def _find_submission(self, name: str, token: str) -> str | None:
-        """The id of the job carrying this submission's token; None only when bjobs
-        answered and lists no such job (an outage, empty or garbled answer raises)."""
-        argv = ["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{name}*"]
-        try:
-            out = await self._run(argv)
-        except CommandFailedError as exc:
-            if "{" not in exc.stdout:
-                if _TRANSIENT.search(str(exc)) or not _NO_JOB.search(str(exc)):
-                    raise
-                return None  # bjobs says it has no job of that name
-            out = exc.stdout
-        for record in parse_bjobs_json(out):
+    def parse_submit(self, out: str) -> str:
+        return parse_submit_output(out)
+
+    def lookup_command(self, name: str, token: str) -> Command:
+        return Command(["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{name}*"])
+
+    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
+        """None only when bjobs answered and lists no such job (an outage, an empty or
+        garbled answer raises)."""
+        if answer.failed and "{" not in answer.stdout:
+            if _TRANSIENT.search(answer.text) or not _NO_JOB.search(answer.text):
+                raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
+            return None  # bjobs says it has no job of that name
+        for record in parse_bjobs_json(answer.stdout):
             if _text(record, "JOB_DESCRIPTION") == token and _text(record, "JOBID"):
                 return str(_text(record, "JOBID")).split("[", 1)[0]
         return None
 
-    def _bjobs_argv(self, active: dict[str, JobRecord]) -> list[str]:
-        argv = ["bjobs"]
-        if self.config.poll_all_users:
-            argv += ["-u", "all"]
-        argv += ["-a", "-o", BJOBS_FIELDS, "-json"]
+    def _bjobs(self) -> list[str]:
+        users = ["-u", "all"] if self.config.poll_all_users else []
+        return ["bjobs", *users, "-a", "-o", BJOBS_FIELDS, "-json"]
+
+    def status_command(self, active: Mapping[str, JobRecord]) -> Command:
+        argv = self._bjobs()
         if len(" ".join(active)) < MAX_ID_CHARS:
-            return argv + list(active)
+            return Command(argv + list(active))
         # Too many ids for one argv: ask by name prefix when every job carries it, else
         # for all of the user's jobs; either way still one command.
         prefix = self.config.job_name_prefix
         ours = f"{prefix}-"
         if prefix and all(r.name.startswith(ours) for r in active.values()):
-            return [*argv, "-J", f"{prefix}-*"]
-        return argv
+            return Command([*argv, "-J", f"{prefix}-*"])
+        return Command(argv)
 
-    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
-        try:
-            out = await self._run(self._bjobs_argv(active))
-        except CommandFailedError as exc:
-            # bjobs exits 255 when any id is unknown but still prints the others.
-            if "{" not in exc.stdout:
-                raise
-            out = exc.stdout
-        with gc_paused():
-            return query_result_from_records(parse_bjobs_json(out), active)
+    def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
+        # bjobs exits 255 when any id is unknown but still prints the others.
+        if answer.failed and "{" not in answer.stdout:
+            raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
+        return query_result_from_records(parse_bjobs_json(answer.stdout), active)
 
-    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> set[str]:
-        answers = await self._run_batches(["bkill", *(["-d"] if done else [])], job_ids, KILL_BATCH)
-        return {job_id for answer in answers for job_id in accepted_by_bkill(answer)}
+    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
+        return Command(["bhist", "-l", *(r.job_id for r in records)])
 
-    async def _cancel_name_pattern(self, pattern: str) -> set[str] | None:
-        try:
-            out = await self._run(["bkill", "-J", pattern, "0"])
-        except CommandFailedError as exc:
-            logger.info("bkill -J %s reported: %s", pattern, exc)
-            answer = CommandAnswer([], exc.stdout, exc.stderr or str(exc), failed=True)
-            return accepted_by_bkill(answer)
-        accepted = accepted_by_bkill(CommandAnswer([], out))
-        return accepted or None  # a bkill that names no job: every tracked match
+    def parse_history(
+        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
+    ) -> dict[Key, Observation]:
+        # bhist exits non-zero when it knows only some of the jobs: read what it printed.
+        finals: dict[Key, Observation] = {}
+        for raw_id, obs in parse_bhist_long(answer.stdout).items():
+            job_id, _, index = raw_id.partition("[")
+            finals[(job_id, int(index[:-1]) if index else None)] = obs
+        return finals
 
-    async def recover_lost(self, records: list[JobRecord]) -> None:
-        """Ask ``bhist -l`` (one call) how jobs that left bjobs ended."""
-        ids = [r.job_id for r in records]
-        try:
-            out = await self._run(["bhist", "-l", *ids])
-        except CommandFailedError as exc:
-            out = exc.stdout  # bhist exits non-zero when it knows only some of them
-        finals = parse_bhist_long(out)
-        for record in records:
-            if record.is_array:
-                for index, element in record.array_elements.items():
-                    obs = finals.get(f"{record.job_id}[{index}]")
-                    if obs is not None and not element.status.is_terminal:
-                        update_element(element, obs)
-                roll_up_array(record)
-            elif record.job_id in finals:
-                update_record(record, finals[record.job_id])
-            if record.status.is_terminal:
-                record.metadata["resolved_from"] = "bhist"
-                logger.info(
-                    "job %s ended %s according to bhist", record.job_id, record.status.value
-                )
+    def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
+        return Command(["bkill", *(["-d"] if done else []), *job_ids])
 
-    async def _discover(self, require: bool) -> list[JobRecord]:
-        """Track the unfinished jobs whose names start with this config's prefix."""
-        prefix = self.config.job_name_prefix
-        if not prefix:
-            if not require:
-                return []
-            raise ClusterAPIError("reconnect() needs job_name_prefix to tell our jobs from others")
-        argv = [
-            "bjobs",
-            *(["-u", "all"] if self.config.poll_all_users else []),
-            "-a",
-            "-o",
-            BJOBS_FIELDS,
-            "-json",
-            "-J",
-            f"{prefix}-*",
-        ]
-        try:
-            out = await self._run(argv)
-        except CommandFailedError as exc:
-            if "{" not in exc.stdout:
-                if "No unfinished job found" in str(exc) or "No job found" in str(exc):
-                    return []
-                raise
-            out = exc.stdout
-        return self._adopt(parse_bjobs_json(out))
+    def parse_cancel(self, answer: CommandAnswer) -> set[str]:
+        return accepted_by_bkill(answer)
 
-    def _adopt(self, records: list[dict[str, Any]]) -> list[JobRecord]:
-        result = query_result_from_records(records)
-        names: dict[str, str] = {}
+    def cancel_by_name_command(self, pattern: str) -> Command:
+        return Command(["bkill", "-J", pattern, "0"])
+
+    def listing_command(self, prefix: str | None) -> Command:
+        return Command([*self._bjobs(), *(["-J", f"{prefix}-*"] if prefix else [])])
+
+    def parse_listing(self, answer: CommandAnswer) -> Listing:
+        if answer.failed and "{" not in answer.stdout:
+            if "No unfinished job found" in answer.text or "No job found" in answer.text:
+                return Listing()
+            raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
+        records = parse_bjobs_json(answer.stdout)
+        listing = Listing(query_result_from_records(records))
         for raw in records:
             job_id, name = _text(raw, "JOBID"), _text(raw, "JOB_NAME")
             if job_id and name:
-                names[job_id] = re.sub(r"\[\d+\]$", "", name)
-        adopted = []
-        for job_id in sorted({*result.jobs, *result.elements}, key=_numeric):
-            if job_id in self._jobs or _finished(result, job_id):
-                continue
-            if not is_number(job_id):
-                logger.warning("ignoring a bjobs record with job id %r: not an LSF job id", job_id)
-                continue
-            record = JobRecord(job_id=job_id, name=names.get(job_id, ""), command="")
-            record.metadata["reconnected"] = True
-            if job_id in result.elements:
-                indices = sorted(result.elements[job_id])
-                record.metadata["array_range"] = (indices[0], indices[-1])
-            self._register(record)
-            self._apply(record, result.jobs.get(job_id), result.elements.get(job_id))
-            adopted.append(record)
-        return adopted
+                listing.names[job_id] = re.sub(r"\[\d+\]$", "", name)
+        return listing
 
 
-def _finished(result: QueryResult, job_id: str) -> bool:
-    """True when the job (every element of an array) has ended: nothing to reconnect to."""
-    if job_id in result.elements:
-        return all(obs.status.is_terminal for obs in result.elements[job_id].values())
-    plain = result.jobs.get(job_id)
-    return plain is not None and plain.status.is_terminal
+class LSFExecutor(BatchExecutor):
+    """Runs jobs through IBM Spectrum LSF."""
 
-
-def _numeric(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if is_number(job_id) else (0, job_id)
+    scheduler_class = LSF

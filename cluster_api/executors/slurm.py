@@ -12,30 +12,25 @@ layouts change between Slurm versions.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
-from ..errors import ClusterAPIError, CommandFailedError, SubmitError
+from ..errors import ClusterAPIError, SubmitError
+from ..history import lacks_exit_code
 from ..jobspec import JobSpec
 from ..models import JobRecord, JobStatus
-from ..runner import CommandRunner
-from ..script import directive_lines, exit_file_path
+from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
+from ..script import directive_lines
 from ..status import (
     Observation,
     QueryResult,
-    element_of,
     is_number,
-    read_exit_file,
-    roll_up_array,
-    update_element,
-    update_record,
 )
 from ..table import DEPENDENCY_FAILED_END
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
@@ -70,6 +65,8 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _INVALID_JOB_ID = "Invalid job id specified"
+_SCANCEL_TERMINATING = re.compile(r"Terminating job (\d+(?:_\d+)?)")
+_SCANCEL_REFUSED = re.compile(r"error on job id (\d+(?:_\d+)?)")
 _NO_ACCOUNTING = "accounting storage is disabled"
 
 _STATUS = {
@@ -413,19 +410,6 @@ def observation_from_sacct(row: SacctRow) -> Observation | None:
     )
 
 
-def _needs_exit_code(obs: Observation) -> bool:
-    return (
-        obs.status is JobStatus.FAILED and obs.exit_code is None and obs.reason != NEVER_SATISFIED
-    )
-
-
-def _fill(obs: Observation, final: Observation) -> None:
-    """Complete a squeue observation of an ended job with what sacct knows."""
-    for name in ("exit_code", "exec_host", "max_mem", "start_time", "finish_time"):
-        if getattr(obs, name) is None:
-            setattr(obs, name, getattr(final, name))
-
-
 @dataclass
 class _History:
     """What to ask sacct about, and how to read its answer back onto tracked jobs."""
@@ -443,69 +427,59 @@ class _History:
             self.since = None if submitted is None else min(self.since, submitted)
 
 
-Key = tuple[str, int | None]
-
-
-class SlurmExecutor(BatchExecutor):
-    """Runs jobs through Slurm."""
+class Slurm(Scheduler):
+    """Slurm, as translation. It remembers two things its answers taught it: each array
+    element's own job id (after MinJobAge ``sacct -c`` knows elements by it alone), and
+    whether the history needs ``sacct -c`` (no slurmdbd)."""
 
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     directive_prefix = DIRECTIVE
     job_id_pattern = _JOB_ID
     job_id_example = "123 or 123_4"
+    transient = _TRANSIENT
+    submit_retry_delay = SUBMIT_RETRY_DELAY
+    cancel_batch = CANCEL_BATCH
+    max_id_chars = MAX_ID_CHARS
+    history_source = "sacct"
 
-    def __init__(
-        self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
-    ) -> None:
-        super().__init__(config, runner=runner)
-        # An array element's own job id -> (array id, index), recorded while squeue shows
-        # it: after MinJobAge, ``sacct -c`` knows elements by these ids alone.
-        self._element_ids: dict[str, tuple[str, int]] = {}
+    def __init__(self, config: ClusterConfig) -> None:
+        super().__init__(config)
+        # An array element's own job id -> (array id, index), recorded while squeue shows it.
+        self.element_ids: dict[str, tuple[str, int]] = {}
         # "db" (slurmdbd answers plain sacct), "c" (only the jobcomp file: sacct -c), or
-        # None until the first history query tells.
-        self._sacct_mode: str | None = None
-        # Jobs whose history the last status query already asked for.
-        self._history_asked_now: set[str] = set()
+        # None until the first history answer tells.
+        self.sacct_mode: str | None = None
 
     # -- submission --------------------------------------------------------------------
-    def _header_for(self, spec: JobSpec) -> list[str]:
+    def header(self, spec: JobSpec) -> list[str]:
         return slurm_header(spec, self.config)
 
-    def _preamble(self, spec: JobSpec, path: str) -> list[str]:
-        lines = super()._preamble(spec, path)
-        if not spec.inherit_env:
-            # --export=NONE leaves SLURM_EXPORT_ENV=NONE in the job, so every srun in the
-            # script would start its tasks with an empty environment (no PATH, none of
-            # the job's env). The script exports what the job needs; let steps inherit it.
-            lines.insert(0, "export SLURM_EXPORT_ENV=ALL")
-        return lines
+    def preamble(self, spec: JobSpec) -> list[str]:
+        # --export=NONE leaves SLURM_EXPORT_ENV=NONE in the job, so every srun in the
+        # script would start its tasks with an empty environment (no PATH, none of the
+        # job's env). The script exports what the job needs; let steps inherit it.
+        return [] if spec.inherit_env else ["export SLURM_EXPORT_ENV=ALL"]
 
-    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
-        """Submit, surviving one lost answer: after a timeout or a transient error the job
-        is looked up by its unique comment before sbatch is tried again, so it is submitted
-        exactly once. sbatch reads the ``#SBATCH`` lines from the script either way."""
+    def submit_command(self, spec: JobSpec, script_path: str) -> Command:
+        """sbatch reads the ``#SBATCH`` lines from the script either way."""
         extra = [*self.config.extra_args, *(spec.resources.extra_args or [])]
         if self.config.use_stdin:
-            argv, stdin = ["sbatch", "--parsable", *extra], script_path
-        else:
-            argv, stdin = ["sbatch", "--parsable", *extra, script_path], None
-        return await self._submit_exactly_once(
-            spec,
-            argv,
-            stdin_file=stdin,
-            env=None,
-            transient=_TRANSIENT,
-            parse=parse_submit_output,
-            retry_delay=SUBMIT_RETRY_DELAY,
-        )
+            return Command(["sbatch", "--parsable", *extra], stdin_file=script_path)
+        return Command(["sbatch", "--parsable", *extra, script_path])
 
-    async def _find_submission(self, name: str, token: str) -> str | None:
-        """The id of the job carrying this submission's token as its comment; None only
-        when squeue answered and lists no such job. squeue prints its header line even
+    def parse_submit(self, out: str) -> str:
+        return parse_submit_output(out)
+
+    def lookup_command(self, name: str, token: str) -> Command:
+        return Command(["squeue", "-t", "all", f"--name={name}", "-o", LOOKUP_FORMAT], SQUEUE_ENV)
+
+    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
+        """The job carrying ``token`` as its comment. squeue prints its header line even
         when nothing matches, so an empty or garbled answer raises instead."""
-        argv = ["squeue", "-t", "all", f"--name={name}", "-o", LOOKUP_FORMAT]
-        out = await self._run(argv, env=SQUEUE_ENV)
+        out = answer.stdout
+        if answer.failed:
+            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
         lines = out.strip().splitlines()
         if not lines or lines[0].strip() != LOOKUP_HEADER:
             raise ClusterAPIError(f"squeue printed no job table: {out.strip()[:200]!r}")
@@ -519,108 +493,92 @@ class SlurmExecutor(BatchExecutor):
         return str(max(found)) if found else None
 
     # -- status ------------------------------------------------------------------------
-    def _squeue_argv(self, ids: list[str]) -> list[str]:
+    def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
+        ids = [i for i in active if _JOB_ID.match(i)]
+        if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
+            return None
         argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
         if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
-            return [*argv, f"--jobs={','.join(ids)}"]
+            return Command([*argv, f"--jobs={','.join(ids)}"], SQUEUE_ENV)
         # Too many ids for one argv: every job of the user (of everyone with
         # poll_all_users), filtered here; still one command.
-        return argv if self.config.poll_all_users else [*argv, "--me"]
+        return Command(argv if self.config.poll_all_users else [*argv, "--me"], SQUEUE_ENV)
 
-    async def _squeue(self, job_ids: Iterable[str]) -> list[SqueueRow]:
-        ids = [i for i in job_ids if _JOB_ID.match(i)]
-        if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
-            return []
-        try:
-            out = await self._run(self._squeue_argv(ids), env=SQUEUE_ENV)
-        except CommandFailedError as exc:
-            # One unknown id (finished and purged) makes squeue exit 1; several are
-            # silently left out. Either way: the controller no longer holds them.
-            if _INVALID_JOB_ID not in f"{exc} {exc.stderr}":
-                raise
-            out = exc.stdout
-        return parse_squeue(out)
+    def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
+        """Jobs squeue no longer lists are not found. A job whose dependency failed and
+        that was submitted without --kill-on-invalid-dep (say, dropped by
+        directives_skip) pends forever: it is doomed, for the engine to cancel."""
+        # One unknown id (finished and purged) makes squeue exit 1; several are silently
+        # left out. Either way: the controller no longer holds them.
+        if answer.failed and _INVALID_JOB_ID not in answer.text:
+            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
+        rows = parse_squeue(answer.stdout)
+        stale = [k for k, (array_id, _) in self.element_ids.items() if array_id not in active]
+        for raw_id in stale:
+            del self.element_ids[raw_id]
+        self._remember_element_ids(rows)
+        result = query_result_from_rows(rows)
+        result.not_found.update(job_id for job_id in active if not result.seen(job_id))
+        result.doomed.update(
+            row.array_id
+            for row in rows
+            if slurm_state(row.state) == "PENDING"
+            and row.reason == NEVER_SATISFIED
+            and (row.array_id in active or row.shown_id in active)
+        )
+        return result
 
     def _remember_element_ids(self, rows: Iterable[SqueueRow]) -> None:
         for row in rows:
             # Until an element starts it shows the array's id; once started, its own.
             index = row.element_index
             if index is not None and row.started:
-                self._element_ids[row.raw_id] = (row.array_id, index)
+                self.element_ids[row.raw_id] = (row.array_id, index)
 
-    def _forget_element_ids(self) -> None:
-        """Drop the element ids of arrays no longer tracked."""
-        stale = [k for k, (array_id, _) in self._element_ids.items() if array_id not in self._jobs]
-        for raw_id in stale:
-            del self._element_ids[raw_id]
+    # -- history -----------------------------------------------------------------------
+    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
+        """One sacct for these jobs: by id, or when the ids would not fit on a command
+        line, every job since the oldest submission (the parser keeps ours). Without
+        slurmdbd, ``sacct -c`` (the jobcomp file; it ignores time windows)."""
+        history = self._plan(records, result)
+        if not history.ask:
+            return None
+        ids = sorted(history.ask, key=_numeric)
+        argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
+        if self.config.poll_all_users:
+            argv.append("--allusers")
+        if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
+            argv.append(f"--jobs={','.join(ids)}")
+        elif history.since is not None:
+            argv.append(f"--starttime={history.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
+        else:
+            argv.append("--starttime=now-30days")
+        return Command([*argv, *(["-c"] if self.sacct_mode == "c" else [])])
 
-    async def _cancel_never_satisfied(
-        self, rows: Iterable[SqueueRow], active: Mapping[str, JobRecord]
-    ) -> None:
-        """A job whose dependency failed and that was submitted without
-        --kill-on-invalid-dep (say, dropped by directives_skip) pends forever: it is
-        reported FAILED, so cancel it rather than leave it in the queue."""
-        doomed = {
-            row.array_id
-            for row in rows
-            if slurm_state(row.state) == "PENDING"
-            and row.reason == NEVER_SATISFIED
-            and (row.array_id in active or row.shown_id in active)
-        }
-        if doomed:
-            logger.info("cancelling jobs whose dependency can never be met: %s", sorted(doomed))
-            try:
-                await self._cancel_ids(sorted(doomed, key=_numeric), done=False)
-            except ClusterAPIError as exc:  # the next poll tries again
-                logger.warning("could not cancel %s: %s", sorted(doomed), exc)
-
-    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
-        """One squeue for every active job; then one sacct for those that ended without an
-        exit code in squeue's answer or that squeue no longer lists."""
-        self._forget_element_ids()
-        rows = await self._squeue(active)
-        self._remember_element_ids(rows)
-        result = query_result_from_rows(rows)
-        await self._cancel_never_satisfied(rows, active)
-        raw_of: dict[Key, str] = {(r.array_id, None): r.raw_id for r in rows if r.is_plain}
-        raw_of.update(
-            {(r.array_id, r.element_index): r.raw_id for r in rows if r.element_index is not None}
-        )
-        absent = [r for job_id, r in active.items() if not result.seen(job_id)]
-        result.not_found.update(r.job_id for r in absent)
-        self._history_asked_now = {r.job_id for r in absent}
-
+    def _plan(self, records: Sequence[JobRecord], result: QueryResult) -> _History:
+        """What to ask sacct about these jobs, and how to read its answer back."""
         history = _History()
-        for job_id, record in active.items():
+        own_id = {v: k for k, v in self.element_ids.items()}
+        for record in records:
+            job_id = record.job_id
             if not result.seen(job_id):
                 self._add_lost(history, record)
             elif job_id in result.elements:
                 elements = result.elements[job_id]
                 for index, obs in elements.items():
-                    raw = raw_of.get((job_id, index))
-                    if _needs_exit_code(obs) and raw is not None:
+                    raw = own_id.get((job_id, index))
+                    if lacks_exit_code(obs) and raw is not None:
                         history.ask.add(raw)
                         history.arrays.add(job_id)
                         history.note(record)
                 # Elements that already left squeue while the array is still listed.
-                gone = [i for i, e in record.array_elements.items() if i not in elements]
+                gone = [i for i in record.array_elements if i not in elements]
                 self._add_elements(history, record, gone)
-            elif _needs_exit_code(result.jobs[job_id]):
-                raw = raw_of.get((job_id, None), job_id)
-                history.ask.add(raw)
-                history.plain[raw] = job_id
+            elif lacks_exit_code(result.jobs[job_id]):
+                history.ask.add(job_id)
+                history.plain[job_id] = job_id
                 history.note(record)
-        if history.ask:
-            self._merge_history(active, result, await self._history(history))
-        # Failed in squeue's answer but unknown to sacct: the job's exit file, if any.
-        for job_id, record in active.items():
-            plain = result.jobs.get(job_id)
-            if plain is not None and _needs_exit_code(plain):
-                plain.exit_code = _exit_file_code(record, None)
-            for index, obs in result.elements.get(job_id, {}).items():
-                if _needs_exit_code(obs):
-                    obs.exit_code = _exit_file_code(record, index)
-        return result
+        return history
 
     def _add_lost(self, history: _History, record: JobRecord) -> None:
         """Ask about a job squeue no longer lists: its id, and for an array the own ids of
@@ -639,17 +597,29 @@ class SlurmExecutor(BatchExecutor):
         wanted = {i for i in indices if not record.array_elements[i].status.is_terminal}
         if not wanted:
             return
-        for raw_id, (array_id, index) in self._element_ids.items():
+        for raw_id, (array_id, index) in self.element_ids.items():
             if array_id == record.job_id and index in wanted:
                 history.ask.add(raw_id)
                 history.arrays.add(record.job_id)
                 history.note(record)
 
-    async def _history(self, history: _History) -> dict[Key, Observation]:
-        """One sacct call for these jobs: final observations by
-        (tracked job id, element index or None). A line that cannot be tied to one
-        element for sure (``sacct -c -j 13`` is the element that took id 13) is left out."""
-        rows = await self._sacct(sorted(history.ask, key=_numeric), history.since)
+    def parse_history(
+        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
+    ) -> dict[Key, Observation]:
+        """Final observations by (tracked job id, element index or None). A line that
+        cannot be tied to one element for sure (``sacct -c -j 13`` is the element that
+        took id 13) is left out."""
+        if answer.failed:
+            if self.sacct_mode != "c" and _NO_ACCOUNTING in answer.text:
+                self.sacct_mode = "c"
+                raise HistoryRetry(
+                    "no Slurm accounting database: reading job history with sacct -c"
+                )
+            raise answer.unusable(f"sacct failed: {answer.text.strip()[:200]!r}")
+        if self.sacct_mode is None:
+            self.sacct_mode = "db"
+        rows = parse_sacct(answer.stdout)
+        history = self._plan(records, result)
         # With slurmdbd the peak memory is on the job's .batch step line.
         batch_rss = {
             row.raw_id.split(".", 1)[0]: row.max_rss
@@ -671,8 +641,8 @@ class SlurmExecutor(BatchExecutor):
         element = _ELEMENT_ID.match(row.job_id)
         if element and element.group(1) in history.arrays:  # slurmdbd: 13_2
             keys.append((element.group(1), int(element.group(2))))
-        elif row.raw_id in self._element_ids:  # an element's own id
-            array_id, index = self._element_ids[row.raw_id]
+        elif row.raw_id in self.element_ids:  # an element's own id
+            array_id, index = self.element_ids[row.raw_id]
             if array_id in history.arrays:
                 keys.append((array_id, index))
         for job_id in {row.job_id, row.raw_id}:
@@ -680,212 +650,38 @@ class SlurmExecutor(BatchExecutor):
                 keys.append((history.plain[job_id], None))
         return keys
 
-    async def _sacct(self, ids: list[str], since: datetime | None) -> list[SacctRow]:
-        """sacct lines for these ids, in one command: by id, or when the ids would not fit
-        on a command line, every job since the oldest submission (filtered by the caller).
+    # -- cancellation and listing ------------------------------------------------------
+    def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
+        """Slurm cannot record a cancelled job as done: ``done`` cancels it."""
+        return Command(["scancel", "-v", *job_ids])
 
-        Without slurmdbd plain sacct exits 1 ("accounting storage is disabled"): then
-        ``sacct -c`` (the jobcomp file; it ignores time windows), remembered. A failing
-        history query never fails the poll: the exit files still tell."""
-        argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
-        if self.config.poll_all_users:
-            argv.append("--allusers")
-        if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
-            argv.append(f"--jobs={','.join(ids)}")
-        elif since is not None:
-            argv.append(f"--starttime={since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
-        else:
-            argv.append("--starttime=now-30days")
-        while True:
-            mode = ["-c"] if self._sacct_mode == "c" else []
-            try:
-                out = await self._run([*argv, *mode])
-            except CommandFailedError as exc:
-                if self._sacct_mode != "c" and _NO_ACCOUNTING in f"{exc} {exc.stderr}":
-                    logger.info("no Slurm accounting database: reading job history with sacct -c")
-                    self._sacct_mode = "c"
-                    continue
-                logger.warning("sacct failed; job ends will come from exit files: %s", exc)
-                return []
-            except ClusterAPIError as exc:
-                logger.warning("sacct failed; job ends will come from exit files: %s", exc)
-                return []
-            if self._sacct_mode is None:
-                self._sacct_mode = "db"
-            return parse_sacct(out)
+    def parse_cancel(self, answer: CommandAnswer) -> set[str]:
+        """``scancel -v`` names each job on stderr, exit 0 either way: "Terminating job
+        N" for each, then an error line for one it did not kill (already completing or
+        completed, unknown); ``tests/data/slurm/scancel_*``. An answer naming no job
+        accepted none: the next squeue tells."""
+        terminating = set(_SCANCEL_TERMINATING.findall(answer.text))
+        return terminating - set(_SCANCEL_REFUSED.findall(answer.text))
 
-    def _merge_history(
-        self,
-        active: dict[str, JobRecord],
-        result: QueryResult,
-        finals: dict[Key, Observation],
-    ) -> None:
-        """Put sacct's answers into the query result.
-
-        A job squeue still lists gets its exit code (else the one its exit file holds). A
-        plain job squeue dropped is reported when sacct knows its end. A dropped array is
-        reported when sacct accounts for every unfinished element; otherwise what sacct
-        knows is applied to the record directly and the array stays unseen, so the exit
-        files, and in the end the zombie timeout, settle the elements nobody can name.
-        """
-        found: dict[str, dict[int, Observation]] = {}
-        for (job_id, index), final in finals.items():
-            if job_id not in active or not final.status.is_terminal:
-                continue
-            if index is None:
-                seen = result.jobs.get(job_id)
-                if seen is not None and seen.status.is_terminal:
-                    _fill(seen, final)
-                elif seen is None:
-                    result.jobs[job_id] = final
-                    result.not_found.discard(job_id)
-                    active[job_id].metadata["resolved_from"] = "sacct"
-            else:
-                found.setdefault(job_id, {})[index] = final
-        for job_id, elements in found.items():
-            listed = result.elements.get(job_id)
-            if listed is not None:
-                for index, final in elements.items():
-                    if index in listed and listed[index].status.is_terminal:
-                        _fill(listed[index], final)
-                    elif index not in listed:
-                        listed[index] = final
-                continue
-            record = active[job_id]
-            unfinished = {i for i, e in record.array_elements.items() if not e.is_terminal}
-            if unfinished <= set(elements):
-                result.elements[job_id] = elements
-                result.not_found.discard(job_id)
-                record.metadata["resolved_from"] = "sacct"
-            else:
-                self._apply_elements(record, elements, "sacct")
-
-    def _apply_elements(
-        self, record: JobRecord, elements: Mapping[int, Observation], source: str
-    ) -> None:
-        for index, obs in elements.items():
-            element = element_of(record, index)
-            if element is None:
-                continue
-            if not element.is_terminal:
-                update_element(element, obs)
-            if obs.reason and obs.status is JobStatus.FAILED:
-                record.metadata.setdefault("exit_reason", obs.reason)
-        roll_up_array(record)
-        if record.status.is_terminal:
-            record.metadata["resolved_from"] = source
-        self.persist([record])
-
-    async def recover_lost(self, records: list[JobRecord]) -> None:
-        """Ask sacct (one call) how jobs that left squeue ended; jobs the last status query
-        already asked about are skipped (it asks about every such job, every cycle)."""
-        todo = [
-            r
-            for r in records
-            if not r.status.is_terminal and r.job_id not in self._history_asked_now
-        ]
-        history = _History()
-        for record in todo:
-            self._add_lost(history, record)
-        if not history.ask:
-            return
-        finals = await self._history(history)
-        for record in todo:
-            if record.is_array or record.array_elements:
-                elements = {
-                    i: obs
-                    for (job_id, i), obs in finals.items()
-                    if job_id == record.job_id and i is not None and obs.status.is_terminal
-                }
-                if elements:
-                    self._apply_elements(record, elements, "sacct")
-            else:
-                final = finals.get((record.job_id, None))
-                if final is not None and final.status.is_terminal:
-                    update_record(record, final)
-                    record.metadata["resolved_from"] = "sacct"
-            if record.status.is_terminal:
-                logger.info(
-                    "job %s ended %s according to sacct", record.job_id, record.status.value
-                )
-
-    # -- cancellation ------------------------------------------------------------------
-    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> set[str]:
-        """scancel says nothing per job: it is silent and exits 0 both for a job it kills
-        and for one that had already ended (its "already completing or completed" comes
-        only with -v, on stderr, still exit 0; ``tests/data/slurm/scancel_*``). So no job
-        counts as accepted here: the next squeue says CANCELLED for each one it killed,
-        and FAILED or COMPLETED for one that ended by itself."""
-        if done:
-            logger.debug("Slurm cannot record a cancelled job as done; cancelling it")
-        ids = [i for i in job_ids if _JOB_ID.match(i)]
-        for bad in sorted(set(job_ids) - set(ids)):
-            logger.warning("not a Slurm job id, not cancelled: %r", bad)
-        await self._run_batches(["scancel"], ids, CANCEL_BATCH)
-        return set()
-
-    async def _cancel_name_pattern(self, pattern: str) -> set[str]:
-        """scancel --name takes exact names only: list the user's unfinished jobs, match
-        here, cancel the matches (many ids per scancel)."""
-        out = await self._run(["squeue", "-h", "--me", "-o", "%F|%j"], env=SQUEUE_ENV)
-        ids = set()
-        for line in out.splitlines():
-            job_id, _, name = line.strip().partition("|")
-            if is_number(job_id) and fnmatch.fnmatchcase(name, pattern):
-                ids.add(job_id)
-        if not ids:
-            return set()
-        return await self._cancel_ids(sorted(ids, key=_numeric), done=False)
-
-    # -- reconnection ------------------------------------------------------------------
-    async def _discover(self, require: bool) -> list[JobRecord]:
-        """Track the unfinished jobs whose names start with this config's prefix."""
-        prefix = self.config.job_name_prefix
-        if not prefix:
-            if not require:
-                return []
-            raise ClusterAPIError("reconnect() needs job_name_prefix to tell our jobs from others")
+    def listing_command(self, prefix: str | None) -> Command:
         argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
-        if not self.config.poll_all_users:
+        if not (prefix and self.config.poll_all_users):
             argv.append("--me")
-        rows = [
-            r
-            for r in parse_squeue(await self._run(argv, env=SQUEUE_ENV))
-            if r.name.startswith(f"{prefix}-")
-        ]
+        return Command(argv, SQUEUE_ENV)
+
+    def parse_listing(self, answer: CommandAnswer) -> Listing:
+        if answer.failed:
+            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
+        rows = parse_squeue(answer.stdout)
         self._remember_element_ids(rows)
-        result = query_result_from_rows(rows)
-        names = {r.array_id: r.name for r in rows}
-        adopted = []
-        for job_id in sorted(names, key=_numeric):
-            if job_id in self._jobs or _finished(result, job_id):
-                continue
-            record = JobRecord(job_id=job_id, name=names[job_id], command="")
-            record.metadata["reconnected"] = True
-            if job_id in result.elements:
-                indices = sorted(result.elements[job_id])
-                record.metadata["array_range"] = (indices[0], indices[-1])
-            self._register(record)
-            self._apply(record, result.jobs.get(job_id), result.elements.get(job_id))
-            adopted.append(record)
-        return adopted
+        return Listing(query_result_from_rows(rows), {r.array_id: r.name for r in rows})
 
 
-def _exit_file_code(record: JobRecord, index: int | None) -> int | None:
-    """The exit status the job script recorded, for an end squeue and sacct left without
-    one; never 0 for a job Slurm says failed."""
-    if record.script_path is None:
-        return None
-    code = read_exit_file(exit_file_path(record.script_path, index))
-    return code or None
+class SlurmExecutor(BatchExecutor):
+    """Runs jobs through Slurm."""
 
-
-def _finished(result: QueryResult, job_id: str) -> bool:
-    """True when the job (every element of an array) has ended: nothing to reconnect to."""
-    if job_id in result.elements:
-        return all(obs.status.is_terminal for obs in result.elements[job_id].values())
-    plain = result.jobs.get(job_id)
-    return plain is not None and plain.status.is_terminal
+    scheduler_class = Slurm
+    scheduler: Slurm
 
 
 def _numeric(job_id: str) -> tuple[int, str]:
