@@ -26,7 +26,13 @@ from .jobspec import JobSpec
 from .models import JobRecord
 from .runner import CommandRunner
 from .scheduler import Command, CommandAnswer, HistoryRetry, Key, Scheduler
-from .status import Observation, QueryResult, exit_files_say_success, gc_paused, is_number
+from .status import (
+    Observation,
+    QueryResult,
+    exit_files_say_success,
+    gc_paused,
+    job_id_order,
+)
 
 logger = logging.getLogger("cluster_api")
 
@@ -139,7 +145,7 @@ class BatchExecutor(Executor):
         with gc_paused():
             result = self.scheduler.parse_status(answer, active)
         if result.doomed:
-            await self._cancel_doomed(sorted(result.doomed, key=_numeric))
+            await self._cancel_doomed(sorted(result.doomed, key=job_id_order))
         lost = [
             r
             for r in active.values()
@@ -234,7 +240,9 @@ class BatchExecutor(Executor):
                 for job_id, name in listing.names.items()
                 if fnmatch.fnmatchcase(name, pattern) and not _finished(listing.result, job_id)
             ]
-            return await self._cancel_ids(sorted(ids, key=_numeric), done=False) if ids else set()
+            return (
+                await self._cancel_ids(sorted(ids, key=job_id_order), done=False) if ids else set()
+            )
         answer = await self._answer(command)
         if answer.failed:
             logger.info("cancel by name %s reported: %s", pattern, answer.stderr.strip()[:500])
@@ -253,7 +261,7 @@ class BatchExecutor(Executor):
         listing = self.scheduler.parse_listing(answer)
         result, pattern = listing.result, self.scheduler.job_id_pattern
         adopted = []
-        for job_id in sorted(listing.names, key=_numeric):
+        for job_id in sorted(listing.names, key=job_id_order):
             name = listing.names[job_id]
             if not name.startswith(f"{prefix}-") or job_id in self._jobs:
                 continue
@@ -279,7 +287,3 @@ def _finished(result: QueryResult, job_id: str) -> bool:
         return all(obs.status.is_terminal for obs in result.elements[job_id].values())
     plain = result.jobs.get(job_id)
     return plain is not None and plain.status.is_terminal
-
-
-def _numeric(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if is_number(job_id) else (0, job_id)

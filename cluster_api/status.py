@@ -129,6 +129,11 @@ def is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def job_id_order(job_id: str) -> tuple[int, str]:
+    """Sort key putting numeric job ids in numeric order, the others first."""
+    return (int(job_id), "") if is_number(job_id) else (0, job_id)
+
+
 def is_array_job(record: JobRecord) -> bool:
     return record.is_array or bool(record.array_elements)
 

@@ -14,7 +14,7 @@ from unittest.mock import AsyncMock
 import pytest
 from conftest import bjobs_json, bjobs_record
 
-import cluster_api.executors.lsf as lsf_module
+import cluster_api.executors.lsf_formats as lsf_formats
 from cluster_api import (
     ClusterAPIError,
     ClusterConfig,
@@ -573,8 +573,8 @@ async def test_error_records_with_exit_255(fake: FakeLSF) -> None:
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with orjson and again as on a machine without it."""
     if request.param == "json":
-        monkeypatch.setattr(lsf_module, "orjson", None)
-    elif lsf_module.orjson is None:
+        monkeypatch.setattr(lsf_formats, "orjson", None)
+    elif lsf_formats.orjson is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 

@@ -1,9 +1,8 @@
 """Slurm: ``sbatch`` to submit, one ``squeue`` per poll, ``sacct`` for how jobs ended,
 ``scancel`` to cancel.
 
-Read top to bottom: the directive table, the submit path, parsing of ``squeue -o`` (one
-``|``-separated line per job or array element) and of ``sacct --parsable2``, then the
-executor: polling, history, cancellation and reconnection.
+Read top to bottom: the directive table, the submit answer, then the `Slurm` translation
+(commands and what their answers mean; the answers' formats are read in `.slurm_formats`).
 
 Facts about Slurm's output come from recorded Slurm 22.05.8 answers
 (``tests/data/slurm/FINDINGS.md``). Only the stable text formats are used: the JSON
@@ -15,25 +14,40 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
 from ..errors import ClusterAPIError, SubmitError
-from ..history import lacks_exit_code
 from ..jobspec import JobSpec
-from ..models import JobRecord, JobStatus
+from ..models import JobRecord
 from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
 from ..script import directive_lines
 from ..status import (
     Observation,
     QueryResult,
     is_number,
+    job_id_order,
 )
-from ..table import DEPENDENCY_FAILED_END
-from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
+from ..units import format_memory, parse_memory_bytes
+from .slurm_formats import (
+    JOB_ID,
+    NEVER_SATISFIED,
+    SqueueRow,
+    _log_pattern,
+    _value,
+    format_walltime,
+    history_keys,
+    observation_from_sacct,
+    parse_sacct,
+    parse_squeue,
+    plan_history,
+    query_result_from_rows,
+    slurm_state,
+)
+from .slurm_formats import expand_indices as expand_indices
+from .slurm_formats import parse_exit_code as parse_exit_code
+from .slurm_formats import parse_slurm_time as parse_slurm_time
 
 logger = logging.getLogger("cluster_api")
 
@@ -54,9 +68,6 @@ SUBMIT_RETRY_DELAY = 5.0
 LOOKUP_FORMAT = "%F|%k"
 LOOKUP_HEADER = "ARRAY_JOB_ID|COMMENT"
 
-# A job id we may put on a command line: 123, or 123_4 for one array element.
-_JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
-_ELEMENT_ID = re.compile(r"^(\d+)_(\d+)$")
 _SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
 # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
 _TRANSIENT = re.compile(
@@ -69,43 +80,6 @@ _SCANCEL_TERMINATING = re.compile(r"Terminating job (\d+(?:_\d+)?)")
 _SCANCEL_REFUSED = re.compile(r"error on job id (\d+(?:_\d+)?)")
 _NO_ACCOUNTING = "accounting storage is disabled"
 
-_STATUS = {
-    "PENDING": JobStatus.PENDING,
-    "CONFIGURING": JobStatus.PENDING,
-    "REQUEUED": JobStatus.PENDING,
-    "REQUEUE_HOLD": JobStatus.PENDING,
-    "REQUEUE_FED": JobStatus.PENDING,
-    "RESV_DEL_HOLD": JobStatus.PENDING,
-    "POWER_UP_NODE": JobStatus.PENDING,
-    "RUNNING": JobStatus.RUNNING,
-    "COMPLETING": JobStatus.RUNNING,
-    "SUSPENDED": JobStatus.RUNNING,
-    "STOPPED": JobStatus.RUNNING,
-    "SIGNALING": JobStatus.RUNNING,
-    "STAGE_OUT": JobStatus.RUNNING,
-    "RESIZING": JobStatus.RUNNING,
-    "UPDATE_DB": JobStatus.RUNNING,
-    "COMPLETED": JobStatus.DONE,
-    "FAILED": JobStatus.FAILED,
-    "SPECIAL_EXIT": JobStatus.FAILED,
-    "LAUNCH_FAILED": JobStatus.FAILED,
-    "CANCELLED": JobStatus.KILLED,
-    "TIMEOUT": JobStatus.FAILED,
-    "OUT_OF_MEMORY": JobStatus.FAILED,
-    "NODE_FAIL": JobStatus.FAILED,
-    "BOOT_FAIL": JobStatus.FAILED,
-    "DEADLINE": JobStatus.FAILED,
-    "PREEMPTED": JobStatus.FAILED,
-}
-# Ends imposed by Slurm rather than by the job's own exit: the state is the reason.
-_REASON_STATES = frozenset(
-    {"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-)
-# A dependency that failed: with --kill-on-invalid-dep the dependant is CANCELLED, without
-# it the dependant pends forever. Either way it did not run because its parent failed.
-NEVER_SATISFIED = "DependencyNeverSatisfied"
-_NO_VALUE = frozenset({"", "N/A", "NONE", "None", "Unknown", "(null)", "None assigned"})
-
 
 # -- directives --------------------------------------------------------------------------
 _BARE = re.compile(r"^[A-Za-z0-9_./:%@+,=-]+$")
@@ -117,32 +91,6 @@ def _quote(value: str) -> str:
     if _BARE.match(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _log_pattern(given: str | None, work_dir: str, stream: str, suffix: str) -> str:
-    """The ``--output``/``--error`` filename pattern: the one given, or one in work_dir.
-
-    In a pattern ``%`` is special, so a literal one in the folder is written ``%%``. A
-    backslash has no escape (sbatch gives it a meaning of its own in patterns) and a job
-    whose log path holds one is accepted but never starts (JobLaunchFailure on Slurm
-    22.05), so such a path is refused here, naming the field it came from.
-    """
-    pattern = given or f"{work_dir.replace('%', '%%')}/{stream}.{suffix}.log"
-    if "\\" in pattern:
-        field = f"{stream}_path" if given else "work_dir"
-        raise ValueError(
-            f"ResourceSpec.{field} {given or work_dir!r} contains a backslash, which "
-            f"Slurm cannot take in the {stream} log path"
-        )
-    return pattern
-
-
-def format_walltime(value: str | int) -> str:
-    """A wall-clock limit as Slurm's ``D-HH:MM:SS``, rounded up to a whole minute (Slurm
-    limits have minute granularity)."""
-    minutes = parse_walltime_minutes(value)
-    days, rest = divmod(minutes, 1440)
-    return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00"
 
 
 def slurm_options(spec: JobSpec) -> list[str]:
@@ -201,232 +149,6 @@ def parse_submit_output(text: str) -> str:
     raise SubmitError(f"sbatch did not report a job id: {text.strip()[:500]!r}")
 
 
-# -- states, exit codes, times -----------------------------------------------------------
-def slurm_state(text: str) -> str:
-    """The bare state word: ``CANCELLED by 0`` is CANCELLED, a truncated ``FAILED+`` FAILED."""
-    words = text.split()
-    return words[0].rstrip("+").upper() if words else ""
-
-
-def status_of(state: str, reason: str = "") -> tuple[JobStatus, str | None]:
-    """The library status of a Slurm state (and pending/cancel reason), with the reason
-    to record for an end that was not the job's own exit."""
-    if reason == NEVER_SATISFIED and state in ("PENDING", "CANCELLED"):
-        return DEPENDENCY_FAILED_END, NEVER_SATISFIED
-    status = _STATUS.get(state, JobStatus.UNKNOWN)
-    return status, state if state in _REASON_STATES else None
-
-
-def parse_exit_code(text: str) -> int | None:
-    """Slurm's ``exit:signal`` as one exit status: ``3:0`` is 3, ``0:9`` is 128+9."""
-    code, _, sig = text.strip().partition(":")
-    try:
-        exit_code, signal = int(code), int(sig or 0)
-    except ValueError:
-        return None
-    return 128 + signal if signal else exit_code
-
-
-def exit_code_for(status: JobStatus, text: str) -> int | None:
-    """The exit code worth recording: 0 for DONE; for other ends the reported one, unless
-    it is 0 (sacct reports ``0:0`` for time limits and cancellations), which says nothing."""
-    if status is JobStatus.DONE:
-        return 0
-    code = parse_exit_code(text)
-    return code or None
-
-
-def parse_slurm_time(value: str | None) -> datetime | None:
-    """A Slurm time (ISO, the controller's local time, no zone) as an aware UTC datetime;
-    None for ``N/A``, ``Unknown``, ``NONE`` and anything unreadable."""
-    if value is None or value.strip() in _NO_VALUE:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # naive -> local time zone
-        return moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError, OSError):  # unreadable, or no real moment (0001-01-01)
-        return None
-
-
-def _value(text: str) -> str | None:
-    text = text.strip()
-    return None if text in _NO_VALUE else text
-
-
-def expand_indices(expression: str) -> list[int]:
-    """The indices of a pending array expression (``3-10%2``, ``1,4,7-9:2``); [] when it
-    cannot be read (a truncated one ends in ``...``)."""
-    indices: list[int] = []
-    for part in expression.split("%", 1)[0].split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip(), re.ASCII)
-        if match is None:
-            return []
-        first = int(match.group(1))
-        last = int(match.group(2) or first)
-        step = int(match.group(3) or 1)
-        indices.extend(range(first, last + 1, max(step, 1)))
-    return indices
-
-
-# -- squeue ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SqueueRow:
-    """One line of ``squeue -o SQUEUE_FORMAT``."""
-
-    shown_id: str  # %i: 5, 13_1, 13_[3-10%2]
-    raw_id: str  # %A: the record's own job id
-    array_id: str  # %F: the array's id; the job's own id for a plain job
-    index: str  # %K: element index, pending expression, or N/A
-    state: str
-    reason: str
-    nodes: str
-    submit: str
-    start: str
-    end: str
-    name: str
-
-    @property
-    def is_plain(self) -> bool:
-        return self.index == "N/A"
-
-    @property
-    def element_index(self) -> int | None:
-        """The element's index; None for a plain job or the pending rest of an array."""
-        return int(self.index) if is_number(self.index) else None
-
-    @property
-    def started(self) -> bool:
-        return bool(_value(self.nodes))
-
-
-def parse_squeue(text: str) -> list[SqueueRow]:
-    """The rows of a ``squeue -h -o SQUEUE_FORMAT`` answer. Lines that are not rows are
-    skipped; an answer with text but no row at all raises ClusterAPIError."""
-    rows = []
-    junk = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|", 10)  # the name, last, may itself contain "|"
-        if len(parts) != 11 or not is_number(parts[1].strip()) or not is_number(parts[2].strip()):
-            junk.append(line)
-            continue
-        shown, raw, array, index, state, reason, nodes, submit, start, end = (
-            p.strip() for p in parts[:10]
-        )
-        rows.append(
-            SqueueRow(shown, raw, array, index, state, reason, nodes, submit, start, end, parts[10])
-        )
-    if junk and not rows:
-        raise ClusterAPIError(f"squeue printed no job lines: {text.strip()[:200]!r}")
-    return rows
-
-
-def observation_from_row(row: SqueueRow) -> Observation:
-    """One squeue row as an Observation. squeue knows no exit codes: DONE is 0, other ends
-    are left None for sacct to fill in."""
-    state = slurm_state(row.state)
-    status, reason = status_of(state, row.reason)
-    # A pending job's start is an estimate, a running job's end its limit; a job cancelled
-    # while pending has a start time but never ran (no node).
-    started = row.started and status is not JobStatus.PENDING
-    return Observation(
-        status=status,
-        exit_code=0 if status is JobStatus.DONE else None,
-        exec_host=_value(row.nodes),
-        submit_time=parse_slurm_time(row.submit),
-        start_time=parse_slurm_time(row.start) if started else None,
-        finish_time=parse_slurm_time(row.end) if status.is_terminal else None,
-        reason=reason,
-    )
-
-
-def query_result_from_rows(rows: Iterable[SqueueRow]) -> QueryResult:
-    """Sort squeue rows into plain jobs and array elements, under every id a caller may
-    track them by: the array id, ``13_2``, and an element's own job id."""
-    result = QueryResult()
-    for row in rows:
-        obs = observation_from_row(row)
-        index = row.element_index
-        if row.is_plain:
-            result.jobs[row.array_id] = obs
-        elif index is not None:
-            result.elements.setdefault(row.array_id, {})[index] = obs
-            result.jobs[row.shown_id] = obs
-            if row.raw_id != row.array_id:
-                result.jobs[row.raw_id] = obs
-        else:  # the pending rest of an array in one line (no -r): every index pending
-            for index in expand_indices(row.index):
-                result.elements.setdefault(row.array_id, {})[index] = obs
-    return result
-
-
-# -- sacct -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SacctRow:
-    """One line of ``sacct --parsable2 --format=SACCT_FIELDS``."""
-
-    raw_id: str  # 17 (an element's own id), 17.batch for a step
-    job_id: str  # 13_1 with slurmdbd; the raw id again with ``sacct -c``
-    state: str
-    exit_code: str
-    nodes: str
-    max_rss: str
-    start: str
-    end: str
-
-    @property
-    def is_step(self) -> bool:
-        return "." in self.raw_id or "." in self.job_id
-
-
-def parse_sacct(text: str) -> list[SacctRow]:
-    rows = []
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) == 8 and parts[0].strip():
-            rows.append(SacctRow(*(p.strip() for p in parts)))
-    return rows
-
-
-def observation_from_sacct(row: SacctRow) -> Observation | None:
-    """A final state from sacct; None when the line has no state (``sacct -c`` loses it
-    for job names with spaces)."""
-    state = slurm_state(row.state)
-    if not state:
-        return None
-    status, reason = status_of(state)
-    ran = _value(row.nodes) is not None
-    return Observation(
-        status=status,
-        exit_code=exit_code_for(status, row.exit_code) if status.is_terminal else None,
-        exec_host=_value(row.nodes),
-        max_mem=_value(row.max_rss),
-        start_time=parse_slurm_time(row.start) if ran else None,
-        finish_time=parse_slurm_time(row.end) if status.is_terminal else None,
-        reason=reason,
-    )
-
-
-@dataclass
-class _History:
-    """What to ask sacct about, and how to read its answer back onto tracked jobs."""
-
-    ask: set[str] = field(default_factory=set)
-    plain: dict[str, str] = field(default_factory=dict)  # sacct id -> tracked plain job
-    arrays: set[str] = field(default_factory=set)  # ids of tracked arrays
-    # The oldest submission among them (None: some submission time is unknown), the
-    # start of the time window when there are too many ids for one command line.
-    since: datetime | None = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    def note(self, record: JobRecord) -> None:
-        if self.since is not None:
-            submitted = record.submit_time
-            self.since = None if submitted is None else min(self.since, submitted)
-
-
 class Slurm(Scheduler):
     """Slurm, as translation. It remembers two things its answers taught it: each array
     element's own job id (after MinJobAge ``sacct -c`` knows elements by it alone), and
@@ -435,7 +157,7 @@ class Slurm(Scheduler):
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     directive_prefix = DIRECTIVE
-    job_id_pattern = _JOB_ID
+    job_id_pattern = JOB_ID
     job_id_example = "123 or 123_4"
     transient = _TRANSIENT
     submit_retry_delay = SUBMIT_RETRY_DELAY
@@ -494,7 +216,7 @@ class Slurm(Scheduler):
 
     # -- status ------------------------------------------------------------------------
     def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
-        ids = [i for i in active if _JOB_ID.match(i)]
+        ids = [i for i in active if JOB_ID.match(i)]
         if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
             return None
         argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
@@ -540,10 +262,10 @@ class Slurm(Scheduler):
         """One sacct for these jobs: by id, or when the ids would not fit on a command
         line, every job since the oldest submission (the parser keeps ours). Without
         slurmdbd, ``sacct -c`` (the jobcomp file; it ignores time windows)."""
-        history = self._plan(records, result)
+        history = plan_history(records, result, self.element_ids)
         if not history.ask:
             return None
-        ids = sorted(history.ask, key=_numeric)
+        ids = sorted(history.ask, key=job_id_order)
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
         if self.config.poll_all_users:
             argv.append("--allusers")
@@ -554,54 +276,6 @@ class Slurm(Scheduler):
         else:
             argv.append("--starttime=now-30days")
         return Command([*argv, *(["-c"] if self.sacct_mode == "c" else [])])
-
-    def _plan(self, records: Sequence[JobRecord], result: QueryResult) -> _History:
-        """What to ask sacct about these jobs, and how to read its answer back."""
-        history = _History()
-        own_id = {v: k for k, v in self.element_ids.items()}
-        for record in records:
-            job_id = record.job_id
-            if not result.seen(job_id):
-                self._add_lost(history, record)
-            elif job_id in result.elements:
-                elements = result.elements[job_id]
-                for index, obs in elements.items():
-                    raw = own_id.get((job_id, index))
-                    if lacks_exit_code(obs) and raw is not None:
-                        history.ask.add(raw)
-                        history.arrays.add(job_id)
-                        history.note(record)
-                # Elements that already left squeue while the array is still listed.
-                gone = [i for i in record.array_elements if i not in elements]
-                self._add_elements(history, record, gone)
-            elif lacks_exit_code(result.jobs[job_id]):
-                history.ask.add(job_id)
-                history.plain[job_id] = job_id
-                history.note(record)
-        return history
-
-    def _add_lost(self, history: _History, record: JobRecord) -> None:
-        """Ask about a job squeue no longer lists: its id, and for an array the own ids of
-        the elements seen running (all ``sacct -c`` knows them by)."""
-        if not _JOB_ID.match(record.job_id):
-            return
-        history.ask.add(record.job_id)
-        history.note(record)
-        if record.is_array or record.array_elements:
-            history.arrays.add(record.job_id)
-            self._add_elements(history, record, list(record.array_elements))
-        else:
-            history.plain[record.job_id] = record.job_id
-
-    def _add_elements(self, history: _History, record: JobRecord, indices: list[int]) -> None:
-        wanted = {i for i in indices if not record.array_elements[i].status.is_terminal}
-        if not wanted:
-            return
-        for raw_id, (array_id, index) in self.element_ids.items():
-            if array_id == record.job_id and index in wanted:
-                history.ask.add(raw_id)
-                history.arrays.add(record.job_id)
-                history.note(record)
 
     def parse_history(
         self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
@@ -619,7 +293,7 @@ class Slurm(Scheduler):
         if self.sacct_mode is None:
             self.sacct_mode = "db"
         rows = parse_sacct(answer.stdout)
-        history = self._plan(records, result)
+        history = plan_history(records, result, self.element_ids)
         # With slurmdbd the peak memory is on the job's .batch step line.
         batch_rss = {
             row.raw_id.split(".", 1)[0]: row.max_rss
@@ -632,23 +306,9 @@ class Slurm(Scheduler):
             if obs is None:
                 continue
             obs.max_mem = obs.max_mem or batch_rss.get(row.raw_id)
-            for key in self._keys_for(row, history):
+            for key in history_keys(row, history, self.element_ids):
                 finals[key] = obs
         return finals
-
-    def _keys_for(self, row: SacctRow, history: _History) -> list[Key]:
-        keys: list[Key] = []
-        element = _ELEMENT_ID.match(row.job_id)
-        if element and element.group(1) in history.arrays:  # slurmdbd: 13_2
-            keys.append((element.group(1), int(element.group(2))))
-        elif row.raw_id in self.element_ids:  # an element's own id
-            array_id, index = self.element_ids[row.raw_id]
-            if array_id in history.arrays:
-                keys.append((array_id, index))
-        for job_id in {row.job_id, row.raw_id}:
-            if job_id in history.plain:
-                keys.append((history.plain[job_id], None))
-        return keys
 
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
@@ -682,7 +342,3 @@ class SlurmExecutor(BatchExecutor):
 
     scheduler_class = Slurm
     scheduler: Slurm
-
-
-def _numeric(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if is_number(job_id) else (0, job_id)
