@@ -17,7 +17,7 @@ from ..errors import SubmitError
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
-from ..script import directive_lines
+from ..script import directive_lines, table_options
 from ..status import (
     Observation,
     QueryResult,
@@ -106,39 +106,35 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
     cwd = _checked_work_dir(res.work_dir)
     stdout = res.stdout_path or f"{res.work_dir}/stdout.{suffix}.log"
     stderr = res.stderr_path or f"{res.work_dir}/stderr.{suffix}.log"
-    options = [
-        f"-J {q('job name', name)}",
-        f"-o {_double_quoted('ResourceSpec.stdout_path', stdout)}",
-        f"-e {_double_quoted('ResourceSpec.stderr_path', stderr)}",
-    ]
-    if spec.token:
-        options.append(f"-Jd {q('job token', spec.token)}")
-    if res.queue:
-        options.append(f"-q {q('queue', res.queue)}")
-    if res.cpus:
-        options.append(f"-n {res.cpus}")
-        if res.cpus > 1:
-            options.append('-R "span[hosts=1]"')
-    if res.gpus:
-        options.append(f'-gpu "num={res.gpus}"')
-    if res.memory:
-        amount = format_memory(parse_memory_bytes(res.memory), lsf_units)
-        options.append(f"-M {amount}")
-        options.append(f'-R "rusage[mem={amount}]"')
-    if res.walltime:
-        minutes = parse_walltime_minutes(res.walltime)
-        options.append(f"-W {minutes // 60}:{minutes % 60:02d}")
-    if res.account:
-        options.append(f"-P {q('account', res.account)}")
-    options.append(f"-cwd {cwd}")
-    if spec.depends_on:
-        condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
-        options.append(f"-w {q('depends_on', condition)}")
-        options.append("-ti")
-    if not spec.inherit_env:
-        options.append("-env none")
-    options.extend(res.extra_directives or [])
-    return options
+    condition = " && ".join(f"done({job_id})" for job_id in spec.depends_on)
+    return table_options(
+        (
+            (name, lambda v: [f"-J {q('job name', v)}"]),
+            (stdout, lambda v: [f"-o {_double_quoted('ResourceSpec.stdout_path', v)}"]),
+            (stderr, lambda v: [f"-e {_double_quoted('ResourceSpec.stderr_path', v)}"]),
+            (spec.token, lambda v: [f"-Jd {q('job token', v)}"]),
+            (res.queue, lambda v: [f"-q {q('queue', v)}"]),
+            (res.cpus, lambda n: [f"-n {n}", *(['-R "span[hosts=1]"'] if n > 1 else [])]),
+            (res.gpus, lambda n: [f'-gpu "num={n}"']),
+            (res.memory, lambda m: _memory_options(m, lsf_units)),
+            (res.walltime, lambda w: [f"-W {_walltime(w)}"]),
+            (res.account, lambda v: [f"-P {q('account', v)}"]),
+            (cwd, lambda v: [f"-cwd {v}"]),
+            (condition, lambda v: [f"-w {q('depends_on', v)}", "-ti"]),
+            (not spec.inherit_env, lambda _: ["-env none"]),
+            (res.extra_directives, list),
+        )
+    )
+
+
+def _memory_options(memory: str, lsf_units: str) -> list[str]:
+    amount = format_memory(parse_memory_bytes(memory), lsf_units)
+    return [f"-M {amount}", f'-R "rusage[mem={amount}]"']
+
+
+def _walltime(value: str | int) -> str:
+    minutes = parse_walltime_minutes(value)
+    return f"{minutes // 60}:{minutes % 60:02d}"
 
 
 def lsf_header(spec: JobSpec, config: Any) -> list[str]:

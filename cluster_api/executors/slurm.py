@@ -22,7 +22,7 @@ from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
-from ..script import directive_lines
+from ..script import directive_lines, table_options
 from ..status import (
     Observation,
     QueryResult,
@@ -101,35 +101,30 @@ def slurm_options(spec: JobSpec) -> list[str]:
     suffix = "%A_%a" if is_array else "%j"
     stdout = _log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
     stderr = _log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
-    options = [f"--job-name={q(spec.name)}"]
-    if spec.array_range is not None:
-        start, end = spec.array_range
-        limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
-        options.append(f"--array={start}-{end}{limit}")
-    options += [f"--output={q(stdout)}", f"--error={q(stderr)}"]
-    if spec.token:
-        options.append(f"--comment={q(spec.token)}")
-    if res.queue:
-        options.append(f"--partition={q(res.queue)}")
-    if res.cpus:
-        options.append(f"--cpus-per-task={res.cpus}")
-    if res.gpus:
-        options.append(f"--gpus={res.gpus}")
-    if res.memory:
-        options.append(f"--mem={format_memory(parse_memory_bytes(res.memory), 'MB')}M")
-    if res.walltime:
-        options.append(f"--time={format_walltime(res.walltime)}")
-    if res.account:
-        options.append(f"--account={q(res.account)}")
-    options.append(f"--chdir={q(res.work_dir)}")
-    if spec.depends_on:
-        options.append(f"--dependency=afterok:{':'.join(spec.depends_on)}")
-        # Otherwise a dependant of a failed job pends forever (DependencyNeverSatisfied).
-        options.append("--kill-on-invalid-dep=yes")
-    if not spec.inherit_env:
-        options.append("--export=NONE")
-    options.extend(res.extra_directives or [])
-    return options
+    limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
+    return table_options(
+        (
+            (spec.name, lambda v: [f"--job-name={q(v)}"]),
+            (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
+            (stdout, lambda v: [f"--output={q(v)}"]),
+            (stderr, lambda v: [f"--error={q(v)}"]),
+            (spec.token, lambda v: [f"--comment={q(v)}"]),
+            (res.queue, lambda v: [f"--partition={q(v)}"]),
+            (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
+            (res.gpus, lambda n: [f"--gpus={n}"]),
+            (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
+            (res.walltime, lambda w: [f"--time={format_walltime(w)}"]),
+            (res.account, lambda v: [f"--account={q(v)}"]),
+            (res.work_dir, lambda v: [f"--chdir={q(v)}"]),
+            # Without the second, a dependant of a failed job pends forever.
+            (
+                spec.depends_on,
+                lambda ids: [f"--dependency=afterok:{':'.join(ids)}", "--kill-on-invalid-dep=yes"],
+            ),
+            (not spec.inherit_env, lambda _: ["--export=NONE"]),
+            (res.extra_directives, list),
+        )
+    )
 
 
 def slurm_header(spec: JobSpec, config: Any) -> list[str]:
