@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from .config import ClusterConfig
 from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
-from .history import apply_history, exit_codes_from_files, merge_history, needs_history
+from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
 from .jobspec import JobSpec
 from .models import JobRecord
 from .runner import CommandRunner
@@ -146,9 +146,10 @@ class BatchExecutor(Executor):
             result = self.scheduler.parse_status(answer, active)
         if result.doomed:
             await self._cancel_doomed(sorted(result.doomed, key=job_id_order))
+        candidates = untold(active, result)
         lost = [
             r
-            for r in active.values()
+            for r in map(active.__getitem__, candidates)
             if needs_history(r, result)
             and not (r.job_id in result.not_found and exit_files_say_success(r))
         ]
@@ -157,7 +158,7 @@ class BatchExecutor(Executor):
             finals = await self._history(lost, result, strict=False)
             source = self.scheduler.history_source
             self.persist(merge_history(active, result, finals, source))
-        exit_codes_from_files(active, result)
+        exit_codes_from_files(active, result, candidates)
         return result
 
     async def _cancel_doomed(self, job_ids: list[str]) -> None:

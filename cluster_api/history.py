@@ -8,7 +8,7 @@ Keys are (tracked job id, element index or None), as `Scheduler.parse_history` g
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .models import JobRecord, JobStatus
 from .scheduler import Key
@@ -18,6 +18,7 @@ from .status import (
     QueryResult,
     element_of,
     is_array_job,
+    job_id_order,
     read_exit_file,
     roll_up_array,
     update_element,
@@ -51,6 +52,16 @@ def needs_history(record: JobRecord, result: QueryResult) -> bool:
         index not in elements and not element.is_terminal
         for index, element in record.array_elements.items()
     )
+
+
+def untold(active: Mapping[str, JobRecord], result: QueryResult) -> list[str]:
+    """The ids of active jobs the status answer may have left untold (``needs_history``
+    decides), found from the answer itself: this runs every poll, and a scan of every
+    job would cost as much as applying the answer."""
+    failed = JobStatus.FAILED
+    ids = {job_id for job_id, obs in result.jobs.items() if obs.status is failed}
+    ids.update(result.not_found, result.elements)
+    return sorted((i for i in ids if i in active), key=job_id_order)
 
 
 def fill(obs: Observation, final: Observation) -> None:
@@ -145,10 +156,14 @@ def apply_history(record: JobRecord, finals: Mapping[Key, Observation], source: 
         logger.info("job %s ended %s according to %s", record.job_id, record.status.value, source)
 
 
-def exit_codes_from_files(active: Mapping[str, JobRecord], result: QueryResult) -> None:
+def exit_codes_from_files(
+    active: Mapping[str, JobRecord], result: QueryResult, ids: Iterable[str]
+) -> None:
     """Ends the scheduler and its history left without an exit code get the one the
-    job's script recorded, if any (never 0 for a job the scheduler says failed)."""
-    for job_id, record in active.items():
+    job's script recorded, if any (never 0 for a job the scheduler says failed); ``ids``
+    are the jobs ``untold`` found."""
+    for job_id in ids:
+        record = active[job_id]
         if record.script_path is None:
             continue
         plain = result.jobs.get(job_id)
