@@ -39,6 +39,7 @@ from .models import (
     check_single_line,
     check_utf8,
 )
+from .options import NoOptions
 from .script import (
     environment_lines,
     exit_file_path,
@@ -160,6 +161,9 @@ class Executor(ABC):
     array_index_variable: ClassVar[str | None] = None
     #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
     records_cancel_as_done: ClassVar[bool] = False
+    #: The config keys of this scheduler: a dataclass of `cluster_api.options.option`
+    #: fields, validated when the config is loaded and listed in the docs' reference.
+    options: ClassVar[type[Any]] = NoOptions
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config if config is not None else ClusterConfig(executor=self.name or "local")
