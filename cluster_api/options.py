@@ -36,10 +36,12 @@ T = TypeVar("T")
 LSF_UNITS = ("KB", "MB", "GB", "TB")
 
 
-def option(default: T, doc: str, *, choices: tuple[str, ...] = (), minimum: int = 0) -> T:
+def option(
+    default: T, doc: str, *, choices: tuple[str, ...] = (), minimum: float | None = None
+) -> T:
     """A scheduler's config key: its default, the one-line description the reference
     shows, the allowed values of a string key (compared case-insensitively) and the
-    smallest allowed whole number of an integer key (0: any)."""
+    smallest allowed value of a number key."""
     metadata = {"doc": doc, "choices": choices, "minimum": minimum}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -150,9 +152,10 @@ def check_option(owner: str, name: str, value: Any, options_type: type[Any]) -> 
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
             noun = "a whole number" if whole else "a number"
             raise ValueError(f"{what} must be {noun}{or_null}, got {value!r}")
-        minimum = f.metadata.get("minimum", 0)
-        if minimum and value < minimum:
-            raise ValueError(f"{what} must be a whole number >= {minimum}{or_null}, got {value!r}")
+        minimum = f.metadata.get("minimum")
+        if minimum is not None and value < minimum:
+            noun = "a whole number" if whole else "a number"
+            raise ValueError(f"{what} must be {noun} >= {minimum:g}{or_null}, got {value!r}")
         value = value if whole else float(value)
     elif base is str:
         _check_string(what, value, f.metadata.get("choices", ()), or_null)

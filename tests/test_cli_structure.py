@@ -4,6 +4,7 @@ logic it uses (finding jobs, the name matcher) and the size of its modules."""
 from __future__ import annotations
 
 import ast
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -92,6 +93,23 @@ def test_check_reports_every_bad_value_and_writes_no_file(
         f"{path}:5: error: profile 'p' must be a mapping of settings",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site.yaml"]
+
+
+def test_config_show_lists_a_plugin_key(
+    toy_plugin: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cluster_api.cli import main
+
+    monkeypatch.delenv("CLUSTER_API_CONFIG", raising=False)
+    path = toy_plugin / "site.yaml"
+    path.write_text("executor: toy\ntoy_retries: 4\n")
+    assert main(["config", "show", "--config", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["toy_retries"] == {"value": 4, "source": str(path)}
+    assert main(["config", "show", "--config", str(path), "--executor", "local"]) == 0
+    out, err = capsys.readouterr()
+    assert "toy_retries" not in out  # not a key of the local executor: ignored, and said so
+    assert "unknown config key 'toy_retries' ignored" in err
 
 
 # -- library logic the command uses ---------------------------------------------------------

@@ -19,7 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import ClusterConfig, executor_class, find_config_file, load_config, plugin_keys
+from ..config import (
+    CONFIG_FIELDS,
+    ClusterConfig,
+    executor_class,
+    find_config_file,
+    load_config,
+    plugin_keys,
+)
 from ..core import Executor
 from ..lookup import JournalFollower, find_jobs
 from ..models import JobRecord, JobStatus, ResourceSpec
@@ -316,9 +323,7 @@ async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
 
 
 # -- config ------------------------------------------------------------------------------------
-_CONFIG_FIELDS = [
-    f.name for f in dataclasses.fields(ClusterConfig) if f.name not in ("sources", "plugin_options")
-]
+_CONFIG_FIELDS = [f.name for f in dataclasses.fields(ClusterConfig) if f.name in CONFIG_FIELDS]
 
 
 def _source_label(key: str, source: str, args: argparse.Namespace) -> str:
