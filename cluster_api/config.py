@@ -172,7 +172,12 @@ def _checked(f: dataclasses.Field[Any], value: Any) -> Any:
 
 def _check_plugin_options(config: ClusterConfig) -> None:
     """Each plugin option must be a key the configured executor declares, of its type."""
-    options_type = executor_class(config).options
+    from .executors import get_executor_class
+
+    try:
+        options_type = get_executor_class(config.executor).options
+    except ValueError as exc:
+        raise ConfigError(f"config.executor: {exc}", key="executor") from None
     declared = option_fields(options_type)
     for key, value in config.plugin_options.items():
         if key not in declared or key in CONFIG_FIELDS:
@@ -417,7 +422,7 @@ def load_config(
                 line = doc.line_of(key, scope.profile)
                 problem = f"unknown config key {key!r} ignored{did_you_mean(key, known)}"
                 warning = ConfigWarning(problem, key=key, origin=scope.origin, line=line)
-                warnings.warn(warning, stacklevel=2)
+                warnings.warn(warning, stacklevel=3)  # the caller of create_executor
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(

@@ -93,11 +93,20 @@ class LocalOptions:
     )
 
 
+_FIELDS: dict[type[Any], dict[str, tuple[dataclasses.Field[Any], Any]]] = {}
+
+
 def option_fields(options_type: type[Any]) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
     """Each key of an options dataclass with its field and resolved type; TypeError for
     a class that is not a dataclass or a key whose type a config file cannot hold."""
     if not (isinstance(options_type, type) and dataclasses.is_dataclass(options_type)):
         raise TypeError(f"options must be a dataclass type, got {options_type!r}")
+    if options_type not in _FIELDS:
+        _FIELDS[options_type] = _resolve_fields(options_type)
+    return _FIELDS[options_type]
+
+
+def _resolve_fields(options_type: type[Any]) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
     hints = typing.get_type_hints(options_type)
     found = {}
     for f in dataclasses.fields(options_type):

@@ -153,6 +153,26 @@ def test_plugin_keys_are_documented_by_the_docs_hook(toy_plugin: Path) -> None:
     assert table.count("| `local_max_running` |") == 1  # inherited: a field, shown once
 
 
+def test_plugin_with_options_config_files_cannot_hold_is_refused_by_name(
+    toy_plugin: Path,
+) -> None:
+    import toy_plugin as plugin  # type: ignore[import-not-found]
+
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        toy_callback: object = None
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(plugin.ToyExecutor, "options", Odd)
+    try:
+        with pytest.raises(ValueError, match=r"executor 'toy' .* has bad options: .*toy_callback"):
+            get_executor_class("toy")
+        with pytest.raises(ConfigError, match="toy_callback"):
+            create_executor(executor="toy")
+    finally:
+        monkey.undo()
+
+
 # -- the built-in keys: declared once, by the executors -------------------------------------
 @pytest.mark.parametrize(
     ("executor", "options", "keys"),
