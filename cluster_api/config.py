@@ -12,6 +12,7 @@ import difflib
 import os
 import re
 import types
+import typing
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,8 +22,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from .errors import ConfigError, ConfigWarning
-from .models import check_single_line, validate_resources
-from .options import BatchOptions, LocalOptions, LSFOptions, check_option, declared_field
+from .models import validate_resources
+from .options import (
+    BatchOptions,
+    Check,
+    LocalOptions,
+    LSFOptions,
+    check_option,
+    check_value,
+    declared_field,
+    described,
+    option,
+)
 from .options import option_fields as option_fields
 from .units import parse_memory_bytes
 
@@ -35,38 +46,116 @@ CONFIG_ENV_VAR = "CLUSTER_API_CONFIG"
 OptionsT = TypeVar("OptionsT")
 
 
+def _resource_rule(name: str) -> Check:
+    """The rule `ResourceSpec` applies to its field ``name``, for the config's default."""
+
+    def check(what: str, value: Any) -> None:
+        validate_resources(types.SimpleNamespace(**{name: value}), "config")
+
+    return check
+
+
+def _shebang_rule(what: str, value: str) -> None:
+    if not value.startswith("#!"):
+        raise ValueError(f"{what} must start with '#!', got {value!r}")
+
+
 @dataclass
 class ClusterConfig:
     """Site and pipeline settings; every key is described in the
     [configuration reference](configuration.md#reference)."""
 
-    executor: str = "local"
-    cpus: int | None = None
-    gpus: int | None = None
-    memory: str | None = None
-    walltime: str | None = None
-    queue: str | None = None
-    account: str | None = None
-    poll_interval: float = 10.0
-    log_directory: str = "./logs"
-    job_name_prefix: str | None = "capi"
-    shebang: str = "#!/bin/bash"
-    script_prologue: list[str] = field(default_factory=list)
-    script_epilogue: list[str] = field(default_factory=list)
-    extra_directives: list[str] = field(default_factory=list)
-    directives_skip: list[str] = field(default_factory=list)
-    extra_args: list[str] = field(default_factory=list)
-    # Scheduler keys: declared (type, default, description) by the executors' options
-    # classes in cluster_api.options; fields here too, as in 0.8.1.
+    executor: str = option(
+        "local", "Which scheduler runs the jobs: `local`, `lsf`, `slurm` or a plugin's name."
+    )
+    cpus: int | None = option(
+        None,
+        "Default CPU cores per job (a `ResourceSpec` value wins).",
+        check=_resource_rule("cpus"),
+    )
+    gpus: int | None = option(None, "Default GPUs per job.", check=_resource_rule("gpus"))
+    memory: str | None = option(
+        None,
+        'Default memory per job, e.g. `"8 GB"`, `"512 MB"` (binary units).',
+        check=_resource_rule("memory"),
+    )
+    walltime: str | None = option(
+        None,
+        "Default run-time limit, `[D-]HH:MM[:SS]`; the local executor enforces it too.",
+        check=_resource_rule("walltime"),
+    )
+    queue: str | None = option(None, "Default queue (LSF) or partition (Slurm).")
+    account: str | None = option(
+        None, "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm)."
+    )
+    poll_interval: float = option(
+        10.0, "Seconds between two status queries of the monitor (> 0).", above=0
+    )
+    log_directory: str = option(
+        "./logs", "Folder for the library's own files, including the job journal."
+    )
+    job_name_prefix: str | None = option(
+        "capi",
+        "Prefix of every job name (`capi-NAME`); how `reconnect()` finds your jobs. "
+        "`null` for none.",
+    )
+    shebang: str = option(
+        "#!/bin/bash",
+        "First line of every job script (must start with `#!`).",
+        check=_shebang_rule,
+    )
+    script_prologue: list[str] = field(
+        default_factory=list,
+        metadata=described("Lines run before every job's command (e.g. `module load ...`)."),
+    )
+    script_epilogue: list[str] = field(
+        default_factory=list,
+        metadata=described(
+            "Lines run after every job's command; the job keeps the command's exit status."
+        ),
+    )
+    extra_directives: list[str] = field(
+        default_factory=list,
+        metadata=described(
+            "Directive lines appended verbatim to every script "
+            '(write the whole line: `"#BSUB -P proj"`).'
+        ),
+    )
+    directives_skip: list[str] = field(
+        default_factory=list,
+        metadata=described("Drop generated directive lines containing any of these substrings."),
+    )
+    extra_args: list[str] = field(
+        default_factory=list,
+        metadata=described("Arguments appended to every submit command (`bsub`, `sbatch`)."),
+    )
+    # Scheduler keys: declared by the executors' options classes (cluster_api.options);
+    # fields here too, as in 0.8.1.
     use_stdin: bool = declared_field(BatchOptions, "use_stdin")
     lsf_units: str = declared_field(LSFOptions, "lsf_units")
     suppress_job_email: bool = declared_field(LSFOptions, "suppress_job_email")
-    command_timeout: float = 100.0
-    zombie_timeout_minutes: float = 30.0
-    completed_retention_minutes: float = 10.0
+    command_timeout: float = option(
+        100.0, "Seconds before a scheduler command is killed and counts as failed.", above=0
+    )
+    zombie_timeout_minutes: float = option(
+        30.0,
+        "Minutes a job may go unseen by the scheduler before it is marked FAILED (zombie).",
+        above=0,
+    )
+    completed_retention_minutes: float = option(
+        10.0,
+        "Minutes a finished job stays tracked (after its callbacks ran) before it is forgotten.",
+        minimum=0,
+    )
     poll_all_users: bool = declared_field(BatchOptions, "poll_all_users")
-    max_concurrent_commands: int = 8
-    journal: bool = False
+    max_concurrent_commands: int = option(
+        8, "Most scheduler commands one executor runs at once.", minimum=1
+    )
+    journal: bool = option(
+        False,
+        "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a later "
+        "process can `reconnect()` to it (the CLI always turns it on).",
+    )
     local_max_running: int | None = declared_field(LocalOptions, "local_max_running")
     # Values of the keys a plugin executor declares in its options class (the built-in
     # executors' keys are the fields above); read them with `options_for`.
@@ -90,84 +179,23 @@ class ClusterConfig:
         return options_type(**values)
 
 
-_STRING_FIELDS = ("executor", "log_directory", "shebang")
-_OPTIONAL_STRING_FIELDS = ("job_name_prefix",)
-_LIST_FIELDS = (
-    "script_prologue",
-    "script_epilogue",
-    "extra_directives",
-    "directives_skip",
-    "extra_args",
-)
-_BOOL_FIELDS = ("journal",)
-# field -> smallest allowed value and whether that value itself is allowed
-_NUMBER_FIELDS = {
-    "poll_interval": (0.0, False),
-    "command_timeout": (0.0, False),
-    "zombie_timeout_minutes": (0.0, False),
-    "completed_retention_minutes": (0.0, True),
-}
-_RESOURCE_FIELDS = ("cpus", "gpus", "memory", "walltime", "queue", "account")
-
-
 def validate_config(config: ClusterConfig) -> None:
-    """Raise a `ConfigError` naming the first field whose type or value is wrong."""
-    for f in dataclasses.fields(config):
-        if f.name == "sources":
-            continue
+    """Raise a `ConfigError` naming the first key whose type or value is wrong, each
+    judged by its declaration (type, bounds, choices, rule)."""
+    for name in CONFIG_FIELDS_IN_ORDER:
+        f, kind = _KEYS[name]
         try:
-            value = _checked(f, getattr(config, f.name))
+            value = check_value(f"config.{name}", f, kind, getattr(config, name))
         except ValueError as exc:
-            raise ConfigError(str(exc), key=f.name) from None
-        setattr(config, f.name, value)
+            raise ConfigError(str(exc), key=name) from None
+        setattr(config, name, value)
+    if not isinstance(config.plugin_options, dict):
+        raise ConfigError(
+            f"config.plugin_options must be a mapping, got {config.plugin_options!r}",
+            key="plugin_options",
+        )
     if config.plugin_options:
         _check_plugin_options(config)
-
-
-def _checked(f: dataclasses.Field[Any], value: Any) -> Any:
-    """``value`` of the field ``f``, normalised (numbers to float); ValueError if wrong."""
-    owner, name = "config", f.name
-    declared_by = f.metadata.get("declared_by")
-    if declared_by is not None:
-        return check_option(owner, name, value, declared_by)
-    if name in _RESOURCE_FIELDS:
-        # the rule ResourceSpec follows too, applied to this one field
-        validate_resources(types.SimpleNamespace(**{name: value}), owner)
-    elif name in _STRING_FIELDS:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{owner}.{name} must be a non-empty string, got {value!r}")
-        check_single_line(f"{owner}.{name}", value)
-        if name == "shebang" and not value.startswith("#!"):
-            raise ValueError(f"{owner}.shebang must start with '#!', got {value!r}")
-    elif name in _OPTIONAL_STRING_FIELDS:
-        if value is not None:
-            if not isinstance(value, str):
-                raise ValueError(f"{owner}.{name} must be a string or null, got {value!r}")
-            check_single_line(f"{owner}.{name}", value)
-    elif name in _LIST_FIELDS:
-        if not isinstance(value, list):
-            raise ValueError(f"{owner}.{name} must be a list of strings, got {value!r}")
-        for item in value:
-            if not isinstance(item, str):
-                raise ValueError(f"{owner}.{name} must hold strings, got {item!r}")
-            check_single_line(f"{owner}.{name}", item)
-    elif name in _BOOL_FIELDS:
-        if not isinstance(value, bool):
-            raise ValueError(f"{owner}.{name} must be true or false, got {value!r}")
-    elif name in _NUMBER_FIELDS:
-        minimum, inclusive = _NUMBER_FIELDS[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
-        if value < minimum or (value == minimum and not inclusive):
-            relation = "at least" if inclusive else "more than"
-            raise ValueError(f"{owner}.{name} must be {relation} {minimum:g}, got {value!r}")
-        return float(value)
-    elif name == "max_concurrent_commands":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{owner}.{name} must be a whole number >= 1, got {value!r}")
-    elif name == "plugin_options" and not isinstance(value, dict):
-        raise ValueError(f"{owner}.{name} must be a mapping of keys to values, got {value!r}")
-    return value
 
 
 def _check_plugin_options(config: ClusterConfig) -> None:
@@ -192,10 +220,13 @@ def _check_plugin_options(config: ClusterConfig) -> None:
             raise ConfigError(str(exc), key=key) from None
 
 
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ClusterConfig)) - {
-    "sources",
-    "plugin_options",
-}
+#: Every key of the YAML file that is a field, in the released order.
+CONFIG_FIELDS_IN_ORDER = tuple(
+    f.name for f in dataclasses.fields(ClusterConfig) if f.name not in ("sources", "plugin_options")
+)
+CONFIG_FIELDS = frozenset(CONFIG_FIELDS_IN_ORDER)
+_HINTS = typing.get_type_hints(ClusterConfig)
+_KEYS = {f.name: (f, _HINTS[f.name]) for f in dataclasses.fields(ClusterConfig)}
 
 
 def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:

@@ -1,13 +1,14 @@
-"""Config keys that belong to one scheduler, declared by that scheduler.
+"""Config keys, each declared once: its type, default, description and rules.
 
-An executor class names its keys in a dataclass (its ``options`` class attribute); each
-field's type, default and `option` metadata are the only declaration of the key: config
-loading validates it from there and the docs' configuration reference describes it from
-there. A plugin declares its keys the same way, so a key a built-in executor does not
-know is no longer dropped when the executor that reads it is selected.
+`option` declares a key as a dataclass field; config loading validates the key from
+that declaration (`check_value`) and the docs' configuration reference describes it
+from there. `ClusterConfig`'s fields are declared so, and so are a scheduler's own keys:
+an executor class names them in a dataclass, its ``options`` class attribute. A plugin
+declares its keys the same way, so a key a built-in executor does not know is kept and
+checked when the executor that reads it is selected.
 
-The built-in keys below are also `ClusterConfig` fields (code written for 0.8.1 reads
-``config.lsf_units``); those fields take their default and metadata from here.
+The built-in schedulers' keys below are also `ClusterConfig` fields (code written for
+0.8.1 reads ``config.lsf_units``); those fields take their declaration from here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
@@ -26,7 +28,9 @@ __all__ = [
     "LocalOptions",
     "NoOptions",
     "check_option",
+    "check_value",
     "declared_field",
+    "described",
     "option",
     "option_fields",
 ]
@@ -36,14 +40,37 @@ T = TypeVar("T")
 LSF_UNITS = ("KB", "MB", "GB", "TB")
 
 
+#: A further rule for one key, after its type's: ``check(what, value)`` raises ValueError.
+Check = Callable[[str, Any], None]
+
+
 def option(
-    default: T, doc: str, *, choices: tuple[str, ...] = (), minimum: float | None = None
+    default: T,
+    doc: str,
+    *,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    above: float | None = None,
+    check: Check | None = None,
 ) -> T:
-    """A scheduler's config key: its default, the one-line description the reference
-    shows, the allowed values of a string key (compared case-insensitively) and the
-    smallest allowed value of a number key."""
-    metadata = {"doc": doc, "choices": choices, "minimum": minimum}
+    """A config key: its default, the one-line description the reference shows, the
+    allowed values of a string key (compared case-insensitively), the smallest allowed
+    value of a number key (``minimum``) or the value it must exceed (``above``), and
+    any further rule. (A list key: ``field(default_factory=list, metadata=described(doc))``.)"""
+    metadata = described(doc, choices=choices, minimum=minimum, above=above, check=check)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def described(
+    doc: str,
+    *,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    above: float | None = None,
+    check: Check | None = None,
+) -> dict[str, Any]:
+    """The field metadata `option` declares a key with."""
+    return {"doc": doc, "choices": choices, "minimum": minimum, "above": above, "check": check}
 
 
 @dataclass(frozen=True)
@@ -142,32 +169,27 @@ def _base_type(kind: Any) -> Any:
 
 
 def check_option(owner: str, name: str, value: Any, options_type: type[Any]) -> Any:
-    """``value`` for the key ``name`` of ``options_type`` (an int is accepted as a
-    float); ValueError naming ``owner.name`` when its type or value is wrong."""
+    """``value`` for the key ``name`` of ``options_type``; see `check_value`."""
     f, kind = option_fields(options_type)[name]
+    return check_value(f"{owner}.{name}", f, kind, value)
+
+
+def check_value(what: str, f: dataclasses.Field[Any], kind: Any, value: Any) -> Any:
+    """``value`` for the key declared by field ``f`` of type ``kind``, normalised (an
+    int given for a float becomes a float); ValueError naming ``what`` when its type or
+    value is wrong. A key that may be null may also be an empty string."""
     inner, nullable = _optional(kind)
-    what = f"{owner}.{name}"
-    if value is None:
-        if nullable:
-            return None
-        raise ValueError(f"{what} must not be null")
+    if value is None and nullable:
+        return None
     base = typing.get_origin(inner) or inner
     or_null = " or null" if nullable else ""
     if base is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{what} must be true or false{or_null}, got {value!r}")
     elif base is int or base is float:
-        whole = base is int
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
-            noun = "a whole number" if whole else "a number"
-            raise ValueError(f"{what} must be {noun}{or_null}, got {value!r}")
-        minimum = f.metadata.get("minimum")
-        if minimum is not None and value < minimum:
-            noun = "a whole number" if whole else "a number"
-            raise ValueError(f"{what} must be {noun} >= {minimum:g}{or_null}, got {value!r}")
-        value = value if whole else float(value)
+        value = _check_number(what, value, f.metadata, base is int, or_null)
     elif base is str:
-        _check_string(what, value, f.metadata.get("choices", ()), or_null)
+        _check_string(what, value, f.metadata.get("choices", ()), nullable)
     else:
         if not isinstance(value, list):
             raise ValueError(f"{what} must be a list of strings, got {value!r}")
@@ -175,12 +197,33 @@ def check_option(owner: str, name: str, value: Any, options_type: type[Any]) -> 
             if not isinstance(item, str):
                 raise ValueError(f"{what} must hold strings, got {item!r}")
             check_single_line(what, item)
+    check: Check | None = f.metadata.get("check")
+    if check is not None:
+        check(what, value)
     return value
 
 
-def _check_string(what: str, value: Any, choices: tuple[str, ...], or_null: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string{or_null}, got {value!r}")
+def _check_number(
+    what: str, value: Any, metadata: Mapping[str, Any], whole: bool, or_null: str
+) -> int | float:
+    noun = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        raise ValueError(f"{what} must be {noun}{or_null}, got {value!r}")
+    minimum, above = metadata.get("minimum"), metadata.get("above")
+    if minimum is not None and value < minimum:
+        bound = f"{noun} >= {minimum:g}" if whole else f"at least {minimum:g}"
+        raise ValueError(f"{what} must be {bound}{or_null}, got {value!r}")
+    if above is not None and not value > above:
+        raise ValueError(f"{what} must be more than {above:g}, got {value!r}")
+    return value if whole else float(value)
+
+
+def _check_string(what: str, value: Any, choices: tuple[str, ...], nullable: bool) -> None:
+    if nullable:
+        if not isinstance(value, str):
+            raise ValueError(f"{what} must be a string or null, got {value!r}")
+    elif not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     check_single_line(what, value)
     if choices and value.upper() not in {choice.upper() for choice in choices}:
         raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")

@@ -237,3 +237,14 @@ def test_yaml_syntax_error_carries_line_and_column(tmp_path: Path) -> None:
     assert (error.key, error.line, error.column) == (None, 3, 1)
     assert str(error).startswith(f"{path}: invalid YAML at line 3, column 1: ")
     assert error.problem.startswith("invalid YAML: ")
+
+
+def test_every_key_is_declared_once_with_its_description() -> None:
+    from cluster_api.config import CONFIG_FIELDS
+
+    hook = _docs_hook()
+    assert not hasattr(hook, "CONFIG_DESCRIPTIONS")  # no second list of descriptions
+    for f in dataclasses.fields(ClusterConfig):
+        if f.name in CONFIG_FIELDS:
+            assert f.metadata["doc"].strip(), f.name
+            assert f"| `{f.name}` |" in hook.config_reference()

@@ -5,11 +5,9 @@ Markers in the Markdown sources are replaced at build time:
 ``<!-- config-reference -->``
     a table of every :class:`cluster_api.ClusterConfig` field with its type, default
     and one-line description, then the keys each registered plugin executor declares.
-    A scheduler's key is described where the scheduler declares it (its ``options``
-    class, see ``cluster_api.options``); the general keys in
-    :data:`CONFIG_DESCRIPTIONS` below. The build fails when a field has no description
-    (or a description names no field, or describes a declared key a second time), and
-    so does the test suite (``tests/test_cli.py``).
+    Each key is described where it is declared (``cluster_api.options.option``: a
+    ``ClusterConfig`` field, or a scheduler's ``options`` class). The build fails when
+    a field has no description, and so does the test suite (``tests/test_cli.py``).
 ``<!-- directives:NAME -->``
     for executor ``NAME``, the directive lines each ``ResourceSpec`` field produces,
     computed by calling the executor's ``build_header``.
@@ -38,38 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # build from a checkout without installing it
     sys.path.insert(0, str(ROOT))
 
-#: One line per general ClusterConfig field (scheduler keys carry their own). Every
-#: field must have one: tests check it.
-CONFIG_DESCRIPTIONS: dict[str, str] = {
-    "executor": "Which scheduler runs the jobs: `local`, `lsf`, `slurm` or a plugin's name.",
-    "cpus": "Default CPU cores per job (a `ResourceSpec` value wins).",
-    "gpus": "Default GPUs per job.",
-    "memory": 'Default memory per job, e.g. `"8 GB"`, `"512 MB"` (binary units).',
-    "walltime": "Default run-time limit, `[D-]HH:MM[:SS]`; the local executor enforces it too.",
-    "queue": "Default queue (LSF) or partition (Slurm).",
-    "account": "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm).",
-    "poll_interval": "Seconds between two status queries of the monitor (> 0).",
-    "log_directory": "Folder for the library's own files, including the job journal.",
-    "job_name_prefix": "Prefix of every job name (`capi-NAME`); how `reconnect()` finds "
-    "your jobs. `null` for none.",
-    "shebang": "First line of every job script (must start with `#!`).",
-    "script_prologue": "Lines run before every job's command (e.g. `module load ...`).",
-    "script_epilogue": "Lines run after every job's command; the job keeps the command's "
-    "exit status.",
-    "extra_directives": "Directive lines appended verbatim to every script "
-    '(write the whole line: `"#BSUB -P proj"`).',
-    "directives_skip": "Drop generated directive lines containing any of these substrings.",
-    "extra_args": "Arguments appended to every submit command (`bsub`, `sbatch`).",
-    "command_timeout": "Seconds before a scheduler command is killed and counts as failed.",
-    "zombie_timeout_minutes": "Minutes a job may go unseen by the scheduler before it is "
-    "marked FAILED (zombie).",
-    "completed_retention_minutes": "Minutes a finished job stays tracked (after its "
-    "callbacks ran) before it is forgotten.",
-    "max_concurrent_commands": "Most scheduler commands one executor runs at once.",
-    "journal": "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a "
-    "later process can `reconnect()` to it (the CLI always turns it on).",
-}
-
 
 def _fields() -> list[dataclasses.Field[Any]]:
     from cluster_api import ClusterConfig
@@ -79,26 +45,17 @@ def _fields() -> list[dataclasses.Field[Any]]:
 
 
 def _description(f: dataclasses.Field[Any]) -> str:
-    """A declared key's own description, else the general one."""
-    return str(f.metadata.get("doc") or CONFIG_DESCRIPTIONS.get(f.name, ""))
+    """The description the key was declared with (``cluster_api.options.option``)."""
+    return str(f.metadata.get("doc", ""))
 
 
 def description_problems() -> list[str]:
-    """Fields without a description and descriptions of no field (empty when in sync)."""
-    fields = _fields()
-    names = [f.name for f in fields]
-    problems = [
-        f"ClusterConfig.{f.name} has no description" for f in fields if not _description(f).strip()
+    """Fields declared without a description (empty when every key has one)."""
+    return [
+        f"ClusterConfig.{f.name} has no description"
+        for f in _fields()
+        if not _description(f).strip()
     ]
-    problems += [
-        f"description of unknown field {k!r}" for k in CONFIG_DESCRIPTIONS if k not in names
-    ]
-    problems += [
-        f"{f.name!r} is described in its options class and in CONFIG_DESCRIPTIONS"
-        for f in fields
-        if "doc" in f.metadata and f.name in CONFIG_DESCRIPTIONS
-    ]
-    return problems
 
 
 def _yaml_value(value: Any) -> str:
