@@ -33,8 +33,8 @@ from .options import (
     declared_field,
     described,
     option,
+    option_fields,
 )
-from .options import option_fields as option_fields
 from .units import parse_memory_bytes
 
 if TYPE_CHECKING:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
-    CONFIG_FIELDS,
+    CONFIG_FIELDS_IN_ORDER,
     ClusterConfig,
     executor_class,
     find_config_file,
@@ -323,9 +322,6 @@ async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
 
 
 # -- config ------------------------------------------------------------------------------------
-_CONFIG_FIELDS = [f.name for f in dataclasses.fields(ClusterConfig) if f.name in CONFIG_FIELDS]
-
-
 def _source_label(key: str, source: str, args: argparse.Namespace) -> str:
     if source != "override":
         return source
@@ -338,7 +334,7 @@ def _source_label(key: str, source: str, args: argparse.Namespace) -> str:
 
 def _shown_values(config: ClusterConfig) -> dict[str, Any]:
     """Every key's value: the fields, then the keys the executor declares beyond them."""
-    values = {key: getattr(config, key) for key in _CONFIG_FIELDS}
+    values = {key: getattr(config, key) for key in CONFIG_FIELDS_IN_ORDER}
     extra = sorted(plugin_keys(config.executor))
     if extra:
         options = config.options_for(executor_class(config).options)
