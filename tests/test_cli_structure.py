@@ -82,10 +82,13 @@ def test_check_reports_every_bad_value_and_writes_no_file(
 ) -> None:
     path = tmp_path / "site.yaml"
     path.write_text("cpus: 0\nqueue: q\nlsf_units: PB\nprofiles:\n  p: [1]\n")
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "no-such-dir"))  # a scratch file would fail
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", None)
+    def no_scratch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checker writes no scratch file")
+
+    for name in ("TemporaryDirectory", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, no_scratch)
     report = check_config_file(path)
     assert report.errors == [
         f"{path}:1: error: cpus must be at least 1, got 0",
