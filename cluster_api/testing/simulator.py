@@ -15,11 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster_api.testing import lsfsim
+from cluster_api.testing.lsfsim.bkill import request_kill
+from cluster_api.testing.lsfsim.bsub import LAUNCHER
+from cluster_api.testing.lsfsim.formats import UNIT_KB
+from cluster_api.testing.lsfsim.settings import COMMANDS, DEFAULT_SETTINGS, ENV_STATE_DIR
+from cluster_api.testing.simkit import store
+from cluster_api.testing.simkit.jobs import (
+    STAT_FINISHED,
+    element_label,
+    finish_element,
+    sorted_elements,
+)
+from cluster_api.testing.simkit.procs import process_table, runner_alive, signal_group
 
 __all__ = ["Call", "LSFSimulator", "install_simulator"]
 
-LSFSIM_PATH = Path(lsfsim.__file__).resolve()
+LSFSIM_PATH = Path(LAUNCHER).resolve()
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class LSFSimulator:
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self._state_dir = Path(state_dir).resolve()
-        lsfsim.ensure_layout(str(self._state_dir))
+        store.ensure_layout(str(self._state_dir))
 
     # ------------------------------------------------------------------ locations
 
@@ -65,18 +76,18 @@ class LSFSimulator:
         parts = [p for p in path.split(os.pathsep) if p and p != str(self.bin_dir)]
         return {
             "PATH": os.pathsep.join([str(self.bin_dir), *parts]),
-            lsfsim.ENV_STATE_DIR: str(self._state_dir),
+            ENV_STATE_DIR: str(self._state_dir),
         }
 
     def write_wrappers(self) -> None:
         """(Re)write the ``bsub bjobs bkill bhist`` scripts in :attr:`bin_dir`."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
-        for command in lsfsim.COMMANDS:
+        for command in COMMANDS:
             target = self.bin_dir / command
             text = (
                 "#!/bin/sh\n"
-                f"{lsfsim.ENV_STATE_DIR}={shlex.quote(str(self._state_dir))}\n"
-                f"export {lsfsim.ENV_STATE_DIR}\n"
+                f"{ENV_STATE_DIR}={shlex.quote(str(self._state_dir))}\n"
+                f"export {ENV_STATE_DIR}\n"
                 f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(LSFSIM_PATH))} "
                 f'{command} "$@"\n'
             )
@@ -97,7 +108,7 @@ class LSFSimulator:
         timeout: float | None = 30.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run one simulated command (through its wrapper) and capture its output."""
-        if command not in lsfsim.COMMANDS:
+        if command not in COMMANDS:
             raise ValueError(f"unknown LSF command {command!r}")
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -128,8 +139,8 @@ class LSFSimulator:
         self, settings: Mapping[str, Any] | None, faults: Mapping[str, Any]
     ) -> None:
         state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+        with store.locked(state_dir):
+            control = store.read_json(os.path.join(state_dir, store.CONTROL_FILE), {})
             control.setdefault("settings", {}).update(settings or {})
             current = control.setdefault("faults", {})
             for key, value in faults.items():
@@ -137,37 +148,37 @@ class LSFSimulator:
                     current.pop(key, None)
                 else:
                     current[key] = value
-            lsfsim.save_control(state_dir, control)
+            store.save_control(state_dir, control)
 
     def set(self, **settings: Any) -> None:
         """Change knobs: clean_period, display_year, parse_script, slots, unit_for_limits,
         seconds_per_minute, job_terminate_interval, mem_sample_interval, max_array_size."""
-        unknown = sorted(set(settings) - set(lsfsim.DEFAULT_SETTINGS))
+        unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
         if unknown:
             raise TypeError(f"unknown simulator setting(s): {', '.join(unknown)}")
         if "unit_for_limits" in settings:
             unit = str(settings["unit_for_limits"]).upper()
-            if unit not in lsfsim.UNIT_KB:
+            if unit not in UNIT_KB:
                 raise ValueError(f"unknown unit {settings['unit_for_limits']!r}")
             settings["unit_for_limits"] = unit
         self._update_control(settings, {})
 
     def settings(self) -> dict[str, Any]:
-        return dict(lsfsim.load_control(str(self._state_dir))["settings"])
+        return dict(store.load_control(str(self._state_dir), DEFAULT_SETTINGS)["settings"])
 
     def outage(self, seconds: float) -> None:
         """Every command prints ``LSF is down. Please wait ...`` and exits 255 for a while."""
         self._update_control(None, {"outage_until": time.time() + seconds})
 
     def _once(self, key: str, command: str, times: int) -> None:
-        if command not in lsfsim.COMMANDS:
+        if command not in COMMANDS:
             raise ValueError(f"unknown LSF command {command!r}")
         state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+        with store.locked(state_dir):
+            control = store.read_json(os.path.join(state_dir, store.CONTROL_FILE), {})
             pending = control.setdefault("faults", {}).setdefault(key, {})
             pending[command] = int(pending.get(command, 0)) + times
-            lsfsim.save_control(state_dir, control)
+            store.save_control(state_dir, control)
 
     def empty_output_once(self, command: str = "bjobs", times: int = 1) -> None:
         """The next call(s) of ``command`` print nothing and exit 0 (doing nothing)."""
@@ -179,14 +190,14 @@ class LSFSimulator:
 
     def slow(self, seconds: float, command: str | None = None) -> None:
         """Every call of ``command`` (all commands if None) sleeps first; 0 to stop."""
-        if command is not None and command not in lsfsim.COMMANDS:
+        if command is not None and command not in COMMANDS:
             raise ValueError(f"unknown LSF command {command!r}")
         state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+        with store.locked(state_dir):
+            control = store.read_json(os.path.join(state_dir, store.CONTROL_FILE), {})
             slow = control.setdefault("faults", {}).setdefault("slow", {})
             slow[command or "*"] = float(seconds)
-            lsfsim.save_control(state_dir, control)
+            store.save_control(state_dir, control)
 
     def bsub_answer_delay(self, seconds: float) -> None:
         """Every bsub submits the job, then waits ``seconds`` before printing its answer
@@ -202,11 +213,11 @@ class LSFSimulator:
         if unknown:
             raise ValueError(f"unknown lookup fault(s): {', '.join(unknown)}")
         state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+        with store.locked(state_dir):
+            control = store.read_json(os.path.join(state_dir, store.CONTROL_FILE), {})
             queued = control.setdefault("faults", {}).setdefault("lookup_faults", [])
             queued.extend(kinds)
-            lsfsim.save_control(state_dir, control)
+            store.save_control(state_dir, control)
 
     def bsub_hang_after_submit(self, seconds: float, times: int = 1) -> None:
         """The next bsub call(s) submit and start the job, then sleep before printing."""
@@ -214,16 +225,16 @@ class LSFSimulator:
 
     def clear_faults(self) -> None:
         state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
+        with store.locked(state_dir):
+            control = store.read_json(os.path.join(state_dir, store.CONTROL_FILE), {})
             control["faults"] = {}
-            lsfsim.save_control(state_dir, control)
+            store.save_control(state_dir, control)
 
     # ------------------------------------------------------------------ call log
 
     def calls(self, command: str | None = None) -> list[Call]:
         """Every invocation so far (oldest first); ``end`` is None while it runs."""
-        path = self._state_dir / lsfsim.CALLS_FILE
+        path = self._state_dir / store.CALLS_FILE
         if not path.exists():
             return []
         started: dict[str, dict[str, Any]] = {}
@@ -272,8 +283,8 @@ class LSFSimulator:
     # ------------------------------------------------------------------ jobs
 
     def jobs(self) -> dict[str, Any]:
-        """The raw job table: ``{job_id: record}`` (see lsfsim.py for the fields)."""
-        jobs: dict[str, Any] = lsfsim.load_state(str(self._state_dir))["jobs"]
+        """The raw job table: ``{job_id: record}`` (fields: ``lsfsim.bsub.job_record``)."""
+        jobs: dict[str, Any] = store.load_state(str(self._state_dir))["jobs"]
         return jobs
 
     def job(self, job_id: int | str) -> dict[str, Any]:
@@ -290,9 +301,9 @@ class LSFSimulator:
         """Labels (``12`` or ``12[3]``) of every element not yet DONE or EXIT."""
         out: list[str] = []
         for job in self.jobs().values():
-            for idx, element in lsfsim.sorted_elements(job):
-                if element["stat"] not in lsfsim.STAT_FINISHED:
-                    out.append(lsfsim.element_label(job, idx))
+            for idx, element in sorted_elements(job):
+                if element["stat"] not in STAT_FINISHED:
+                    out.append(element_label(job, idx))
         return out
 
     def wait_idle(self, timeout: float = 30.0) -> None:
@@ -309,42 +320,40 @@ class LSFSimulator:
     def kill_as_admin(self, job_id: int | str, index: int | str | None = None) -> None:
         """Kill a job as the LSF administrator would: it ends EXIT with TERM_ADMIN."""
         keys = None if index is None else [str(index)]
-        lsfsim.request_kill(
-            str(self._state_dir), str(job_id), keys, reason="TERM_ADMIN", who="lsfadmin"
-        )
+        request_kill(str(self._state_dir), str(job_id), keys, reason="TERM_ADMIN", who="lsfadmin")
 
     def kill_everything(self, timeout: float = 5.0) -> None:
         """Stop every runner and job process of this cluster and mark them EXIT."""
         state_dir = str(self._state_dir)
-        state = lsfsim.load_state(state_dir)
+        state = store.load_state(state_dir)
         for job in state["jobs"].values():
             pid = job.get("runner_pid")
-            if lsfsim.runner_alive(pid):
+            if runner_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
         now = time.time()
         groups: list[tuple[int, str]] = []
-        with lsfsim.locked(state_dir):
-            state = lsfsim.load_state(state_dir)
+        with store.locked(state_dir):
+            state = store.load_state(state_dir)
             for job in state["jobs"].values():
-                for idx, element in lsfsim.sorted_elements(job):
-                    if element["stat"] in lsfsim.STAT_FINISHED:
+                for idx, element in sorted_elements(job):
+                    if element["stat"] in STAT_FINISHED:
                         continue
                     if element.get("pgid"):
-                        label = lsfsim.element_label(job, idx)
+                        label = element_label(job, idx)
                         groups.append((int(element["pgid"]), f"{state_dir}:{label}"))
-                    lsfsim.finish_element(element, "EXIT", 130, "TERM_ADMIN", now)
-            lsfsim.save_state(state_dir, state)
+                    finish_element(element, "EXIT", 130, "TERM_ADMIN", now)
+            store.save_state(state_dir, state)
         for pgid, token in groups:
-            lsfsim.signal_group(pgid, signal.SIGKILL, token)
+            signal_group(pgid, signal.SIGKILL, token)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            table = lsfsim.process_table()
+            table = process_table()
             alive = [pgid for pgid, _ in groups if any(pgid in (g, s) for _, g, s, _ in table)]
             if not alive:
                 return
             for pgid in alive:
-                lsfsim.signal_group(pgid, signal.SIGKILL)
+                signal_group(pgid, signal.SIGKILL)
             time.sleep(0.05)
 
     def __repr__(self) -> str:

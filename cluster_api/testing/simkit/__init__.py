@@ -1,0 +1,23 @@
+"""The parts every simulated scheduler shares (standard library only, run by path).
+
+- ``store``: the state folder (job table, control file, call log, lock).
+- ``jobs``: job and element records and their states (``PEND RUN DONE EXIT``).
+- ``faults``: outage, empty or garbage answers, slow commands, token-lookup faults.
+- ``procs``: processes from ``/proc``, signals by process group, the job token.
+- ``runner``: job supervision (dependencies, slots, start, limits, kills, endings),
+  shaped by a ``JobStyle``.
+- ``depend``: when a parsed dependency tree is met, not yet, or never.
+- ``cli``: the entry point around each command (call log, faults, usage errors).
+
+Adding a scheduler (say PBS Pro, as ``cluster_api/testing/pbssim/``): write its
+``settings`` (state-folder variable, command names, knobs), ``formats`` (ids like
+``123.server``, ``qstat -f -F json``), the parser of ``-W depend=afterok:1`` into the
+tree of ``depend`` (afterok -> done, afternotok -> exit, afterany -> ended, after ->
+started), a ``JobStyle`` (``PBS_JOBID``, ``PBS_ARRAY_INDEX``, ``^array_index^``), one
+module per command (``qsub``, ``qstat``, ``qdel``) that reads and writes the shared job
+table, a ``main`` with its ``cli.Scheduler`` and a ``__main__`` launcher like
+``lsfsim``'s (its folder name must end in ``sim`` so ``procs.runner_alive`` knows its
+runners). The Python handle subclasses ``cluster_api.testing.simulator``'s
+``LSFSimulator`` pattern: state folder, wrappers, knobs, faults and the call log come
+from here unchanged.
+"""
