@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import ClusterConfig, load_config
+from .config import ClusterConfig, executor_class, load_config
 from .core import Executor
-from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
-from .executors import available_executors, get_executor_class
+from .errors import (
+    ClusterAPIError,
+    CommandFailedError,
+    CommandTimeoutError,
+    SubmitError,
+    WaitTimeoutError,
+)
+from .executors import available_executors, get_executor_class  # noqa: F401 (0.8.1 had it here)
 from .executors.local import LocalExecutor
 from .executors.lsf import LSFExecutor
 from .executors.slurm import SlurmExecutor
@@ -33,6 +39,7 @@ __all__ = [
     "ResourceSpec",
     "SlurmExecutor",
     "SubmitError",
+    "WaitTimeoutError",
     "available_executors",
     "create_executor",
     "load_config",
@@ -46,4 +53,4 @@ def create_executor(
 ) -> Executor:
     """Load the config (file, then ``profile``, then ``overrides``) and build its executor."""
     config = load_config(config_path, profile, overrides)
-    return get_executor_class(config.executor)(config)
+    return executor_class(config)(config)

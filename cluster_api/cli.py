@@ -1,7 +1,8 @@
 """The ``cluster-api`` command: submit, status, watch and cancel jobs; show and check config.
 
-Built on the public API only (``create_executor``, ``JobMonitor``, records), so anything
-the command does, a script can do too. Executors are created with ``journal=True``: a job
+Built on the public API (``create_executor``, ``JobMonitor``, records), so anything the
+command does, a script can do too; ``watch`` also reads the journal to find jobs submitted
+after it started. Executors are created with ``journal=True``: a job
 submitted by one ``cluster-api`` process is found again by the next one (``status``,
 ``watch``, ``cancel``) through the journal in the config's ``log_directory``.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -23,20 +25,22 @@ import shlex
 import sqlite3
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import yaml
 
 from . import __version__
-from .config import ClusterConfig, find_config_file, load_config
+from .config import ClusterConfig, executor_class, find_config_file, load_config
 from .core import Executor
 from .errors import ClusterAPIError
 from .executors import available_executors, get_executor_class
-from .executors.local import LocalExecutor
+from .journal import Journal
 from .models import JobRecord, JobStatus, ResourceSpec
 from .monitor import JobMonitor
 from .progress import (
@@ -400,7 +404,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
     """The executor the config (file, profile, ``--executor``, journal on) describes."""
     config = _load(args)
     try:
-        return get_executor_class(config.executor)(config)
+        return executor_class(config)(config)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except (OSError, sqlite3.Error) as exc:  # the journal in log_directory
@@ -478,52 +482,33 @@ async def _submit(
     if args.json:
         ui.print(json.dumps(record.to_dict(), indent=2))
     else:
+        ui.print(record.job_id)  # alone on stdout, for `id=$(cluster-api submit ...)`
         what = f"array of {record.element_count}" if record.is_array else "job"
-        ui.print(f"submitted {what} {record.name} as job {record.job_id}")
+        Ui.note(f"submitted {what} {record.name} as job {record.job_id}")
     if args.wait:
         return await watch_records(executor, [record], ui, args.poll_interval)
-    if isinstance(executor, LocalExecutor):
-        await _until_launched(record)
     return EXIT_OK
 
 
-async def _until_launched(record: JobRecord) -> None:
-    """The local executor starts a job's processes from this process; they outlive it, but
-    only once started. Wait until every one has (an array with ``--max-concurrent`` starts
-    its last elements as earlier ones end)."""
-
-    def launched() -> bool:
-        if record.status.is_terminal:
-            return True
-        if record.array_elements:
-            return all(
-                e.start_time is not None or e.status.is_terminal
-                for e in record.array_elements.values()
-            )
-        return record.start_time is not None
-
-    limit = record.metadata.get("max_concurrent")
-    if limit is not None and limit < len(record.array_elements):
-        Ui.note(
-            "the local executor starts array elements from this process as slots free up; "
-            "waiting until the last one has started"
-        )
-    while not launched():
-        await asyncio.sleep(0.02)
-
-
 # -- finding jobs again --------------------------------------------------------------------
-async def find_jobs(executor: Executor, job_ids: Sequence[str]) -> list[JobRecord]:
-    """The named jobs (tracked by id if the journal and scheduler did not bring them back)
-    or, with no ids, this prefix's unfinished jobs; all freshly polled."""
+async def find_jobs(
+    executor: Executor, job_ids: Sequence[str]
+) -> tuple[list[JobRecord], list[str]]:
+    """The named jobs and the ids among them nobody knows, or, with no ids, this prefix's
+    unfinished jobs; all freshly polled.
+
+    An id is known when it is tracked, in the journal, or reported by the scheduler (a job
+    of another prefix or program); any other id is unknown, and is not tracked further.
+    """
     if not job_ids:
         # Jobs that ended within the retention window are shown too, so a quick job
         # submitted a moment ago is seen to finish rather than vanish.
         window = executor.config.completed_retention_minutes
-        return await executor.reconnect(finished_within_minutes=window)
+        return await executor.reconnect(finished_within_minutes=window), []
     await executor.reconnect()
     known = executor.jobs
-    records, fresh = [], False
+    records: list[JobRecord] = []
+    fresh: list[JobRecord] = []
     for job_id in dict.fromkeys(job_ids):
         record = known.get(job_id)
         if record is None:
@@ -531,25 +516,42 @@ async def find_jobs(executor: Executor, job_ids: Sequence[str]) -> list[JobRecor
                 record = executor.track(job_id)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            fresh = True
+            fresh.append(record)
         records.append(record)
     if fresh:
         await executor.poll()
-    return records
+    unknown = [
+        r.job_id
+        for r in fresh
+        if r.metadata.get("tracked") and not r.is_terminal and executor.is_unseen(r.job_id)
+    ]
+    for job_id in unknown:
+        executor.remove_job(job_id)
+    return [r for r in records if r.job_id not in unknown], unknown
+
+
+def report_unknown(executor: Executor, job_ids: Sequence[str], consequence: str = "") -> None:
+    """Say, on stderr, which ids no source knows."""
+    for job_id in job_ids:
+        Ui.error(
+            f"job {job_id}: unknown (not in this config's journal, and the {executor.name} "
+            f"executor does not report it){consequence}"
+        )
 
 
 # -- status --------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
     executor = make_executor(args)
     ui = Ui(args.plain)
-    records = asyncio.run(find_jobs(executor, args.jobs))
+    records, unknown = asyncio.run(find_jobs(executor, args.jobs))
+    report_unknown(executor, unknown)
     if args.json:
         ui.print(json.dumps([r.to_dict() for r in records], indent=2))
-    elif not records:
+    elif not records and not unknown:
         ui.print("no recent or unfinished jobs")
     else:
-        print_status_table(ui, records)
-    return _exit_code(records)
+        print_status_table(ui, records, unknown)
+    return EXIT_FAILED if unknown else _exit_code(records)
 
 
 def _time(record: JobRecord) -> str:
@@ -557,7 +559,8 @@ def _time(record: JobRecord) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-def print_status_table(ui: Ui, records: Sequence[JobRecord]) -> None:
+def print_status_table(ui: Ui, records: Sequence[JobRecord], unknown: Sequence[str] = ()) -> None:
+    """The jobs' table; ids in ``unknown`` get a row that says so."""
     headers = ("JOB ID", "NAME", "STATUS", "EXIT", "PROGRESS", "HOST", "SUBMITTED")
     rows = []
     for r in records:
@@ -573,7 +576,9 @@ def print_status_table(ui: Ui, records: Sequence[JobRecord]) -> None:
                 _time(r),
             )
         )
-    ui.table(headers, rows, [status_style(r.status) for r in records])
+    rows += [(job_id, "-", JobStatus.UNKNOWN.value, "-", "-", "-", "-") for job_id in unknown]
+    styles = [status_style(r.status) for r in records]
+    ui.table(headers, rows, styles + [status_style(JobStatus.UNKNOWN)] * len(unknown))
 
 
 # -- watch ---------------------------------------------------------------------------------
@@ -582,11 +587,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
     ui = Ui(args.plain)
 
     async def run() -> int:
-        records = await find_jobs(executor, args.jobs)
+        records, unknown = await find_jobs(executor, args.jobs)
+        report_unknown(executor, unknown, "; not watched")
         if not records:
-            ui.print("no recent or unfinished jobs (`cluster-api status JOB` shows an older one)")
-            return EXIT_OK
-        return await watch_records(executor, records, ui, args.poll_interval)
+            if not unknown:
+                ui.print(
+                    "no recent or unfinished jobs (`cluster-api status JOB` shows an older one)"
+                )
+            return EXIT_FAILED if unknown else EXIT_OK
+        code = await watch_records(
+            executor, records, ui, args.poll_interval, follow_journal=not args.jobs
+        )
+        return EXIT_FAILED if unknown else code
 
     return asyncio.run(run())
 
@@ -596,28 +608,80 @@ async def watch_records(
     records: Sequence[JobRecord],
     ui: Ui,
     poll_interval: float | None = None,
+    *,
+    follow_journal: bool = False,
 ) -> int:
-    """Follow ``records`` with a :class:`ProgressView` until all ended; return the exit code."""
+    """Follow ``records`` with a `ProgressView` until all ended; return the exit code.
+
+    Between two polls the view's status line counts down to the next query. With
+    ``follow_journal``, jobs this config's journal records later (a `submit` in another
+    shell) are followed too: found by reading the journal, so no extra scheduler query.
+    """
     monitor = JobMonitor(executor, poll_interval)
-    view = ProgressView(records, stream=ui.out, use_rich=ui.rich)
+    watched = list(records)
+    view = ProgressView(watched, stream=ui.out, use_rich=ui.rich)
 
     def changed(record: JobRecord, old: JobStatus, new: JobStatus) -> None:
         view.update()
 
     monitor.on_status_change(changed)
     tick = min(monitor.poll_interval, WATCH_TICK_SECONDS)
+    newcomers = JournalFollower(executor) if follow_journal else None
     try:
         async with monitor:
             while True:
-                try:
-                    await monitor.wait_for(*records, timeout=tick)
+                for record in newcomers.new_jobs() if newcomers is not None else []:
+                    watched.append(record)
+                    view.add(record)
+                if all(r.is_terminal for r in watched):
                     break
-                except asyncio.TimeoutError:
-                    view.update()
+                view.set_status(next_query_text(monitor, datetime.now(timezone.utc)))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await monitor.wait_for(*watched, timeout=tick)
+                view.update()
     finally:
         view.close()
-    ui.print(summary_line(records))
-    return _exit_code(records)
+        if newcomers is not None:
+            newcomers.close()
+    ui.print(summary_line(watched))
+    return _exit_code(watched)
+
+
+def next_query_text(monitor: JobMonitor, now: datetime) -> str:
+    """When the monitor asks the scheduler next (or why it is late), for the status line."""
+    failures = monitor.consecutive_failures
+    if failures:
+        plural = "query" if failures == 1 else f"{failures} queries"
+        return f"the scheduler did not answer the last {plural}; retrying with backoff"
+    last = monitor.last_successful_poll
+    if last is None:
+        return "asking the scheduler..."
+    left = round(monitor.poll_interval - (now - last).total_seconds())
+    every = f"every {monitor.poll_interval:g} s"
+    return f"next query in {left} s ({every})" if left > 0 else f"asking the scheduler ({every})"
+
+
+class JournalFollower:
+    """Finds jobs this config's journal recorded after the executor last looked: the
+    journal is where every `cluster-api submit` writes its job first."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._journal = Journal(executor.config.log_directory, executor.name)
+        self._since = time.time()
+
+    def new_jobs(self) -> list[JobRecord]:
+        """This prefix's journalled jobs not tracked yet, now tracked: the unfinished ones
+        and those that ended since the follower started (a quick job may end before it
+        is seen running)."""
+        tracked = self._executor.jobs
+        prefix = self._executor.config.job_name_prefix
+        ended = self._journal.finished_since(prefix, time.time() - self._since)
+        found = [*ended, *self._journal.unfinished(prefix)]
+        return [self._executor.track(r.job_id) for r in found if r.job_id not in tracked]
+
+    def close(self) -> None:
+        self._journal.close()
 
 
 def summary_line(records: Sequence[JobRecord]) -> str:
@@ -656,37 +720,40 @@ def _name_matcher(executor: Executor, pattern: str) -> Callable[[JobRecord], boo
 
 
 async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
-    unfinished = await executor.reconnect()
+    unknown: list[str] = []
     try:
-        if args.all:
-            targets = [r for r in unfinished if not r.is_terminal]
-            await executor.cancel_all()
-        elif args.name:
-            matches = _name_matcher(executor, args.name)
-            targets = [r for r in unfinished if not r.is_terminal and matches(r)]
-            await executor.cancel_by_name(args.name)
-        else:
-            known = {r.job_id: r for r in unfinished}
-            targets = []
-            for job_id in dict.fromkeys(args.jobs):
-                await executor.cancel(job_id)
-                if job_id in known:
-                    targets.append(known[job_id])
-                else:
+        if args.jobs:
+            found, unknown = await find_jobs(executor, args.jobs)
+            report_unknown(executor, unknown, "; nothing sent")
+            targets = [r for r in found if not r.is_terminal]
+            for record in found:
+                if record.is_terminal:
                     ui.print(
-                        f"job {job_id}: cancel sent (not an unfinished job of this config, "
-                        "so not followed)"
+                        f"job {record.job_id} ({display_name(record)}): already ended, "
+                        f"{job_summary(record)}; nothing sent"
                     )
+            for record in targets:
+                await executor.cancel(record.job_id)
+        else:
+            unfinished = await executor.reconnect()
+            if args.all:
+                targets = [r for r in unfinished if not r.is_terminal]
+                await executor.cancel_all()
+            else:
+                matches = _name_matcher(executor, args.name)
+                targets = [r for r in unfinished if not r.is_terminal and matches(r)]
+                await executor.cancel_by_name(args.name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    code = EXIT_FAILED if unknown else EXIT_OK
     if not targets:
         if args.all or args.name:
             ui.print("no unfinished jobs matched")
-        return EXIT_OK
+        return code
     for record in targets:
         ui.print(f"job {record.job_id} ({display_name(record)}): cancel requested")
     if args.no_wait:
-        return EXIT_OK
+        return code
     monitor = JobMonitor(executor, min(executor.config.poll_interval, 1.0))
     try:
         async with monitor:
@@ -695,7 +762,7 @@ async def _cancel(executor: Executor, ui: Ui, args: argparse.Namespace) -> int:
         Ui.warning(f"some jobs had not ended after {args.timeout:g} s")
     for record in targets:
         ui.print(f"job {record.job_id} ({display_name(record)}): {job_summary(record)}")
-    return EXIT_OK
+    return code
 
 
 # -- config --------------------------------------------------------------------------------

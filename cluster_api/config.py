@@ -8,17 +8,22 @@ key in the message, rather than when the thousandth job is submitted.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .models import check_single_line, validate_resources
 from .units import parse_memory_bytes
+
+if TYPE_CHECKING:
+    from .core import Executor
 
 __all__ = ["ClusterConfig", "find_config_file", "load_config", "parse_memory_bytes"]
 
@@ -28,7 +33,8 @@ LSF_UNITS = ("KB", "MB", "GB", "TB")
 
 @dataclass
 class ClusterConfig:
-    """Site and pipeline settings. See the README's configuration reference."""
+    """Site and pipeline settings; every key is described in the
+    [configuration reference](configuration.md#reference)."""
 
     executor: str = "local"
     cpus: int | None = None
@@ -55,6 +61,7 @@ class ClusterConfig:
     poll_all_users: bool = False
     max_concurrent_commands: int = 8
     journal: bool = False
+    local_max_running: int | None = None
     # Where each value came from ("default", a file path, "profile NAME in PATH",
     # "override"); filled by load_config, for people reading a merged config.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -120,6 +127,13 @@ def validate_config(config: ClusterConfig) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(
             f"{owner}.max_concurrent_commands must be a whole number >= 1, got {limit!r}"
+        )
+    running = config.local_max_running
+    if running is not None and (
+        isinstance(running, bool) or not isinstance(running, int) or running < 1
+    ):
+        raise ValueError(
+            f"{owner}.local_max_running must be a whole number >= 1 or null, got {running!r}"
         )
     if not config.shebang.startswith("#!"):
         raise ValueError(f"{owner}.shebang must start with '#!', got {config.shebang!r}")
@@ -205,14 +219,36 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'poll_interval'?)`` for the closest of ``choices``; empty if none
+    is close: a typo should cost one glance at the message, not a trip to the docs."""
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _known_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
     known = {}
     for key, value in values.items():
         if key in CONFIG_FIELDS:
             known[key] = value
         else:
-            warnings.warn(f"{where}: unknown config key {key!r} ignored", UserWarning, stacklevel=4)
+            hint = did_you_mean(key, CONFIG_FIELDS)
+            warnings.warn(
+                f"{where}: unknown config key {key!r} ignored{hint}", UserWarning, stacklevel=4
+            )
     return known
+
+
+def executor_class(config: ClusterConfig) -> type[Executor]:
+    """The class of ``config.executor``; a ValueError that also names where the name was
+    written (the file, the profile or an override), since the registry alone cannot."""
+    from .executors import get_executor_class
+
+    try:
+        return get_executor_class(config.executor)
+    except ValueError as exc:
+        origin = config.sources.get("executor", "default")
+        raise ValueError(f"{origin}: config.executor: {exc}") from None
 
 
 def load_config(
@@ -220,7 +256,8 @@ def load_config(
     profile: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> ClusterConfig:
-    """Load the config file (see :func:`find_config_file`), apply a profile, then overrides.
+    """Load the config file (see `find_config_file`), apply a profile, then
+    overrides.
 
     Unknown keys in the file are warned about (a newer file may carry keys this version
     does not know); unknown override keys are an error, since they are a typo in code.
@@ -252,7 +289,8 @@ def load_config(
     for key, value in (overrides or {}).items():
         if key not in CONFIG_FIELDS:
             raise ValueError(
-                f"unknown config override {key!r}; known keys: {', '.join(sorted(CONFIG_FIELDS))}"
+                f"unknown config override {key!r}{did_you_mean(key, CONFIG_FIELDS)}; "
+                f"known keys: {', '.join(sorted(CONFIG_FIELDS))}"
             )
         merged[key], sources[key] = value, "override"
 

@@ -4,7 +4,7 @@ A concrete executor supplies four things: its directives (``build_header``), how
 a written script to the scheduler (``_submit_script``), one status query for many jobs
 (``_query``) and how to cancel (``_cancel_ids``). Rendering, bookkeeping, status rules
 and the exit-code fallback live here, so every scheduler behaves the same way.
-Every scheduler command runs through :meth:`Executor._call`, the seam tests patch.
+Every scheduler command runs through `Executor._call`, the seam tests patch.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import shlex
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -76,7 +76,12 @@ def gc_paused() -> Iterator[None]:
 
 @dataclass(slots=True)
 class Observation:
-    """What one status query said about one job or array element."""
+    """What one status query said about one job or array element.
+
+    Its status is the scheduler's word: KILLED only when the scheduler said the job was
+    killed (an exit reason such as ``TERM_OWNER``, a ``CANCELLED`` state, the signal a
+    local job died of), never because we asked for a cancel (see
+    ``Executor._end_of_accepted_kill``)."""
 
     status: JobStatus
     exit_code: int | None = None
@@ -99,6 +104,16 @@ class QueryResult:
 
     def seen(self, job_id: str) -> bool:
         return job_id in self.jobs or job_id in self.elements
+
+
+@dataclass
+class CommandAnswer:
+    """What one scheduler command given ``ids`` printed, and whether it exited non-zero."""
+
+    ids: list[str]
+    stdout: str
+    stderr: str = ""
+    failed: bool = False
 
 
 @dataclass
@@ -143,6 +158,8 @@ class Executor(ABC):
     job_id_example: ClassVar[str] = ""
     #: Environment variable in which the scheduler gives an array element its index.
     array_index_variable: ClassVar[str | None] = None
+    #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
+    records_cancel_as_done: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config if config is not None else ClusterConfig(executor=self.name or "local")
@@ -151,9 +168,15 @@ class Executor(ABC):
         self._command_slots = asyncio.Semaphore(self.config.max_concurrent_commands)
         self._changed: asyncio.Event | None = None
         self._cancel_requested: set[str] = set()
+        # Jobs whose cancel the scheduler accepted -> the end that gave them (KILLED, or
+        # DONE for done=True), kept until the scheduler reports that end in detail.
+        self._kill_accepted: dict[str, JobStatus] = {}
         self._unseen_seconds: dict[str, float] = {}
         self._last_poll_ok: float | None = None
         self._last_poll_failed = False
+        # A status query failed: the next command that succeeds wakes the monitor, so it
+        # probes the scheduler then instead of sitting out its backoff.
+        self._probe_wanted = False
         self._history_asked: set[str] = set()
         self._submitting: set[str] = set()  # journal keys of submissions awaiting an answer
         self._journal = (
@@ -195,11 +218,17 @@ class Executor(ABC):
         self._jobs.pop(str(job_id), None)
         self._unseen_seconds.pop(str(job_id), None)
         self._cancel_requested.discard(str(job_id))
+        self._kill_accepted.pop(str(job_id), None)
         self._history_asked.discard(str(job_id))
 
     def unseen_seconds(self, job_id: str) -> float:
         """How long successful status queries have not mentioned this job."""
         return self._unseen_seconds.get(job_id, 0.0)
+
+    def is_unseen(self, job_id: str) -> bool:
+        """Whether no successful status query has mentioned this job since it was tracked
+        or last seen: after a poll, true of an id the scheduler does not know."""
+        return str(job_id) in self._unseen_seconds
 
     def unseen_for(self, seconds: float) -> list[JobRecord]:
         """Unfinished jobs that successful status queries have not mentioned for at least
@@ -503,17 +532,24 @@ class Executor(ABC):
     async def poll(self) -> dict[str, JobStatus]:
         """One status query for every active job; updates the records in place.
 
+        Jobs whose cancel the scheduler accepted are asked about once more, until it
+        reports how they ended (their exit code and finish time; their status is set).
         Raises a ClusterAPIError subclass when the scheduler did not answer usefully; in
         that case no record changes and no job counts as unseen.
         """
         active = self.active_jobs
+        for job_id in self._kill_accepted:
+            record = self._jobs.get(job_id)
+            if record is not None:
+                active[job_id] = record
         if not active:
             return {}
         now = time.monotonic()
+        self._probe_wanted = False
         try:
             result = await self._query(active)
         except ClusterAPIError:
-            self._last_poll_failed = True
+            self._last_poll_failed = self._probe_wanted = True
             raise
         # Only time between two good answers counts as unseen: an outage is not evidence.
         interval = 0.0
@@ -523,22 +559,29 @@ class Executor(ABC):
 
         with gc_paused():
             changed, missing = self._apply_result(active, result, interval)
-        for record in missing:
-            mark = (record.status, record.completed_elements)
-            self._resolve_from_exit_files(record, {})
-            if (record.status, record.completed_elements) != mark:
-                changed.append(record)
+        # A job the scheduler no longer knows: its history says who ended it (an admin's
+        # kill included), which an exit file cannot, so it is asked first, once; exit
+        # files settle the rest. A job whose exit files all say 0 needs no history.
         lost = [
             r
             for r in missing
             if not r.status.is_terminal
             and r.job_id in result.not_found
             and r.job_id not in self._history_asked
+            and not _exit_files_say_success(r)
         ]
         if lost:
             self._history_asked.update(r.job_id for r in lost)
             await self.recover_lost(lost)
             changed.extend(lost)
+        for record in missing:
+            if record.status.is_terminal and record.job_id not in self._kill_accepted:
+                continue  # its history told
+            mark = (record.status, record.completed_elements, record.exit_code)
+            self._resolve_from_exit_files(record, {})
+            if (record.status, record.completed_elements, record.exit_code) != mark:
+                changed.append(record)
+        self._forget_reported_kills(result, missing)
         if changed and self._journal is not None:
             self.persist(dict.fromkeys(changed))  # a record may be listed twice
         return {job_id: record.status for job_id, record in active.items()}
@@ -549,8 +592,9 @@ class Executor(ABC):
         """Apply one answer to the active jobs: the records that changed, and those the
         answer did not mention (their unseen time grows by ``interval``)."""
         jobs, elements, unseen = result.jobs, result.elements, self._unseen_seconds
-        for job_id in self._cancel_requested:
-            _count_as_killed(jobs.get(job_id), elements.get(job_id))
+        for job_id in self._kill_accepted:
+            if job_id in jobs or job_id in elements:
+                self._end_of_accepted_kill(job_id, jobs.get(job_id), elements.get(job_id))
         for job_id in [j for j in unseen if j in jobs or j in elements]:
             del unseen[job_id]  # seen again: the clock restarts
         changed: list[JobRecord] = []
@@ -559,10 +603,13 @@ class Executor(ABC):
             obs = jobs.get(job_id)
             reported = elements.get(job_id) if elements else None
             if reported is None:  # a plain job (the usual case), or one not mentioned
+                if obs is not None and _is_array(record):
+                    _skip_whole_job_record(job_id)
+                    obs = None
                 if obs is None:
                     unseen[job_id] = unseen.get(job_id, 0.0) + interval
                     missing.append(record)
-                elif update_record(record, obs):
+                elif update_record(record, obs) or job_id in self._kill_accepted:
                     changed.append(record)
                 continue
             if self._apply(record, obs, reported):
@@ -575,6 +622,43 @@ class Executor(ABC):
                 if record.completed_elements != done:
                     changed.append(record)
         return changed, missing
+
+    def _end_of_accepted_kill(
+        self,
+        job_id: str,
+        obs: Observation | None,
+        elements: Mapping[int, Observation] | None = None,
+    ) -> None:
+        """The one place a job's end comes from our cancel rather than from the words of
+        a status answer: once the scheduler accepted the cancel (``bkill``'s per-job
+        answer, a local kill), the job was marked with that end, and whatever end the
+        scheduler reports for it afterwards only brings the details (exit code, finish
+        time). Everywhere else an Observation says KILLED only when the scheduler said
+        so (an exit reason such as ``TERM_OWNER``, a ``CANCELLED`` state, the signal a
+        local job died of); a cancel the scheduler did not accept relabels nothing."""
+        end = self._kill_accepted.get(job_id)
+        if end is None:
+            return
+        if obs is not None and obs.status.is_terminal:
+            obs.status = end
+        for element in (elements or {}).values():
+            if element.status.is_terminal:
+                element.status = end
+
+    def _forget_reported_kills(self, result: QueryResult, missing: list[JobRecord]) -> None:
+        """Stop asking about killed jobs once the scheduler told their end, or forgot them."""
+        if not self._kill_accepted:
+            return
+        gone = {r.job_id for r in missing}
+        for job_id in list(self._kill_accepted):
+            obs = result.jobs.get(job_id)
+            elements = result.elements.get(job_id)
+            ended = (obs is not None and obs.status.is_terminal) or (
+                elements is not None and all(e.status.is_terminal for e in elements.values())
+            )
+            if ended or job_id in gone or job_id not in self._jobs:
+                del self._kill_accepted[job_id]
+                self._unseen_seconds.pop(job_id, None)
 
     async def recover_lost(self, records: list[JobRecord]) -> None:
         """Hook: ask a second source (job history) how these lost jobs ended. Called once
@@ -595,13 +679,15 @@ class Executor(ABC):
         anything the journal keeps (its status, an element's status) changed."""
         changed = False
         if obs is not None:
-            changed = update_record(record, obs)
+            if elements or _is_array(record):
+                _skip_whole_job_record(record.job_id)
+            else:
+                changed = update_record(record, obs)
         if elements:
-            array = record.array_elements
             for index, obs in elements.items():
-                element = array.get(index)
+                element = element_of(record, index)
                 if element is None:
-                    element = array[index] = ArrayElement(index=index)
+                    continue
                 changed = update_element(element, obs) or changed
                 if obs.reason and obs.status is JobStatus.FAILED:
                     record.metadata.setdefault("exit_reason", obs.reason)
@@ -635,21 +721,22 @@ class Executor(ABC):
             )
 
     def _observation_from_exit_code(self, code: int, record: JobRecord) -> Observation:
-        if code == 0:
-            status = JobStatus.DONE
-        elif record.job_id in self._cancel_requested:
-            status = JobStatus.KILLED
-        else:
-            status = JobStatus.FAILED
-        return Observation(status=status, exit_code=code)
+        """What an exit file says: the code alone, so DONE or FAILED (who killed a job
+        is the scheduler's to say: its history is asked first)."""
+        obs = Observation(status=JobStatus.DONE if code == 0 else JobStatus.FAILED, exit_code=code)
+        self._end_of_accepted_kill(record.job_id, obs)
+        return obs
 
     # -- cancellation ------------------------------------------------------------------
     async def cancel(self, job_id: str, *, done: bool = False) -> None:
-        """Cancel one job (``done=True`` asks the scheduler to record it as done, where it can)."""
+        """Cancel one job (``done=True`` asks the scheduler to record it as done, where it
+        can). Returns once the scheduler answered; if it accepted, the record ends KILLED
+        (DONE) now, and if it said the job had already ended, the next poll tells how."""
         job_id = str(job_id)
         check_single_line("job_id", job_id)
         self._cancel_requested.add(job_id)
-        await self._cancel_ids([job_id], done=done)
+        accepted = await self._cancel_ids([job_id], done=done)
+        self._mark_killed([job_id] if accepted is None else accepted, done)
 
     async def cancel_all(self, *, done: bool = False) -> None:
         """Cancel every active tracked job, many ids per scheduler command."""
@@ -657,7 +744,8 @@ class Executor(ABC):
         if not ids:
             return
         self._cancel_requested.update(ids)
-        await self._cancel_ids(ids, done=done)
+        accepted = await self._cancel_ids(ids, done=done)
+        self._mark_killed(ids if accepted is None else accepted, done)
 
     async def cancel_by_name(self, name_pattern: str) -> None:
         """Cancel jobs whose name matches ``name_pattern`` (``*`` wildcards allowed).
@@ -666,10 +754,37 @@ class Executor(ABC):
         unless the pattern already starts with it.
         """
         pattern = self._scheduler_name_pattern(name_pattern)
-        for job_id, record in self.active_jobs.items():
-            if fnmatch.fnmatchcase(record.name, pattern):
-                self._cancel_requested.add(job_id)
-        await self._cancel_name_pattern(pattern)
+        matching = [
+            job_id
+            for job_id, record in self.active_jobs.items()
+            if fnmatch.fnmatchcase(record.name, pattern)
+        ]
+        self._cancel_requested.update(matching)
+        accepted = await self._cancel_name_pattern(pattern)
+        self._mark_killed(matching if accepted is None else accepted, False)
+
+    def _mark_killed(self, job_ids: Iterable[str], done: bool) -> None:
+        """End the tracked, unfinished jobs among those whose cancel the scheduler
+        accepted: KILLED, or DONE where the scheduler records ``done=True`` as such. An
+        array's unfinished elements end so. Callbacks fire in the next monitor cycle."""
+        end = JobStatus.DONE if done and self.records_cancel_as_done else JobStatus.KILLED
+        obs = Observation(end, finish_time=utcnow())
+        marked = []
+        for job_id in job_ids:
+            record = self._jobs.get(job_id)
+            if record is None or record.status.is_terminal:
+                continue
+            self._kill_accepted[job_id] = end
+            if record.array_elements:
+                for element in record.array_elements.values():
+                    update_element(element, obs)
+                roll_up_array(record)
+            else:
+                update_record(record, obs)
+            marked.append(record)
+        if marked:
+            self.persist(marked)
+            self._notify_change()
 
     def _scheduler_name_pattern(self, name_pattern: str) -> str:
         if not isinstance(name_pattern, str) or not name_pattern.strip():
@@ -681,12 +796,14 @@ class Executor(ABC):
         return "*".join(safe_job_name(part) if part else "" for part in name_pattern.split("*"))
 
     @abstractmethod
-    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
-        """Cancel these jobs on the scheduler."""
+    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> Collection[str] | None:
+        """Cancel these jobs on the scheduler; return the ids it accepted (per its
+        answer), or None when the command succeeding is all it says (all accepted)."""
 
     @abstractmethod
-    async def _cancel_name_pattern(self, pattern: str) -> None:
-        """Cancel the jobs whose scheduler-side name matches ``pattern``."""
+    async def _cancel_name_pattern(self, pattern: str) -> Collection[str] | None:
+        """Cancel the jobs whose scheduler-side name matches ``pattern``; return the ids
+        the scheduler accepted, or None when it accepted every tracked match."""
 
     async def _submit_exactly_once(
         self,
@@ -762,19 +879,25 @@ class Executor(ABC):
         """The seam every retry wait goes through (tests patch it instead of sleeping)."""
         await asyncio.sleep(seconds)
 
-    async def _run_batches(self, argv: Sequence[str], ids: Sequence[str], size: int) -> None:
+    async def _run_batches(
+        self, argv: Sequence[str], ids: Sequence[str], size: int
+    ) -> list[CommandAnswer]:
         """Run ``argv + batch`` for batches of at most ``size`` ids, concurrently (still at
-        most ``max_concurrent_commands`` at once). A batch that fails is logged: cancel
-        commands exit non-zero when some jobs had already ended, the others were still
-        cancelled, and the next poll tells the truth about each."""
+        most ``max_concurrent_commands`` at once); what each printed, for the caller to
+        read per-id answers from. A batch that fails is logged, not raised: cancel
+        commands exit non-zero when some jobs had already ended, and the others were
+        still cancelled."""
 
-        async def one(batch: Sequence[str]) -> None:
+        async def one(batch: Sequence[str]) -> CommandAnswer:
             try:
-                await self._run([*argv, *batch])
+                return CommandAnswer(list(batch), await self._run([*argv, *batch]))
             except CommandFailedError as exc:
                 logger.info("%s reported: %s", argv[0], exc)
+                return CommandAnswer(list(batch), exc.stdout, exc.stderr or str(exc), failed=True)
 
-        await asyncio.gather(*(one(ids[i : i + size]) for i in range(0, len(ids), size)))
+        return list(
+            await asyncio.gather(*(one(ids[i : i + size]) for i in range(0, len(ids), size)))
+        )
 
     # -- reconnection ------------------------------------------------------------------
     async def reconnect(self, *, finished_within_minutes: float = 0.0) -> list[JobRecord]:
@@ -862,15 +985,19 @@ class Executor(ABC):
         stdin_file: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Run a scheduler command through :meth:`_call`, at most
+        """Run a scheduler command through `_call`, at most
         ``max_concurrent_commands`` at once across this executor."""
         async with self._command_slots:
-            return await self._call(
+            out = await self._call(
                 list(cmd),
                 timeout=timeout if timeout is not None else self.config.command_timeout,
                 env=dict(env) if env else None,
                 stdin_file=stdin_file,
             )
+        if self._probe_wanted:
+            self._probe_wanted = False
+            self._notify_change()
+        return out
 
     @staticmethod
     async def _call(
@@ -992,13 +1119,55 @@ def read_exit_file(path: str) -> int | None:
         return None
 
 
-def _count_as_killed(obs: Observation | None, elements: dict[int, Observation] | None) -> None:
-    """A job we asked to cancel that the scheduler reports failed was killed, by us."""
-    if obs is not None and obs.status is JobStatus.FAILED:
-        obs.status = JobStatus.KILLED
-    for element in (elements or {}).values():
-        if element.status is JobStatus.FAILED:
-            element.status = JobStatus.KILLED
+def _exit_files_say_success(record: JobRecord) -> bool:
+    """True when the exit files of every unfinished part of this job say 0 (nothing
+    left for a job history to tell)."""
+    if record.script_path is None:
+        return False
+    if not record.array_elements:
+        return read_exit_file(exit_file_path(record.script_path)) == 0
+    return all(
+        read_exit_file(exit_file_path(record.script_path, index)) == 0
+        for index, element in record.array_elements.items()
+        if not element.status.is_terminal
+    )
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is True, but ``int("²")`` raises."""
+    return text.isascii() and text.isdigit()
+
+
+def _is_array(record: JobRecord) -> bool:
+    return record.is_array or bool(record.array_elements)
+
+
+def _skip_whole_job_record(job_id: str) -> None:
+    logger.warning(
+        "ignoring a record without an element index for array job %s: "
+        "an array's status comes from its elements",
+        job_id,
+    )
+
+
+def element_of(record: JobRecord, index: int) -> ArrayElement | None:
+    """The array element a report about ``index`` is for, created if the array does not
+    hold it yet; None (logged) for an index outside the submitted range, which must not
+    count toward the array's completion."""
+    element = record.array_elements.get(index)
+    if element is not None:
+        return element
+    bounds = record.metadata.get("array_range")
+    if index < 0 or (bounds and not int(bounds[0]) <= index <= int(bounds[1])):
+        logger.warning(
+            "ignoring a report of element %d of job %s: outside its range %s",
+            index,
+            record.job_id,
+            bounds,
+        )
+        return None
+    element = record.array_elements[index] = ArrayElement(index=index)
+    return element
 
 
 def update_record(target: JobRecord | ArrayElement, obs: Observation) -> bool:

@@ -1,10 +1,18 @@
 """Exceptions raised by cluster_api.
 
-Everything the library raises on purpose derives from :class:`ClusterAPIError`, so a
+Everything the library raises on purpose derives from `ClusterAPIError`, so a
 pipeline can catch one type around any call and still tell a timeout from a rejection.
 """
 
 from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import JobRecord
 
 
 class ClusterAPIError(Exception):
@@ -47,3 +55,32 @@ class SubmitError(ClusterAPIError):
     def __init__(self, message: str, *, job_may_exist: bool = False) -> None:
         super().__init__(message)
         self.job_may_exist = job_may_exist
+
+
+# asyncio.TimeoutError became the built-in TimeoutError in Python 3.11; before that a
+# caller may catch either, so a timeout has to be both.
+if sys.version_info >= (3, 11):
+    _TimeoutBase = TimeoutError
+else:
+
+    class _TimeoutBase(TimeoutError, asyncio.TimeoutError):
+        pass
+
+
+class WaitTimeoutError(ClusterAPIError, _TimeoutBase):
+    """``JobMonitor.wait_for`` ran out of time. ``unfinished`` holds the records it was
+    still waiting for (not ended yet, or ended with callbacks still running); they keep
+    running and stay tracked."""
+
+    def __init__(self, message: str, unfinished: Sequence[JobRecord] = ()) -> None:
+        super().__init__(message)
+        self.unfinished = list(unfinished)
+
+
+class UnknownJobError(ClusterAPIError):
+    """An id names no job of this library (a local pid that runs something else, for
+    instance: pids are reused), so nothing was done to it."""
+
+    def __init__(self, message: str, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

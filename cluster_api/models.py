@@ -48,6 +48,21 @@ def can_advance(old: JobStatus, new: JobStatus) -> bool:
     return old not in TERMINAL_STATUSES and STATUS_RANK[new] >= STATUS_RANK[old]
 
 
+def steps_between(
+    old: JobStatus, new: JobStatus, started: bool
+) -> list[tuple[JobStatus, JobStatus]]:
+    """The transitions a job went through from ``old`` to ``new``, in order.
+
+    A job that ended having started ran, even if no poll saw it running (it started and
+    ended between two polls), so it is told as going through RUNNING.
+    """
+    if old is new:
+        return []
+    if new.is_terminal and started and old is not JobStatus.RUNNING:
+        return [(old, JobStatus.RUNNING), (JobStatus.RUNNING, new)]
+    return [(old, new)]
+
+
 class JobExitCondition(str, enum.Enum):
     """Which endings an ``on_exit`` callback wants to hear about."""
 
@@ -218,6 +233,11 @@ class JobRecord:
     _terminal_since: float | None = field(default=None, repr=False)
     # The journal row of this submission (see journal.py); None: keyed by job id.
     _journal_key: str | None = field(default=None, repr=False)
+    # Set by the monitor when it stops tracking the ended record: a callback registered
+    # later is handed to it at once, since no cycle will look at this record again.
+    _on_late_callback: Callable[[JobRecord], None] | None = field(
+        default=None, init=False, repr=False
+    )
 
     # -- callbacks ---------------------------------------------------------------------
     def on_success(self, callback: Callback) -> JobRecord:
@@ -231,19 +251,28 @@ class JobRecord:
     def on_exit(
         self, callback: Callback, condition: JobExitCondition = JobExitCondition.ANY
     ) -> JobRecord:
-        """Call ``callback(record)`` once when the job ends in a way ``condition`` matches."""
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {callback!r}")
-        self._callbacks.append((JobExitCondition(condition), callback))
+        """Call ``callback(record)`` once when the job ends in a way ``condition`` matches.
+
+        Registered on a job that has already ended, it fires at once (or in the monitor's
+        next cycle). An async callback runs as a task of its own; a sync one runs on the
+        event loop, so while it runs nothing else does: keep it short, or make it async.
+        """
+        self._add_callback(JobExitCondition(condition), callback)
         return self
 
     def on_start(self, callback: Callback) -> JobRecord:
         """Call ``callback(record)`` once when the job is first seen running (or seen to
-        have run, if it started and ended between two polls)."""
+        have run, if it started and ended between two polls: then before its exit
+        callbacks)."""
+        self._add_callback(None, callback)
+        return self
+
+    def _add_callback(self, condition: JobExitCondition | None, callback: Callback) -> None:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        self._callbacks.append((None, callback))
-        return self
+        self._callbacks.append((condition, callback))
+        if self._on_late_callback is not None:
+            self._on_late_callback(self)
 
     @property
     def has_pending_callbacks(self) -> bool:
@@ -257,29 +286,31 @@ class JobRecord:
             or self.start_time is not None
         )
 
-    def take_callbacks(self) -> list[Callback]:
-        """Remove and return the callbacks that are due now, in registration order.
+    def take_callbacks(self) -> tuple[list[Callback], list[Callback]]:
+        """Remove and return the callbacks that are due now: the ``on_start`` ones, then
+        the exit ones (each in registration order), since a job starts before it ends.
 
         ``on_start`` callbacks are due once the job has started; exit callbacks once it
         is terminal, and only those matching how it ended (the rest are dropped, since a
         job ends only once). A job that ended without starting drops its start callbacks.
         """
-        due: list[Callback] = []
+        started_due: list[Callback] = []
+        ended_due: list[Callback] = []
         keep: list[tuple[JobExitCondition | None, Callback]] = []
         terminal, started = self.status.is_terminal, self.has_started
         for condition, cb in self._callbacks:
             if condition is None:
                 if started:
-                    due.append(cb)
+                    started_due.append(cb)
                 elif not terminal:
                     keep.append((condition, cb))
             elif terminal:
                 if condition.matches(self.status):
-                    due.append(cb)
+                    ended_due.append(cb)
             else:
                 keep.append((condition, cb))
         self._callbacks = keep
-        return due
+        return started_due, ended_due
 
     # -- status ------------------------------------------------------------------------
     @property
@@ -321,7 +352,9 @@ class JobRecord:
 
     @property
     def failed_element_indices(self) -> list[int]:
-        return sorted(i for i, e in self.array_elements.items() if e.status is JobStatus.FAILED)
+        """Elements that ended FAILED or KILLED (as in 0.8.1): the ones to run again."""
+        unsuccessful = (JobStatus.FAILED, JobStatus.KILLED)
+        return sorted(i for i, e in self.array_elements.items() if e.status in unsuccessful)
 
     def compute_array_status(self) -> JobStatus:
         """The parent's status from its elements: terminal only when every element is.
@@ -383,7 +416,7 @@ class JobRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
-        """Rebuild a record written by :meth:`to_dict`."""
+        """Rebuild a record written by `to_dict()`."""
         resources = data.get("resources")
         metadata = dict(data.get("metadata") or {})
         if isinstance(metadata.get("array_range"), list):

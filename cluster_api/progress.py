@@ -8,8 +8,8 @@ CI, no rich) it prints one line per job whenever that job's state changes::
 
     [00:12] capi-arr 1234: 7/10 done, 1 failed, 2 running
 
-The view only reads the records; whoever polls the scheduler calls :meth:`ProgressView.update`
-after each cycle and :meth:`ProgressView.close` at the end.
+The view only reads the records; whoever polls the scheduler calls `ProgressView.update()`
+after each cycle and `ProgressView.close()` at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .models import JobRecord, JobStatus
@@ -123,11 +123,11 @@ class ProgressView:
 
     With rich installed and ``stream`` a terminal this is a live display (one bar per
     job array, a spinner-like bar for a single job, done/failed/running counts, elapsed
-    time). Otherwise every :meth:`update` prints a line for each job whose state changed
+    time). Otherwise every `update()` prints a line for each job whose state changed
     since the last line printed for it, prefixed with the time since the view started.
 
     ``use_rich`` forces one mode or the other (True still needs rich installed);
-    ``clock`` replaces :func:`time.monotonic`, for tests.
+    ``clock`` replaces `time.monotonic`, for tests.
     """
 
     def __init__(
@@ -144,11 +144,15 @@ class ProgressView:
         self._started = clock()
         self._last: dict[int, str] = {}
         self._closed = False
+        self._status = ""
         if use_rich is None:
             use_rich = is_terminal(self.stream) and rich_available()
         elif use_rich and not rich_available():
             raise RuntimeError("rich is not installed: pip install 'py-cluster-api[cli]'")
         self._rich: _RichDisplay | None = _RichDisplay(self.stream) if use_rich else None
+        # A plain view on a terminal may rewrite one status line in place; in a file or
+        # a pipe every byte stays, so there it writes change lines only.
+        self._transient = self._rich is None and is_terminal(self.stream)
         self.update()
 
     @property
@@ -168,6 +172,31 @@ class ProgressView:
             f"{job_summary(record)}"
         )
 
+    def add(self, record: JobRecord) -> None:
+        """Show one more job (``cluster-api watch`` adopts jobs submitted after it started)."""
+        if all(r is not record for r in self.records):
+            self.records.append(record)
+            self.update()
+
+    def set_status(self, text: str) -> None:
+        """A line under the jobs that changes between updates, such as when the next
+        status query is due, so a long poll interval never looks like a hang. Drawn by
+        rich, rewritten in place on a plain terminal, not written to files or pipes."""
+        self._status = text
+        if self._closed:
+            return
+        if self._rich is not None:
+            self._rich.set_status(text)
+        elif self._transient:
+            self._draw_status()
+
+    def _status_line(self) -> str:
+        return f"[{format_elapsed(self.elapsed)}] {self._status}"
+
+    def _draw_status(self) -> None:
+        self.stream.write(f"\r{self._status_line()}{_CLEAR_TO_END}")
+        self.stream.flush()
+
     def update(self) -> None:
         """Redraw (rich) or print the lines of jobs whose state changed (plain)."""
         if self._closed:
@@ -176,24 +205,35 @@ class ProgressView:
             for record in self.records:
                 self._rich.show(record)
             return
-        changed = False
+        changed = []
         for record in self.records:
             summary = job_summary(record)
             if self._last.get(id(record)) != summary:
                 self._last[id(record)] = summary
-                self.stream.write(self.line(record) + "\n")
-                changed = True
-        if changed:
+                changed.append(self.line(record))
+        if not changed:
+            return
+        lines = "".join(f"{line}\n" for line in changed)
+        if self._transient and self._status:
+            # Replace the status line by the change lines, then draw it again below them.
+            self.stream.write(f"\r{_CLEAR_TO_END}{lines}")
+            self._draw_status()
+        else:
+            self.stream.write(lines)
             self.stream.flush()
 
     def close(self) -> None:
         """Show the final state and stop the live display (idempotent)."""
         if self._closed:
             return
+        self._status = ""
         self.update()
         self._closed = True
         if self._rich is not None:
             self._rich.stop()
+        elif self._transient:
+            self.stream.write(f"\r{_CLEAR_TO_END}")
+            self.stream.flush()
 
     def __enter__(self) -> ProgressView:
         return self
@@ -201,6 +241,8 @@ class ProgressView:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+_CLEAR_TO_END = "\x1b[K"  # ANSI: erase from the cursor to the end of the line
 
 _STATUS_STYLE = {
     JobStatus.PENDING: "yellow",
@@ -221,10 +263,22 @@ class _RichDisplay:
     """The rich half of ProgressView: one progress task per record."""
 
     def __init__(self, stream: TextIO) -> None:
-        from rich.console import Console
+        from rich.console import Console, RenderableType
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.text import Text
 
-        self._progress = Progress(
+        status = Text(style="dim")
+
+        class WithStatus(Progress):
+            """The bars, then the status line (rich's documented way to add rows)."""
+
+            def get_renderables(self) -> Iterable[RenderableType]:
+                yield from super().get_renderables()
+                if status.plain:
+                    yield status
+
+        self._status = status
+        self._progress = WithStatus(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[detail]}"),
@@ -261,6 +315,11 @@ class _RichDisplay:
             self._stopped.add(key)
             self._progress.stop_task(self._tasks[key])  # freezes its elapsed time
 
+    def set_status(self, text: str) -> None:
+        self._status.plain = text
+        self._progress.refresh()
+
     def stop(self) -> None:
+        self._status.plain = ""
         self._progress.refresh()
         self._progress.stop()

@@ -87,9 +87,8 @@ class Project:
         """Submit and return the new job id."""
         result = self.run("submit", *args)
         assert result.code == 0, result
-        match = re.search(r"as job (\S+)$", result.lines[-1])
-        assert match, result
-        return match[1]
+        assert re.fullmatch(r"\d+\n", result.out), result  # the bare id, for $(...)
+        return result.out.strip()
 
     def wait_for_files(self, pattern: str, count: int, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -134,10 +133,12 @@ def normalize(text: str) -> str:
     ids: dict[str, str] = {}
 
     def job(match: re.Match[str]) -> str:
-        return ids.setdefault(match[0], f"<JOB{len(ids) + 1}>")
+        return match[1] + ids.setdefault(match[2], f"<JOB{len(ids) + 1}>")
 
     text = re.sub(r"\[\d+:\d\d(:\d\d)?\]", "[MM:SS]", text)
-    return re.sub(r"\b\d{6,}\b", job, text)
+    # local ids are pids, of any length: an id is a line of its own (submit's stdout), or
+    # the number after "as job" or a job name
+    return re.sub(r"(^|as job |capi-[\w.-]+ )(\d+)(?=$|\b(?! job))", job, text, flags=re.M)
 
 
 # -- entry points and usage ------------------------------------------------------------------
@@ -194,7 +195,8 @@ def test_submit_wait_exit_codes(project: Project) -> None:
         "submit", "--wait", "--name", "ok", "--env", "GREETING=hello", "--", "echo $GREETING"
     )
     assert ok.code == 0, ok
-    job_id = re.search(r"as job (\d+)", ok.out)[1]  # type: ignore[index]
+    job_id = ok.lines[0]
+    assert f"submitted job capi-ok as job {job_id}" in ok.err
     assert ok.lines[-2].endswith(f"capi-ok {job_id}: done (exit 0)")
     assert ok.lines[-1] == "1 job: 1 done"
     assert (project.path / f"stdout.{job_id}.log").read_text() == "hello\n"
@@ -222,16 +224,16 @@ def test_array_with_work_dir_and_max_concurrent(project: Project, tmp_path: Path
         'echo "element $ARRAY_INDEX"; test "$ARRAY_INDEX" -ne 3',
     )
     assert result.code == 1, result
-    assert result.lines[0].startswith("submitted array of 4 capi-arr as job ")
+    job_id = result.lines[0]
+    assert f"submitted array of 4 capi-arr as job {job_id}" in result.err
     assert "3/4 done, 1 failed, 0 running -> failed" in result.lines[-2]
     assert result.lines[-1].endswith("failed elements: 3")
-    job_id = result.lines[0].rsplit(" ", 1)[1]
     assert (work / f"stdout.{job_id}.2.log").read_text() == "element 2\n"
 
 
 def test_submit_then_status_and_watch_from_new_processes(project: Project) -> None:
     """The issue's scenario: submit in one process, follow the job from the next ones."""
-    job_id = project.submit("--name", "hi", "--", "sleep 1; echo hello")
+    job_id = project.submit("--name", "hi", "--", "sleep 4; echo hello")  # outlives 2 commands
 
     status = project.run("status", "--json")
     assert status.code == 0, status
@@ -342,7 +344,8 @@ def lsf_project(tmp_path: Path, lsf_simulator: Any) -> Project:
 def test_lsf_submit_wait_exit_codes(lsf_project: Project) -> None:
     ok = lsf_project.run("submit", "--wait", "--name", "ok", "--cpus", "2", "--", "echo hi")
     assert ok.code == 0, ok
-    assert ok.lines[0] == "submitted job capi-ok as job 1"
+    assert ok.lines[0] == "1"
+    assert "submitted job capi-ok as job 1" in ok.err
     assert ok.lines[-2].endswith("capi-ok 1: done (exit 0)")
     bad = lsf_project.run("submit", "--wait", "--name", "bad", "--", "exit 2")
     assert bad.code == 1, bad
@@ -368,6 +371,10 @@ def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -
     cancel = lsf_project.run("cancel", "--name", "sleep*")
     assert cancel.code == 0, cancel
     assert cancel.lines[-1].startswith(f"job {sleeper} (capi-sleeper): killed")
+    # cancel returns once bkill accepted; the job's signals take a moment, as on LSF
+    deadline = time.monotonic() + 15
+    while lsf_simulator.status(sleeper) != "EXIT" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lsf_simulator.status(sleeper) == "EXIT"
 
     watch = lsf_project.run("watch", array)
@@ -381,6 +388,9 @@ def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -
     everything = lsf_project.run("cancel", "--all")
     assert everything.code == 0, everything
     assert everything.lines[-1].startswith(f"job {other} (capi-other): killed")
+    deadline = time.monotonic() + 15  # accepted by bkill; the signal lands a moment later
+    while lsf_simulator.unfinished() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lsf_simulator.unfinished() == []
 
 
@@ -421,7 +431,8 @@ def test_config_check_reports_file_key_and_line(project: Project) -> None:
     result = project.run("config", "check", "bad.yaml")
     assert result.code == 2, result
     assert result.lines == [
-        "bad.yaml:6: warning: unknown config key 'queu' ignored [profile gpu]",
+        "bad.yaml:6: warning: unknown config key 'queu' ignored (did you mean 'queue'?)"
+        " [profile gpu]",
         "bad.yaml:3: error: poll_interval must be more than 0, got -1",
         "bad.yaml:8: error: memory: invalid memory 'lots': expected a number and a unit, "
         "e.g. '512 MB' or '8 GB' [profile big]",

@@ -885,15 +885,15 @@ async def test_dependency_never_satisfied(fake: FakeSlurm) -> None:
     assert _requested_ids(fake.argvs("sacct")[-1]) == ["10"]
 
 
-async def test_cancelled_job_is_killed_even_if_reported_failed(fake: FakeSlurm) -> None:
+async def test_cancel_does_not_relabel_a_job_slurm_reports_failed(fake: FakeSlurm) -> None:
+    """scancel is silent for a job that had already failed: squeue's FAILED is its end,
+    and a job scancel did kill shows CANCELLED (tests/data/slurm/scancel_*)."""
     slurm = executor()
-    cancelled, other = slurm.track("101", JobStatus.RUNNING), slurm.track("102", JobStatus.RUNNING)
-    await slurm.cancel("101")
-    fake.squeue = row("101", "FAILED", reason="NonZeroExitCode") + row(
-        "102", "FAILED", reason="NonZeroExitCode"
-    )
+    failed, killed = slurm.track("101", JobStatus.RUNNING), slurm.track("102", JobStatus.RUNNING)
+    await slurm.cancel_all()
+    fake.squeue = row("101", "FAILED", reason="NonZeroExitCode") + row("102", "CANCELLED")
     await slurm.poll()
-    assert (cancelled.status, other.status) == (JobStatus.KILLED, JobStatus.FAILED)
+    assert (failed.status, killed.status) == (JobStatus.FAILED, JobStatus.KILLED)
 
 
 # -- scale -------------------------------------------------------------------------------

@@ -46,8 +46,11 @@ def get_executor_class(name: str) -> type[Executor]:
     """The executor class registered under ``name``; ValueError naming the known ones."""
     targets = _targets()
     if name not in targets:
+        from ..config import did_you_mean
+
         raise ValueError(
-            f"unknown executor {name!r}; known executors: {', '.join(sorted(targets))}"
+            f"unknown executor {name!r}{did_you_mean(name, targets)}; "
+            f"known executors: {', '.join(sorted(targets))}"
         )
     module_name, _, attr = targets[name].partition(":")
     try:

@@ -1,20 +1,32 @@
 """The local executor: each job is a real process on this machine.
 
 It exists so a pipeline runs on a laptop exactly as on a cluster: same scripts, same
-records, same callbacks. Processes run in their own session (cancel kills the whole
-tree), and the executor learns of an exit the moment it happens instead of polling.
+records, same callbacks. Each job (plain, array or dependant) is started at submit as a
+small detached supervisor process (:mod:`.local_supervisor`, which says why); its PID is
+the job id. The supervisor does the waiting (dependencies, slots, ``max_concurrent``) and
+records every start and end in the job's events file; this class only translates those
+events into observations.
+
+The submitting executor learns of each event the moment it is written (the supervisor
+writes a byte into a pipe this process reads from the event loop), so an exit reaches the
+callbacks without waiting for a poll. Any other process (``reconnect()``, ``track(pid)``,
+``cancel(pid)``) reads the same events file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
-from typing import ClassVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 from ..config import ClusterConfig
 from ..core import (
@@ -24,22 +36,43 @@ from ..core import (
     QueryResult,
     roll_up_array,
     terminate_process_group,
-    update_element,
     update_record,
     utcnow,
 )
+from ..errors import SubmitError, UnknownJobError
 from ..models import ArrayElement, JobRecord, JobStatus
-from ..script import exit_file_path
 from ..units import parse_walltime_seconds
+from .local_supervisor import (
+    CANCEL_SIGNALS,
+    KILL_GRACE_SECONDS,
+    SUPERVISOR_PATH,
+    command_line,
+    drain,
+    events_path,
+    process_gone,
+    read_events,
+    supervised_script,
+)
 
 logger = logging.getLogger("cluster_api")
 
-# Seconds between SIGTERM and SIGKILL when cancelling, as schedulers do.
-KILL_GRACE_SECONDS = 5.0
-# Processes running at once: like a batch scheduler's slots, so a burst of submissions
-# queues instead of forking thousands of processes (and starving the event loop).
-MAX_RUNNING = max(8, 4 * (os.cpu_count() or 1))
-_MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TMPDIR")
+#: Processes running at once per log folder when ``local_max_running`` is not set: like a
+#: batch scheduler's slots, a burst of submissions queues instead of forking thousands.
+DEFAULT_MAX_RUNNING = max(8, 4 * (os.cpu_count() or 1))
+#: Seconds between two looks at a cancelled job's supervisor until it is gone.
+CANCEL_CHECK_SECONDS = 0.02
+#: How long a cancel waits beyond the supervisor's own grace period before it kills it.
+CANCEL_MARGIN_SECONDS = 2.0
+
+
+@dataclass
+class _Child:
+    """A supervisor this process started: its process, the read end of its pipe and the
+    event loop that watches that pipe."""
+
+    popen: subprocess.Popen[bytes]
+    wake: int
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class LocalExecutor(Executor):
@@ -47,254 +80,349 @@ class LocalExecutor(Executor):
 
     name = "local"
     array_index_variable = "ARRAY_INDEX"
-    _last_id: ClassVar[int] = 0
+    records_cancel_as_done = True
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         super().__init__(config)
-        self._specs: dict[str, JobSpec] = {}
-        self._runners: dict[str, asyncio.Task[None]] = {}
-        self._processes: dict[tuple[str, int | None], subprocess.Popen[bytes]] = {}
-        self._as_done: set[str] = set()
-        self._state = asyncio.Condition()
-        self._slots = asyncio.Semaphore(MAX_RUNNING)
-        self._cancel_events: dict[str, asyncio.Event] = {}
-        self._host = socket.gethostname()
+        self.max_running = self.config.local_max_running or DEFAULT_MAX_RUNNING
+        self._children: dict[str, _Child] = {}
+        self._offsets: dict[str, int] = {}  # bytes of each job's events file applied
+        self._finished: set[str] = set()  # jobs whose supervisor recorded its last event
+        self._exit_watches: dict[str, int] = {}  # pidfds of supervisors started elsewhere
+        self._force_killed: set[str] = set()
 
-    @classmethod
-    def _new_job_id(cls) -> str:
-        """Increasing ids that stay unique across restarts (log names derive from them)."""
-        cls._last_id = max(cls._last_id + 1, int(time.time() * 1000))
-        return str(cls._last_id)
-
+    # -- submission --------------------------------------------------------------------
     def _validate(self, spec: JobSpec) -> None:
         super()._validate(spec)
         for job_id in spec.depends_on:
-            if job_id not in self._jobs:
+            dep = self._jobs.get(job_id)
+            if dep is None or dep.script_path is None:
                 raise ValueError(
-                    f"unknown dependency {job_id!r}: the local executor only knows its own jobs"
+                    f"unknown dependency {job_id!r}: the local executor waits only for jobs "
+                    "it submitted or reconnected to"
                 )
+        if spec.max_concurrent is not None and spec.max_concurrent > self.max_running:
+            logger.warning(
+                "max_concurrent=%d for %s is more than local_max_running=%d: at most %d "
+                "processes run at once (set local_max_running in the config to change that)",
+                spec.max_concurrent,
+                spec.name,
+                self.max_running,
+                self.max_running,
+            )
+
+    def _slots_directory(self) -> str:
+        return os.path.join(os.path.abspath(self.config.log_directory), "local-slots")
 
     async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
-        job_id = self._new_job_id()
-        self._specs[job_id] = spec
+        try:  # the supervisors' slot files; refused now rather than failing the job later
+            os.makedirs(self._slots_directory(), exist_ok=True)
+        except OSError as exc:
+            raise SubmitError(f"cannot create {self._slots_directory()}: {exc}") from exc
+        res = spec.resources
+        after = []
+        for job_id in spec.depends_on:
+            dep = self._jobs[job_id]
+            if dep.status is not JobStatus.DONE:
+                assert dep.script_path is not None  # checked by _validate
+                after.append(
+                    {
+                        "id": job_id,
+                        "pid": _pid(job_id),
+                        "events": events_path(os.path.abspath(dep.script_path)),
+                    }
+                )
+        work_dir = os.path.abspath(res.work_dir)
+        wake, notify = os.pipe()
+        os.set_blocking(wake, False)
+        plan = {
+            "work_dir": work_dir,
+            "stdout": res.stdout_path,
+            "stderr": res.stderr_path,
+            "array": spec.array_range,
+            "max_concurrent": spec.max_concurrent,
+            "walltime": parse_walltime_seconds(res.walltime) if res.walltime else None,
+            "inherit_env": spec.inherit_env,
+            "after": after,
+            "slots": [self._slots_directory(), self.max_running],
+            "notify_fd": notify,
+        }
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            SUPERVISOR_PATH,
+            os.path.abspath(script_path),
+            json.dumps(plan),
+        ]
+        # The supervisor starts with the cancel signals blocked (the mask survives exec)
+        # and unblocks them once its handlers are in place: a cancel that arrives while
+        # Python is still starting waits for it instead of killing it unrecorded.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=work_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(notify,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(wake)
+            with contextlib.suppress(OSError):
+                os.unlink(script_path)
+            raise SubmitError(f"cannot start local job {spec.name}: {exc}") from exc
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            os.close(notify)
+        job_id = str(popen.pid)
+        self._children[job_id] = _Child(popen, wake)
         return job_id
 
     def _after_register(self, record: JobRecord) -> None:
-        self._runners[record.job_id] = asyncio.create_task(
-            self._run_job(record), name=f"cluster_api-local-{record.job_id}"
-        )
+        self._watch_child(record.job_id)
 
-    async def _run_job(self, record: JobRecord) -> None:
-        spec = self._specs.pop(record.job_id)
-        try:
-            if not await self._dependencies_met(record):
-                return
-            if record.is_array:
-                limit = asyncio.Semaphore(spec.max_concurrent or len(record.array_elements) or 1)
-                await asyncio.gather(
-                    *(
-                        self._run_element(record, spec, element, limit)
-                        for element in record.array_elements.values()
-                    )
-                )
-            else:
-                await self._run_single(record, spec)
-        except Exception:  # a bug here must not leave the job forever "running"
-            logger.exception("local job %s crashed in the executor", record.job_id)
-            record.metadata["executor_error"] = True
-            record.finish_time = utcnow()
-            record.advance(JobStatus.FAILED)
-        finally:
-            self._runners.pop(record.job_id, None)
-            self._cancel_events.pop(record.job_id, None)
-            self.persist([record])
-            await self._changed_state()
+    def _watch_child(self, job_id: str) -> None:
+        """Read the supervisor's pipe from the running loop (again, when a program runs
+        one ``asyncio.run`` to submit and another to wait)."""
+        child = self._children[job_id]
+        loop = asyncio.get_running_loop()
+        if child.loop is not loop:
+            loop.add_reader(child.wake, self._on_wake, job_id)
+            child.loop = loop
 
-    async def _dependencies_met(self, record: JobRecord) -> bool:
-        """Wait until every dependency ended; False (and the job FAILED) if one did not succeed."""
-        if not record.depends_on:
-            return True
-        deps = [self._jobs.get(d) for d in record.depends_on]
+    def _on_wake(self, job_id: str) -> None:
+        """The supervisor wrote events (or exited: end of file on its pipe)."""
+        child = self._children[job_id]
+        ended = drain(child.wake)
+        self._refresh(job_id)
+        if ended:
+            asyncio.get_running_loop().remove_reader(child.wake)
+            os.close(child.wake)
+            self._reap(job_id)
 
-        def settled() -> bool:
-            cancelled = record.job_id in self._cancel_requested
-            return cancelled or all(d is None or d.status.is_terminal for d in deps)
-
-        async with self._state:
-            await self._state.wait_for(settled)
-        if record.job_id in self._cancel_requested:
-            record.finish_time = utcnow()
-            record.advance(JobStatus.KILLED)
-            return False
-        for dep in deps:
-            if dep is not None and dep.status is not JobStatus.DONE:
-                record.metadata["dependency_failed"] = dep.job_id
-                record.finish_time = utcnow()
-                record.advance(JobStatus.FAILED)
-                return False
-        return True
-
-    async def _run_single(self, record: JobRecord, spec: JobSpec) -> None:
-        if not await self._take_slot(record.job_id):
-            record.finish_time = utcnow()
-            record.advance(JobStatus.KILLED)
+    def _reap(self, job_id: str) -> None:
+        child = self._children[job_id]
+        returncode = child.popen.poll()
+        if returncode is None:  # the pipe closed a moment before the process ended
+            asyncio.get_running_loop().call_later(0.01, self._reap, job_id)
             return
-        try:
-            record.start_time, record.exec_host = utcnow(), self._host
-            record.advance(JobStatus.RUNNING)
-            await self._changed_state()
-            obs = await self._run_process(record, spec, None)
-            update_record(record, obs)
-        finally:
-            self._slots.release()
+        del self._children[job_id]
+        self._refresh(job_id)
+        if job_id not in self._finished:
+            self._supervisor_lost(job_id, f"exit status {returncode}")
 
-    async def _run_element(
-        self, record: JobRecord, spec: JobSpec, element: ArrayElement, limit: asyncio.Semaphore
-    ) -> None:
-        async with limit:
-            if not await self._take_slot(record.job_id):
-                update_element(element, Observation(JobStatus.KILLED, finish_time=utcnow()))
-            else:
-                try:
-                    element.start_time, element.exec_host = utcnow(), self._host
-                    update_element(element, Observation(JobStatus.RUNNING))
-                    roll_up_array(record)
-                    await self._changed_state()
-                    obs = await self._run_process(record, spec, element.index)
-                    update_element(element, obs)
-                finally:
-                    self._slots.release()
+    # -- events ------------------------------------------------------------------------
+    def _refresh(self, job_id: str) -> None:
+        """Apply the events the job's supervisor wrote since the last look."""
+        record = self._jobs.get(job_id)
+        if record is None or record.script_path is None:
+            return
+        path = events_path(os.path.abspath(record.script_path))
+        events, self._offsets[job_id] = read_events(path, self._offsets.get(job_id, 0))
+        if not events:
+            return
+        for event in events:
+            self._apply_event(record, event)
+        if record.is_array:
             roll_up_array(record)
-            await self._changed_state()
-
-    async def _take_slot(self, job_id: str) -> bool:
-        """Wait for one of the ``max_running`` process slots; False if the job was
-        cancelled first (a queued job is cancelled at once, not when a slot frees)."""
-        if job_id in self._cancel_requested:
-            return False
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return True
-        cancelled = self._cancel_events.setdefault(job_id, asyncio.Event())
-        acquire = asyncio.ensure_future(self._slots.acquire())
-        watch = asyncio.ensure_future(cancelled.wait())
-        try:
-            await asyncio.wait({acquire, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-            if not acquire.done():
-                acquire.cancel()
-        if acquire.done() and not acquire.cancelled():
-            if job_id in self._cancel_requested:
-                self._slots.release()
-                return False
-            return True
-        return False
-
-    async def _run_process(
-        self, record: JobRecord, spec: JobSpec, index: int | None
-    ) -> Observation:
-        assert record.script_path is not None
-        res = spec.resources
-        suffix = record.job_id if index is None else f"{record.job_id}.{index}"
-        stdout = _log_path(res.stdout_path, res.work_dir, "stdout", suffix, record.job_id, index)
-        stderr = _log_path(res.stderr_path, res.work_dir, "stderr", suffix, record.job_id, index)
-        env = (
-            dict(os.environ)
-            if spec.inherit_env
-            else {k: os.environ[k] for k in _MINIMAL_ENV if k in os.environ}
-        )
-        if index is not None:
-            env["LSB_JOBINDEX"] = env["ARRAY_INDEX"] = str(index)
-        try:
-            with open(stdout, "ab") as out, open(stderr, "ab") as err:
-                # Not an asyncio subprocess: asyncio kills its children when the loop
-                # closes, and a job must outlive the process that submitted it.
-                proc = subprocess.Popen(
-                    [record.script_path],
-                    cwd=res.work_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            logger.error("local job %s could not start: %s", record.job_id, exc)
-            return Observation(
-                JobStatus.FAILED, finish_time=utcnow(), reason=f"cannot start: {exc}"
-            )
-        if index is None:
-            record.metadata["pid"] = proc.pid
-        else:
-            record.metadata.setdefault("pids", {})[str(index)] = proc.pid
         self.persist([record])
-        self._processes[(record.job_id, index)] = proc
-        limit = parse_walltime_seconds(res.walltime) if res.walltime else None
-        timed_out = False
-        try:
-            await asyncio.wait_for(_exited(proc), limit)
-        except asyncio.TimeoutError:
-            timed_out = True
-            terminate_process_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        finally:
-            self._processes.pop((record.job_id, index), None)
-        returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
-        code = returncode if returncode >= 0 else 128 - returncode
-        finished = utcnow()
-        if timed_out:
-            return Observation(
-                JobStatus.FAILED,
-                exit_code=code,
-                finish_time=finished,
-                reason="TERM_RUNLIMIT: walltime exceeded",
-            )
-        if record.job_id in self._cancel_requested and code != 0:
-            status = JobStatus.DONE if record.job_id in self._as_done else JobStatus.KILLED
-            return Observation(status, exit_code=code, finish_time=finished)
-        status = JobStatus.DONE if code == 0 else JobStatus.FAILED
-        return Observation(status, exit_code=code, finish_time=finished)
-
-    async def _changed_state(self) -> None:
-        async with self._state:
-            self._state.notify_all()
         self._notify_change()
 
+    def _apply_event(self, record: JobRecord, event: dict[str, Any]) -> None:
+        kind, when = event.get("event"), _moment(event.get("time"))
+        index = event.get("index")
+        target: JobRecord | ArrayElement | None = (
+            record if index is None else record.array_elements.get(index)
+        )
+        if target is None:
+            logger.warning("local job %s: event for unknown element %r", record.job_id, index)
+            return
+        if kind == "start":
+            update_record(
+                target, Observation(JobStatus.RUNNING, exec_host=event.get("host"), start_time=when)
+            )
+            if isinstance(event.get("pid"), int):
+                if index is None:
+                    record.metadata["pid"] = event["pid"]
+                else:
+                    record.metadata.setdefault("pids", {})[str(index)] = event["pid"]
+        elif kind == "end":
+            try:
+                status = JobStatus(event.get("status"))
+            except ValueError:
+                logger.warning("local job %s: unreadable event %r", record.job_id, event)
+                return
+            code = event.get("exit_code")
+            reason = event.get("reason")
+            update_record(
+                target,
+                Observation(
+                    status,
+                    exit_code=code if isinstance(code, int) else None,
+                    finish_time=when,
+                    reason=reason if isinstance(reason, str) else None,
+                ),
+            )
+            if isinstance(reason, str) and status is not JobStatus.DONE and index is not None:
+                record.metadata.setdefault("exit_reason", reason)
+        elif kind == "error":
+            record.metadata["executor_error"] = event.get("message")
+            logger.error("local job %s: supervisor failed: %s", record.job_id, event.get("message"))
+        elif kind == "finished":
+            self._finished.add(record.job_id)
+            culprits = event.get("dependency_failed")
+            if culprits:
+                record.metadata.setdefault("dependency_failed", list(culprits))
+            self._close_out(record, JobStatus.KILLED if culprits else JobStatus.FAILED, when)
+
+    def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
+        """End whatever the supervisor left unfinished (a dependant that never ran; parts
+        a supervisor that died took with it)."""
+        targets: list[JobRecord | ArrayElement] = (
+            list(record.array_elements.values()) if record.is_array else [record]
+        )
+        for target in targets:
+            if not target.status.is_terminal:
+                update_record(target, Observation(status, finish_time=when or utcnow()))
+        if record.is_array:
+            roll_up_array(record)
+
+    def _supervisor_lost(self, job_id: str, how: str) -> None:
+        record = self._jobs.get(job_id)
+        if record is None:
+            return
+        killed = job_id in self._force_killed
+        if not killed:
+            record.metadata["executor_error"] = f"local supervisor ended ({how}) before the job"
+            logger.error("local job %s: supervisor ended (%s) before the job", job_id, how)
+        self._finished.add(job_id)
+        self._close_out(record, JobStatus.KILLED if killed else JobStatus.FAILED, None)
+        self.persist([record])
+        self._notify_change()
+
+    # -- status ------------------------------------------------------------------------
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
-        """No scheduler to ask: jobs run here are updated the moment they exit. Jobs
-        adopted from the journal are seen while one of their processes lives; once none
-        does, their exit files tell how they ended."""
+        """Jobs started here are updated the moment their supervisor writes; the others
+        are read from their events files. A job whose supervisor is gone without having
+        finished is not mentioned (its exit files, then the zombie check, decide)."""
         result = QueryResult()
         for job_id, record in active.items():
-            if job_id in self._runners:
-                result.jobs[job_id] = Observation(record.status)
-            elif not _exit_recorded(record) and any(
-                _is_job_process(pid, record) for pid in _pids(record)
-            ):
-                result.jobs[job_id] = Observation(JobStatus.RUNNING)
+            if job_id in self._children:
+                self._watch_child(job_id)
+            else:
+                pid = _pid(job_id)
+                if record.script_path is None and pid is not None:
+                    record.script_path = _script_of(pid)  # a job tracked by its pid alone
+                self._refresh(job_id)
+                if job_id not in self._finished and not self._supervising(record):
+                    continue
+                self._watch_exit(job_id)
+            result.jobs[job_id] = Observation(record.status)
         return result
 
+    def _supervising(self, record: JobRecord) -> bool:
+        """Whether the job's supervisor (started by another process) still runs."""
+        pid = _pid(record.job_id)
+        if pid is None or record.script_path is None or process_gone(pid):
+            return False
+        return supervised_script(pid) == os.path.abspath(record.script_path)
+
+    def _watch_exit(self, job_id: str) -> None:
+        """Learn at once when a supervisor started elsewhere exits (Linux pidfd); without
+        pidfd the next poll does."""
+        pid = _pid(job_id)
+        if job_id in self._exit_watches or job_id in self._finished or pid is None:
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return
+        self._exit_watches[job_id] = fd
+        asyncio.get_running_loop().add_reader(fd, self._adopted_exit, job_id)
+
+    def _adopted_exit(self, job_id: str) -> None:
+        fd = self._exit_watches.pop(job_id)
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+        self._refresh(job_id)
+        self._notify_change()
+
+    # -- cancellation ------------------------------------------------------------------
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
-        if done:
-            self._as_done.update(job_ids)
-        wanted = set(job_ids)
-        for job_id in wanted:
-            event = self._cancel_events.get(job_id)
-            if event is not None:
-                event.set()
-        targets = [p for (job_id, _), p in self._processes.items() if job_id in wanted]
-        for proc in targets:
-            terminate_process_group(proc.pid, signal.SIGTERM)
-        # Jobs adopted from the journal run in process groups another process started.
-        for job_id in wanted - set(self._runners):
+        """Signal each job's supervisor (SIGUSR1 asks it to record the job as done) and
+        return once every one of them is gone, their records updated. An id whose process
+        is not one of this library's jobs is refused without a signal."""
+        sig = signal.SIGUSR1 if done else signal.SIGTERM
+        refused: list[str] = []
+        signalled: list[tuple[str, int]] = []
+        for job_id in job_ids:
             record = self._jobs.get(job_id)
-            for pid in _pids(record) if record is not None else []:
-                if record is not None and _is_job_process(pid, record):
-                    terminate_process_group(pid, signal.SIGTERM)
-        await self._changed_state()
-        if targets:
-            asyncio.get_running_loop().call_later(KILL_GRACE_SECONDS, _kill_survivors, targets)
+            self._refresh(job_id)
+            if job_id in self._finished:
+                continue  # it had already ended: its record keeps its true end
+            pid = _pid(job_id)
+            alive = pid is not None and not process_gone(pid)
+            script = supervised_script(pid) if pid is not None and alive else None
+            expected = None
+            if record is not None and record.script_path is not None:
+                expected = os.path.abspath(record.script_path)
+            if pid is None or script is None or expected not in (None, script):
+                if alive or expected is None:
+                    refused.append(job_id)
+                continue  # a job we know whose supervisor is gone: nothing left to stop
+            if record is not None and record.script_path is None:
+                record.script_path = script  # tracked by pid alone: now its events can be read
+            terminate_process_group(pid, sig)
+            signalled.append((job_id, pid))
+        await self._until_gone(signalled)
+        if refused:
+            raise UnknownJobError(
+                f"not cancelled: {', '.join(refused)} is not the pid of a running local job "
+                "of cluster_api (nothing was signalled)",
+                refused,
+            )
+
+    async def _until_gone(self, signalled: list[tuple[str, int]]) -> None:
+        deadline = time.monotonic() + KILL_GRACE_SECONDS + CANCEL_MARGIN_SECONDS
+        waiting = signalled
+        while waiting:
+            waiting = [(j, p) for j, p in waiting if not self._gone(j, p)]
+            if waiting and time.monotonic() > deadline:
+                for job_id, pid in waiting:
+                    logger.error("local job %s: supervisor ignored the cancel; killing it", job_id)
+                    self._force_killed.add(job_id)
+                    self._kill_everything(job_id, pid)
+                deadline = float("inf")
+            if waiting:
+                await asyncio.sleep(CANCEL_CHECK_SECONDS)
+        for job_id, _ in signalled:
+            if job_id in self._force_killed and job_id not in self._finished:
+                self._supervisor_lost(job_id, "killed by cancel")
+            else:
+                self._refresh(job_id)
+
+    def _gone(self, job_id: str, pid: int) -> bool:
+        if job_id in self._children:
+            self._watch_child(job_id)
+            return False  # _reap removes it once the process ended and its events are read
+        return process_gone(pid)
+
+    def _kill_everything(self, job_id: str, pid: int) -> None:
+        """SIGKILL a supervisor and each element group it started (from its events)."""
+        script = supervised_script(pid)
+        terminate_process_group(pid, signal.SIGKILL)
+        if script is None:
+            return
+        events, _ = read_events(events_path(script))
+        for event in events:
+            element = event.get("pid")
+            if event.get("event") == "start" and isinstance(element, int):
+                argv = command_line(element)
+                if argv is not None and script in argv:  # still that element, not a reused pid
+                    terminate_process_group(element, signal.SIGKILL)
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         await self._cancel_ids(
@@ -302,77 +430,15 @@ class LocalExecutor(Executor):
         )
 
 
-def _kill_survivors(processes: list[subprocess.Popen[bytes]]) -> None:
-    for proc in processes:
-        if proc.poll() is None:
-            terminate_process_group(proc.pid, signal.SIGKILL)
+def _pid(job_id: str) -> int | None:
+    return int(job_id) if job_id.isdigit() and int(job_id) > 0 else None
 
 
-async def _exited(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for a child to exit without a thread: its pidfd becomes readable on exit."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (not Linux, old kernel)
-        await asyncio.to_thread(proc.wait)
-        return
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def mark_exited() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, mark_exited)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-    proc.wait()
+def _script_of(pid: int) -> str | None:
+    return supervised_script(pid) if not process_gone(pid) else None
 
 
-def _pids(record: JobRecord) -> list[int]:
-    pids = [record.metadata.get("pid"), *(record.metadata.get("pids") or {}).values()]
-    return [p for p in pids if isinstance(p, int)]
-
-
-def _exit_recorded(record: JobRecord) -> bool:
-    """True when a plain job's script already wrote its exit file (it has ended, even if
-    its process is not reaped yet)."""
-    if record.script_path is None or record.is_array:
-        return False
-    return os.path.exists(exit_file_path(record.script_path))
-
-
-def _is_job_process(pid: int, record: JobRecord) -> bool:
-    """Whether ``pid`` is still this job's process, not a reused pid: its command line
-    names the job's script (where /proc cannot say, a live pid is trusted)."""
-    if not _alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read()
-    except OSError:
-        return True
-    script = record.script_path
-    return script is None or script.encode() in cmdline
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _log_path(
-    template: str | None, work_dir: str, stream: str, suffix: str, job_id: str, index: int | None
-) -> str:
-    """The log file of one process; ``%J``/``%I`` in a given path work as on LSF."""
-    if template is None:
-        return os.path.join(work_dir, f"{stream}.{suffix}.log")
-    path = template.replace("%J", job_id).replace("%I", str(index or 0))
-    return path if os.path.isabs(path) else os.path.join(work_dir, path)
+def _moment(value: object) -> datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return None

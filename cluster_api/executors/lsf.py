@@ -23,11 +23,13 @@ except ImportError:  # not installed (e.g. PyPy): the standard library decodes
     orjson = None  # type: ignore[assignment]
 
 from ..core import (
+    CommandAnswer,
     Executor,
     JobSpec,
     Observation,
     QueryResult,
     gc_paused,
+    is_number,
     roll_up_array,
     update_element,
     update_record,
@@ -445,13 +447,15 @@ def query_result_from_records(
         if index is None or index == "0" or index == "":
             jobs[job_id] = obs
             continue
+        if index.__class__ is str and not index.isascii():  # int() reads "٣" as 3
+            continue
         try:
             element = int(index)
         except (TypeError, ValueError):
             continue
         if element == 0:
             jobs[job_id] = obs
-        else:
+        elif element > 0:
             elements.setdefault(job_id, {})[element] = obs
     return result
 
@@ -483,11 +487,29 @@ def parse_bhist_long(text: str) -> dict[str, Observation]:
     return finals
 
 
+# bkill answers each job on a line of its own: stdout for a kill it accepted, stderr
+# (exit 255) for one it refused ("Job <7>: Job has already finished").
+_BKILL_ACCEPTED = re.compile(r"Job <([^<>\s]+)> is being (?:terminated|signaled)")
+_BKILL_ANSWERED = re.compile(r"Job <([^<>\s]+)>(?: is being|:)")
+
+
+def accepted_by_bkill(answer: CommandAnswer) -> set[str]:
+    """The jobs a bkill accepted, by the ids it names. An answer naming no job at all
+    (a bare ``bkill`` stand-in, or an error about bkill itself) accepted every job it was
+    given if it succeeded, and none if it failed."""
+    text = f"{answer.stdout}\n{answer.stderr}"
+    accepted = set(_BKILL_ACCEPTED.findall(text))
+    if accepted or _BKILL_ANSWERED.search(text):
+        return accepted
+    return set() if answer.failed else set(answer.ids)
+
+
 class LSFExecutor(Executor):
     """Runs jobs through IBM Spectrum LSF."""
 
     name = "lsf"
     array_index_variable = "LSB_JOBINDEX"
+    records_cancel_as_done = True  # bkill -d
     directive_prefix = DIRECTIVE
     job_id_pattern = _LSF_JOB_ID
     job_id_example = "123 or 123[4]"
@@ -572,14 +594,19 @@ class LSFExecutor(Executor):
         with gc_paused():
             return query_result_from_records(parse_bjobs_json(out), active)
 
-    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
-        await self._run_batches(["bkill", *(["-d"] if done else [])], job_ids, KILL_BATCH)
+    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> set[str]:
+        answers = await self._run_batches(["bkill", *(["-d"] if done else [])], job_ids, KILL_BATCH)
+        return {job_id for answer in answers for job_id in accepted_by_bkill(answer)}
 
-    async def _cancel_name_pattern(self, pattern: str) -> None:
+    async def _cancel_name_pattern(self, pattern: str) -> set[str] | None:
         try:
-            await self._run(["bkill", "-J", pattern, "0"])
+            out = await self._run(["bkill", "-J", pattern, "0"])
         except CommandFailedError as exc:
             logger.info("bkill -J %s reported: %s", pattern, exc)
+            answer = CommandAnswer([], exc.stdout, exc.stderr or str(exc), failed=True)
+            return accepted_by_bkill(answer)
+        accepted = accepted_by_bkill(CommandAnswer([], out))
+        return accepted or None  # a bkill that names no job: every tracked match
 
     async def recover_lost(self, records: list[JobRecord]) -> None:
         """Ask ``bhist -l`` (one call) how jobs that left bjobs ended."""
@@ -642,6 +669,9 @@ class LSFExecutor(Executor):
         for job_id in sorted({*result.jobs, *result.elements}, key=_numeric):
             if job_id in self._jobs or _finished(result, job_id):
                 continue
+            if not is_number(job_id):
+                logger.warning("ignoring a bjobs record with job id %r: not an LSF job id", job_id)
+                continue
             record = JobRecord(job_id=job_id, name=names.get(job_id, ""), command="")
             record.metadata["reconnected"] = True
             if job_id in result.elements:
@@ -655,11 +685,11 @@ class LSFExecutor(Executor):
 
 def _finished(result: QueryResult, job_id: str) -> bool:
     """True when the job (every element of an array) has ended: nothing to reconnect to."""
+    if job_id in result.elements:
+        return all(obs.status.is_terminal for obs in result.elements[job_id].values())
     plain = result.jobs.get(job_id)
-    if plain is not None:
-        return plain.status.is_terminal
-    return all(obs.status.is_terminal for obs in result.elements.get(job_id, {}).values())
+    return plain is not None and plain.status.is_terminal
 
 
 def _numeric(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if job_id.isdigit() else (0, job_id)
+    return (int(job_id), "") if is_number(job_id) else (0, job_id)

@@ -14,11 +14,15 @@ Markers in the Markdown sources are replaced at build time:
     the ``--help`` text of ``cluster-api COMMAND`` (``-`` for the top level).
 ``<!-- lsfsim-settings -->``
     the LSF simulator's settings with their defaults (from ``lsfsim.DEFAULT_SETTINGS``).
+
+The build also fails when ``api.md`` lacks a name of ``cluster_api.__all__`` or a
+docstring it renders holds a Sphinx role (mkdocstrings shows ``:func:`x``` as raw text).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import re
 import sys
@@ -65,6 +69,8 @@ CONFIG_DESCRIPTIONS: dict[str, str] = {
     "max_concurrent_commands": "Most scheduler commands one executor runs at once.",
     "journal": "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a "
     "later process can `reconnect()` to it (the CLI always turns it on).",
+    "local_max_running": "Local executor: most job processes (jobs and array elements) "
+    "running at once per `log_directory`, across processes; `null`: max(8, 4 × CPU cores).",
 }
 
 
@@ -214,13 +220,68 @@ def _replace(match: re.Match[str]) -> str:
     return cli_help(match[3].strip())
 
 
+_SPHINX_ROLE = re.compile(r":(?:func|meth|class|attr|data|mod|exc|obj|ref):`")
+
+
+def documented_objects(api_markdown: str) -> list[str]:
+    """The dotted names of ``::: name`` blocks."""
+    return re.findall(r"^::: (\S+)", api_markdown, re.M)
+
+
+def _rendered_docstrings(obj: Any) -> list[tuple[str, str]]:
+    """(name, docstring) of ``obj`` and of its public methods, properties and nested
+    classes: what mkdocstrings renders for a ``:::`` block."""
+    found = [(getattr(obj, "__qualname__", repr(obj)), inspect.getdoc(obj) or "")]
+    if inspect.isclass(obj):
+        for name, member in vars(obj).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(member, property):
+                member = member.fget
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if inspect.isfunction(member) or inspect.isclass(member):
+                found.append((f"{obj.__qualname__}.{name}", inspect.getdoc(member) or ""))
+    return found
+
+
+def api_page_problems(api_markdown: str) -> list[str]:
+    """Exported names the API page lacks, and Sphinx roles in the docstrings it renders."""
+    import importlib
+
+    import cluster_api
+
+    names = documented_objects(api_markdown)
+    shown = {name.removeprefix("cluster_api.") for name in names}
+    problems = [
+        f"api.md has no '::: cluster_api.{name}'"
+        for name in cluster_api.__all__
+        if name not in shown
+    ]
+    for dotted in names:
+        module_name, _, attr = dotted.rpartition(".")
+        obj = getattr(importlib.import_module(module_name), attr, None)
+        if obj is None:
+            problems.append(f"api.md documents {dotted}, which does not exist")
+            continue
+        for where, doc in _rendered_docstrings(obj):
+            role = _SPHINX_ROLE.search(doc)
+            if role:
+                problems.append(f"docstring of {where} has a raw Sphinx role {role[0]}...")
+    return problems
+
+
 # -- mkdocs hook events ------------------------------------------------------------------
 def on_config(config: Any) -> Any:
+    from mkdocs.exceptions import PluginError
+
     problems = description_problems()
     if problems:
-        from mkdocs.exceptions import PluginError
-
         raise PluginError("config reference out of date: " + "; ".join(problems))
+    api_page = Path(config["docs_dir"]) / "api.md"
+    problems = api_page_problems(api_page.read_text(encoding="utf-8"))
+    if problems:
+        raise PluginError("API page out of date: " + "; ".join(problems))
     return config
 
 
