@@ -17,7 +17,7 @@ started), a ``JobStyle`` (``PBS_JOBID``, ``PBS_ARRAY_INDEX``, ``^array_index^``)
 module per command (``qsub``, ``qstat``, ``qdel``) that reads and writes the shared job
 table, a ``main`` with its ``cli.Scheduler`` and a ``__main__`` launcher like
 ``lsfsim``'s (its folder name must end in ``sim`` so ``procs.runner_alive`` knows its
-runners). The Python handle subclasses ``cluster_api.testing.simulator``'s
-``LSFSimulator`` pattern: state folder, wrappers, knobs, faults and the call log come
-from here unchanged.
+runners). Its Python handle subclasses ``cluster_api.testing.handle.SimulatorHandle``
+(naming commands, state-folder variable, knobs and launcher, as ``LSFSimulator`` does):
+state folder, wrappers, knobs, faults, the call log and ``kill_everything`` come with it.
 """

@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 Json = dict[str, Any]
@@ -64,7 +64,7 @@ def save_state(state_dir: str, state: Json) -> None:
     write_json(os.path.join(state_dir, STATE_FILE), state)
 
 
-def load_control(state_dir: str, defaults: Json) -> Json:
+def load_control(state_dir: str, defaults: Mapping[str, Any]) -> Json:
     """Knobs (``defaults`` overlaid with what was set) and the injected faults."""
     control = read_json(os.path.join(state_dir, CONTROL_FILE), {})
     settings = dict(defaults)
