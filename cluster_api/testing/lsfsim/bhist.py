@@ -7,7 +7,6 @@ import fnmatch
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..simkit.cli import UsageError, answer_help_or_version
@@ -29,14 +28,16 @@ SEPARATOR = "\n" + "-" * 78 + "\n\n"
 Row = tuple[Json, str, Json]
 
 
-@dataclass
 class BhistRequest:
-    unformatted: bool = False
-    long_format: bool = False
-    show_all: bool = False
-    name_pattern: str | None = None
-    user: str | None = field(default_factory=username)
-    words: list[str] = field(default_factory=list)
+    """What the command line asks for (a plain class: see ``simkit``)."""
+
+    def __init__(self) -> None:
+        self.unformatted = False
+        self.long_format = False
+        self.show_all = False
+        self.name_pattern: str | None = None
+        self.user: str | None = username()
+        self.words: list[str] = []
 
 
 def parse_bhist_args(args: list[str]) -> BhistRequest:

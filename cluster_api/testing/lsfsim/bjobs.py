@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..simkit.cli import UsageError, answer_help_or_version
 from ..simkit.jobs import STAT_FINISHED, STAT_PENDING, element_name, is_purged, sorted_elements
@@ -87,19 +87,25 @@ WITH_ARG = ("-o", "-J", "-q", "-u", "-P", "-m", "-G", "-g")
 Fields = list[tuple[str, str | None]]
 
 
-@dataclass
 class BjobsRequest:
-    """What the command line asks for."""
+    """What the command line asks for (a plain class: see ``simkit``)."""
 
-    show_all: bool = False
-    json_out: bool = False
-    noheader: bool = False
-    state_filter: str | None = None
-    fmt_text: str | None = field(default_factory=lambda: os.environ.get("LSB_BJOBS_FORMAT") or None)
-    name_pattern: str | None = None
-    queue: str | None = None
-    user: str | None = field(default_factory=username)
-    ids: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        *,
+        user: str | None = None,
+        ids: list[str] | None = None,
+        fmt_text: str | None = None,
+    ) -> None:
+        self.show_all = False
+        self.json_out = False
+        self.noheader = False
+        self.state_filter: str | None = None
+        self.fmt_text = fmt_text
+        self.name_pattern: str | None = None
+        self.queue: str | None = None
+        self.user = user
+        self.ids = ids if ids is not None else []
 
     def visible(self, element: Json) -> bool:
         stat = str(element["stat"])
@@ -131,7 +137,7 @@ class BjobsRequest:
 
 
 def parse_bjobs_args(args: list[str]) -> BjobsRequest:
-    request = BjobsRequest()
+    request = BjobsRequest(user=username(), fmt_text=os.environ.get("LSB_BJOBS_FORMAT") or None)
     pos = 0
     while pos < len(args):
         arg = args[pos]
@@ -303,8 +309,7 @@ def write_table(
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-@dataclass(frozen=True)
-class Cell:
+class Cell(NamedTuple):
     """Everything a field's value may depend on."""
 
     job: Json

@@ -7,7 +7,7 @@ import fnmatch
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..simkit.cli import UsageError, answer_help_or_version
 from ..simkit.jobs import STAT_FINISHED, element_label, finish_element, is_purged, sorted_elements
@@ -28,15 +28,17 @@ Signal = tuple[int, int, str]
 """(process group, signal, token) to send once the lock is released."""
 
 
-@dataclass
 class BkillRequest:
-    as_done: bool = False
-    sig: int | None = None
-    name_pattern: str | None = None
-    queue: str | None = None
-    user: str | None = field(default_factory=username)
-    words: list[str] = field(default_factory=list)
-    list_signals: bool = False
+    """What the command line asks for (a plain class: see ``simkit``)."""
+
+    def __init__(self) -> None:
+        self.as_done = False
+        self.sig: int | None = None
+        self.name_pattern: str | None = None
+        self.queue: str | None = None
+        self.user: str | None = username()
+        self.words: list[str] = []
+        self.list_signals = False
 
 
 def parse_bkill_args(args: list[str]) -> BkillRequest:
@@ -121,8 +123,7 @@ def request_kill(
     return results
 
 
-@dataclass(frozen=True)
-class Kill:
+class Kill(NamedTuple):
     """One bkill's effect on the elements of a job."""
 
     state_dir: str

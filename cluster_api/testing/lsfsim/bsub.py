@@ -8,7 +8,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..simkit.cli import UsageError, answer_help_or_version
 from ..simkit.faults import consume_fault
@@ -39,8 +39,7 @@ BSUB_USAGE = (
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")
 
 
-@dataclass(frozen=True)
-class Submission:
+class Submission(NamedTuple):
     """What is to run, before the options are applied."""
 
     script_text: str
@@ -49,8 +48,7 @@ class Submission:
     directives: Json
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """The options that need parsing, checked before anything is stored."""
 
     name: str

@@ -1,16 +1,14 @@
-"""The LSF commands as the shared entry point runs them."""
+"""The LSF commands as the shared entry point runs them.
+
+Each command's module is imported only when that command runs: ``bjobs`` is polled far
+more often than anything else and need not load ``bsub``'s runner or dependency parser.
+"""
 
 from __future__ import annotations
 
-import sys
-
-from ..simkit import cli, runner
-from .bhist import command_bhist
-from .bjobs import command_bjobs
-from .bkill import command_bkill
-from .bsub import command_bsub
-from .jobenv import JOB_STYLE
-from .settings import DEFAULT_SETTINGS, ENV_STATE_DIR, OUTAGE_MESSAGE
+from ..simkit import cli
+from ..simkit.store import Json
+from .settings import COMMANDS, DEFAULT_SETTINGS, ENV_STATE_DIR, OUTAGE_MESSAGE
 
 
 def is_token_lookup(command: str, args: list[str]) -> bool:
@@ -18,19 +16,29 @@ def is_token_lookup(command: str, args: list[str]) -> bool:
     return command == "bjobs" and any("job_description" in arg for arg in args)
 
 
+def _command(name: str) -> cli.Handler:
+    """``command_<name>`` of the module ``<name>``, imported when first called."""
+
+    def handler(args: list[str], state_dir: str, control: Json) -> int:
+        module = __import__(f"{__package__}.{name}", fromlist=[f"command_{name}"])
+        run: cli.Handler = getattr(module, f"command_{name}")
+        return run(args, state_dir, control)
+
+    return handler
+
+
 def run_job(args: list[str], state_dir: str) -> int:
-    return runner.run_job(JOB_STYLE, args, state_dir)
+    """The ``_runner`` command, with LSF's job style."""
+    from ..simkit.runner import run_job as supervise
+    from .jobenv import JOB_STYLE
+
+    return supervise(JOB_STYLE, args, state_dir)
 
 
 LSF = cli.Scheduler(
     program="lsfsim",
     env_state_dir=ENV_STATE_DIR,
-    commands={
-        "bsub": command_bsub,
-        "bjobs": command_bjobs,
-        "bkill": command_bkill,
-        "bhist": command_bhist,
-    },
+    commands={name: _command(name) for name in COMMANDS},
     defaults=DEFAULT_SETTINGS,
     outage_message=OUTAGE_MESSAGE,
     is_token_lookup=is_token_lookup,
@@ -40,7 +48,3 @@ LSF = cli.Scheduler(
 
 def main(argv: list[str] | None = None) -> int:
     return cli.main(LSF, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .faults import apply_faults
 from .procs import RUNNER_COMMAND
@@ -28,8 +28,7 @@ class UsageError(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class Scheduler:
+class Scheduler(NamedTuple):
     """One simulated scheduler, as the shared entry point needs to know it."""
 
     program: str

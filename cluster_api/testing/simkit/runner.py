@@ -16,8 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from .jobs import STAT_FINISHED, element_label, finish_element, sorted_elements
 from .procs import JOB_TOKEN_VAR, RUNNER_COMMAND, hostname, signal_group, signal_number, tree_rss_kb
@@ -35,8 +34,7 @@ from .store import (
 KILL_SIGNALS = ["INT", "TERM", "KILL"]
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """A job's parsed dependency condition, as the runner evaluates it."""
 
     check: Callable[[Json, Json, float, str | None], int]
@@ -45,8 +43,7 @@ class Dependency:
     """Evaluated for each array element on its own (LSF's ``name[*]``)."""
 
 
-@dataclass(frozen=True)
-class JobStyle:
+class JobStyle(NamedTuple):
     """What a scheduler's jobs see and how its submit options are read."""
 
     defaults: Json
@@ -59,21 +56,21 @@ class JobStyle:
     dependency: Callable[[Json], Dependency | None]
 
 
-@dataclass
 class Element:
     """A started job (or array element) as the runner tracks it."""
 
-    idx: str
-    pid: int
-    start: float
-    token: str
-    peak_kb: int = 0
-    recorded_kb: int = 0
-    next_record: float = 0.0
-    next_sample: float = 0.0
-    request: Json | None = None
-    final_signal_at: float | None = None
-    final_signal: int = 0
+    def __init__(self, idx: str, pid: int, start: float, token: str) -> None:
+        self.idx = idx
+        self.pid = pid
+        self.start = start
+        self.token = token
+        self.peak_kb = 0
+        self.recorded_kb = 0
+        self.next_record = 0.0
+        self.next_sample = 0.0
+        self.request: Json | None = None
+        self.final_signal_at: float | None = None
+        self.final_signal = 0
 
 
 def spawn_runner(state_dir: str, job_id: int, launcher: str, env_state_dir: str) -> int:
