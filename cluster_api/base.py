@@ -13,11 +13,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .config import ClusterConfig
 from .journal import Journal
 from .models import JobRecord, JobStatus, check_single_line
+from .options import NoOptions
 from .runner import LOCAL_RUNNER, CommandRunner
 from .table import JobTable
 
@@ -37,6 +38,9 @@ class ExecutorBase(ABC):
     array_index_variable: ClassVar[str | None] = None
     #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
     records_cancel_as_done: ClassVar[bool] = False
+    #: The config keys of this scheduler: a dataclass of `cluster_api.options.option`
+    #: fields, validated when the config is loaded and listed in the docs' reference.
+    options: ClassVar[type[Any]] = NoOptions
 
     def __init__(
         self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None

@@ -160,14 +160,16 @@ class Executor(Submission, Reconnection):
         unless the pattern already starts with it.
         """
         pattern = self._scheduler_name_pattern(name_pattern)
-        matching = [
-            job_id
-            for job_id, record in self.active_jobs.items()
-            if fnmatch.fnmatchcase(record.name, pattern)
-        ]
+        matching = [record.job_id for record in self.jobs_matching(name_pattern)]
         self._table.cancel_requested.update(matching)
         accepted = await self._cancel_name_pattern(pattern)
         self._mark_killed(matching if accepted is None else accepted, False)
+
+    def jobs_matching(self, name_pattern: str) -> list[JobRecord]:
+        """The active tracked jobs ``cancel_by_name(name_pattern)`` cancels (ValueError
+        for an empty or multi-line pattern)."""
+        pattern = self._scheduler_name_pattern(name_pattern)
+        return [r for r in self.active_jobs.values() if fnmatch.fnmatchcase(r.name, pattern)]
 
     def _mark_killed(self, job_ids: Iterable[str], done: bool) -> None:
         """End the tracked, unfinished jobs among those whose cancel the scheduler

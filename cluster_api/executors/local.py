@@ -33,6 +33,7 @@ from ..core import Executor
 from ..errors import SubmitError, UnknownJobError
 from ..jobspec import JobSpec
 from ..models import ArrayElement, JobRecord, JobStatus
+from ..options import LocalOptions
 from ..runner import CommandRunner, terminate_process_group
 from ..status import Observation, QueryResult, roll_up_array, update_record, utcnow
 from ..table import record_dependency_failure
@@ -76,6 +77,7 @@ class LocalExecutor(Executor):
     name = "local"
     array_index_variable = "ARRAY_INDEX"
     records_cancel_as_done = True
+    options = LocalOptions
 
     def __init__(
         self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None

@@ -16,6 +16,7 @@ from ..engine import BatchExecutor
 from ..errors import SubmitError
 from ..jobspec import JobSpec
 from ..models import JobRecord
+from ..options import LSFOptions
 from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
 from ..script import directive_lines, table_options
 from ..status import (
@@ -286,3 +287,4 @@ class LSFExecutor(BatchExecutor):
     """Runs jobs through IBM Spectrum LSF."""
 
     scheduler_class = LSF
+    options = LSFOptions

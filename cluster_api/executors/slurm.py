@@ -21,6 +21,7 @@ from ..engine import BatchExecutor
 from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
 from ..models import JobRecord
+from ..options import BatchOptions
 from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
 from ..script import directive_lines, table_options
 from ..status import (
@@ -336,4 +337,5 @@ class SlurmExecutor(BatchExecutor):
     """Runs jobs through Slurm."""
 
     scheduler_class = Slurm
+    options = BatchOptions
     scheduler: Slurm
