@@ -131,6 +131,7 @@ class Row:
     """One scheduler's answers, as text it prints."""
 
     executor: type[BatchExecutor]
+    programs: tuple[str, str, str, str]  # submit, status, history, cancel
     submitted: Callable[[str], str]
     running: Callable[[str, str], Answer]  # (id, name): the status answer
     done: Callable[[str, str], Answer]
@@ -169,6 +170,7 @@ def tstat(job_id: str, state: str, name: str, code: str = "") -> Answer:
 ROWS = {
     "lsf": Row(
         LSFExecutor,
+        programs=("bsub", "bjobs", "bhist", "bkill"),
         submitted=lambda i: f"Job <{i}> is submitted to default queue <normal>.\n",
         running=lambda i, n: bjobs(bjob(i, "RUN", n)),
         done=lambda i, n: bjobs(bjob(i, "DONE", n)),
@@ -185,6 +187,7 @@ ROWS = {
     ),
     "slurm": Row(
         SlurmExecutor,
+        programs=("sbatch", "squeue", "sacct", "scancel"),
         submitted=lambda i: f"{i}\n",
         running=lambda i, n: squeue(i, "RUNNING", n),
         done=lambda i, n: squeue(i, "COMPLETED", n),
@@ -196,6 +199,7 @@ ROWS = {
     ),
     "toy": Row(
         ToyExecutor,
+        programs=("tsub", "tstat", "thist", "tdel"),
         submitted=lambda i: f"Submitted {i}\n",
         running=lambda i, n: tstat(i, "R", n),
         done=lambda i, n: tstat(i, "D", n, "0"),
@@ -250,16 +254,8 @@ def make(row: Row, runner: ScriptedRunner, tmp_path: Path) -> BatchExecutor:
 async def submit(
     executor: BatchExecutor, row: Row, runner: ScriptedRunner, job_id: str, tmp_path: Path
 ) -> JobRecord:
-    runner.answers[_submit_program(executor)] = row.submitted(job_id)
+    runner.answers[row.programs[0]] = row.submitted(job_id)
     return await executor.submit("echo hi", "job", resources=ResourceSpec(work_dir=str(tmp_path)))
-
-
-def _submit_program(executor: BatchExecutor) -> str:
-    return {"lsf": "bsub", "slurm": "sbatch", "toy": "tsub"}[executor.name]
-
-
-def _status_program(executor: BatchExecutor) -> str:
-    return {"lsf": "bjobs", "slurm": "squeue", "toy": "tstat"}[executor.name]
 
 
 # -- the contract ------------------------------------------------------------------------
@@ -276,9 +272,9 @@ async def test_submit_writes_directives_and_reads_the_id(row, runner, tmp_path) 
 async def test_poll_follows_the_job_to_its_end(row, runner, tmp_path) -> None:
     executor = make(row, runner, tmp_path)
     record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[_status_program(executor)] = row.running("101", record.name)
+    runner.answers[row.programs[1]] = row.running("101", record.name)
     assert await executor.poll() == {"101": JobStatus.RUNNING}
-    runner.answers[_status_program(executor)] = row.done("101", record.name)
+    runner.answers[row.programs[1]] = row.done("101", record.name)
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.DONE, 0)
 
@@ -286,8 +282,8 @@ async def test_poll_follows_the_job_to_its_end(row, runner, tmp_path) -> None:
 async def test_a_job_the_scheduler_forgot_ends_as_its_history_says(row, runner, tmp_path) -> None:
     executor = make(row, runner, tmp_path)
     record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[_status_program(executor)] = row.gone("101")
-    history = {"lsf": "bhist", "slurm": "sacct", "toy": "thist"}[executor.name]
+    runner.answers[row.programs[1]] = row.gone("101")
+    history = row.programs[2]
     runner.answers[history] = row.failed_in_history("101", 3)
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
@@ -299,7 +295,7 @@ async def test_cancel_kills_only_what_the_scheduler_accepted(row, runner, tmp_pa
     executor = make(row, runner, tmp_path)
     killed = await submit(executor, row, runner, "101", tmp_path)
     ended = await submit(executor, row, runner, "102", tmp_path)
-    cancel = {"lsf": "bkill", "slurm": "scancel", "toy": "tdel"}[executor.name]
+    cancel = row.programs[3]
     runner.answers[cancel] = row.cancelled("101", "102")
     await executor.cancel_all()
     assert killed.status is JobStatus.KILLED  # at once, before any poll
@@ -309,7 +305,7 @@ async def test_cancel_kills_only_what_the_scheduler_accepted(row, runner, tmp_pa
 
 async def test_reconnect_adopts_our_unfinished_jobs(row, runner, tmp_path) -> None:
     executor = make(row, runner, tmp_path)
-    runner.answers[_status_program(executor)] = row.running("205", "capi-found")
+    runner.answers[row.programs[1]] = row.running("205", "capi-found")
     adopted = await executor.reconnect()
     assert [(r.job_id, r.name, r.status) for r in adopted] == [
         ("205", "capi-found", JobStatus.RUNNING)
@@ -320,7 +316,7 @@ async def test_reconnect_adopts_our_unfinished_jobs(row, runner, tmp_path) -> No
 async def test_garbage_status_output_changes_nothing(row, runner, tmp_path) -> None:
     executor = make(row, runner, tmp_path)
     record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[_status_program(executor)] = ("<html>proxy error</html>\n", "", 0)
+    runner.answers[row.programs[1]] = ("<html>proxy error</html>\n", "", 0)
     with pytest.raises(ClusterAPIError):
         await executor.poll()
     assert record.status is JobStatus.PENDING
