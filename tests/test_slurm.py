@@ -922,7 +922,7 @@ async def test_history_by_time_window_when_ids_do_not_fit(
     fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch, tz
 ) -> None:
     tz("UTC0")
-    monkeypatch.setattr(slurm_module, "MAX_ID_CHARS", 4)
+    monkeypatch.setattr(slurm_module.Slurm, "max_id_chars", 4)
     slurm = executor()
     first = await slurm.submit("true", "a")
     second = await slurm.submit("true", "b")

@@ -40,20 +40,10 @@ BJOBS_FIELDS = (
     "jobid jobindex job_name stat exit_code exec_host max_mem "
     "submit_time start_time finish_time exit_reason"
 )
-# Above this many characters of ids, poll by name prefix instead (argv stays small).
-MAX_ID_CHARS = 32_000
-# How many ids go into one bkill.
-KILL_BATCH = 100
 
 _SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
-# Messages of a busy or restarting mbatchd: worth one more try.
-_TRANSIENT = re.compile(
-    r"LSF is down|Cannot connect to LSF|daemon not responding|Please wait|try again later",
-    re.IGNORECASE,
-)
 # How bjobs says that nothing matches (a valid answer, unlike an outage).
 _NO_JOB = re.compile(r"No (?:unfinished )?job found|is not found")
-SUBMIT_RETRY_DELAY = 5.0
 
 
 # -- directives --------------------------------------------------------------------------
@@ -181,10 +171,11 @@ class LSF(Scheduler):
     directive_prefix = DIRECTIVE
     job_id_pattern = _LSF_JOB_ID
     job_id_example = "123 or 123[4]"
-    transient = _TRANSIENT
-    submit_retry_delay = SUBMIT_RETRY_DELAY
-    cancel_batch = KILL_BATCH
-    max_id_chars = MAX_ID_CHARS
+    # Messages of a busy or restarting mbatchd: worth one more try.
+    transient = re.compile(
+        r"LSF is down|Cannot connect to LSF|daemon not responding|Please wait|try again later",
+        re.IGNORECASE,
+    )
     history_source = "bhist"
 
     def validate(self, spec: JobSpec) -> None:
@@ -214,7 +205,7 @@ class LSF(Scheduler):
         """None only when bjobs answered and lists no such job (an outage, an empty or
         garbled answer raises)."""
         if answer.failed and "{" not in answer.stdout:
-            if _TRANSIENT.search(answer.text) or not _NO_JOB.search(answer.text):
+            if self.transient.search(answer.text) or not _NO_JOB.search(answer.text):
                 raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
             return None  # bjobs says it has no job of that name
         for record in parse_bjobs_json(answer.stdout):
@@ -228,7 +219,7 @@ class LSF(Scheduler):
 
     def status_command(self, active: Mapping[str, JobRecord]) -> Command:
         argv = self._bjobs()
-        if len(" ".join(active)) < MAX_ID_CHARS:
+        if len(" ".join(active)) < self.max_id_chars:
             return Command(argv + list(active))
         # Too many ids for one argv: ask by name prefix when every job carries it, else
         # for all of the user's jobs; either way still one command.

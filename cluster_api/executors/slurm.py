@@ -60,22 +60,11 @@ SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r|%N|%V|%S|%e|%j"
 # Without it squeue cuts long array expressions short.
 SQUEUE_ENV = {"SLURM_BITSTR_LEN": "0"}
 SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,NodeList,MaxRSS,Start,End"
-# Above this many characters of ids, poll all of the user's jobs instead (argv stays small).
-MAX_ID_CHARS = 32_000
-# How many ids go into one scancel.
-CANCEL_BATCH = 100
-SUBMIT_RETRY_DELAY = 5.0
 # Looking a submission up by its comment: array job id and comment, under this header.
 LOOKUP_FORMAT = "%F|%k"
 LOOKUP_HEADER = "ARRAY_JOB_ID|COMMENT"
 
 _SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
-# Messages of a busy, restarting or unreachable slurmctld: worth one more try.
-_TRANSIENT = re.compile(
-    r"Socket timed out|Unable to contact slurm controller|temporarily unable|"
-    r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable",
-    re.IGNORECASE,
-)
 _INVALID_JOB_ID = "Invalid job id specified"
 _SCANCEL_TERMINATING = re.compile(r"Terminating job (\d+(?:_\d+)?)")
 _SCANCEL_REFUSED = re.compile(r"error on job id (\d+(?:_\d+)?)")
@@ -155,10 +144,12 @@ class Slurm(Scheduler):
     directive_prefix = DIRECTIVE
     job_id_pattern = JOB_ID
     job_id_example = "123 or 123_4"
-    transient = _TRANSIENT
-    submit_retry_delay = SUBMIT_RETRY_DELAY
-    cancel_batch = CANCEL_BATCH
-    max_id_chars = MAX_ID_CHARS
+    # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
+    transient = re.compile(
+        r"Socket timed out|Unable to contact slurm controller|temporarily unable|"
+        r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable",
+        re.IGNORECASE,
+    )
     history_source = "sacct"
 
     def __init__(self, config: ClusterConfig) -> None:
@@ -216,7 +207,7 @@ class Slurm(Scheduler):
         if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
             return None
         argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
-        if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
+        if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
             return Command([*argv, f"--jobs={','.join(ids)}"], SQUEUE_ENV)
         # Too many ids for one argv: every job of the user (of everyone with
         # poll_all_users), filtered here; still one command.
@@ -265,7 +256,7 @@ class Slurm(Scheduler):
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
         if self.config.poll_all_users:
             argv.append("--allusers")
-        if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
+        if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
             argv.append(f"--jobs={','.join(ids)}")
         elif history.since is not None:
             argv.append(f"--starttime={history.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
