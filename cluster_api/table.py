@@ -228,7 +228,7 @@ class JobTable:
         never run, so it ends ``DEPENDENCY_FAILED_END`` with the culprits' ids in
         ``metadata["dependency_failed"]``. A dependant the scheduler already ended for
         that reason without running it (LSF's orphan termination, Slurm's invalid
-        dependency) keeps its end and gets the metadata. Returns the records changed and
+        dependency: both translated to the same end) gets the metadata. Returns the records changed and
         the ids of those that were still unfinished (for the scheduler to cancel)."""
         changed, doomed = [], []
         for record in self.records.values():

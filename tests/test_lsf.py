@@ -977,3 +977,25 @@ async def test_reconnect_needs_a_prefix(fake: FakeLSF) -> None:
     fake.bjobs = RECONNECT_ANSWER
     with pytest.raises(ClusterAPIError):
         await executor(job_name_prefix=None).reconnect()
+
+
+async def test_orphan_terminated_by_lsf_ends_killed_with_its_culprit(
+    lsf: LSFExecutor, mock_call: AsyncMock, work_dir: str
+) -> None:
+    """With -ti LSF itself ends a dependant whose dependency failed (TERM_ORPHAN_SYSTEM),
+    sometimes in the same answer that first shows the parent failed: it still ends as
+    every executor ends such a job, KILLED with the culprit named."""
+    mock_call.return_value = "Job <1> is submitted to queue <normal>."
+    parent = await lsf.submit("exit 1", "parent", resources=ResourceSpec(work_dir=work_dir))
+    mock_call.return_value = "Job <2> is submitted to queue <normal>."
+    child = await lsf.submit(
+        "true", "child", resources=ResourceSpec(work_dir=work_dir), depends_on=[parent]
+    )
+    mock_call.return_value = bjobs_json(
+        bjobs_record("1", "EXIT", EXIT_CODE="1", FINISH_TIME="Nov 22 10:32"),
+        bjobs_record("2", "EXIT", EXIT_REASON="TERM_ORPHAN_SYSTEM", FINISH_TIME="Nov 22 10:32"),
+    )
+    await lsf.poll()
+    assert parent.status is JobStatus.FAILED
+    assert child.status is JobStatus.KILLED
+    assert child.metadata["dependency_failed"] == [parent.job_id]

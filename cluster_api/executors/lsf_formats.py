@@ -38,8 +38,16 @@ _STATUS = {
     "UNKWN": JobStatus.UNKNOWN,
     "ZOMBI": JobStatus.KILLED,
 }
-# EXIT reasons that mean a person (owner or admin) killed the job, not that it failed.
-_KILL_REASONS = ("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN")
+# EXIT reasons that mean the job was killed, not that it failed: by a person (owner or
+# admin), or by LSF itself as an orphan whose dependency can never be met (`-ti`), which is
+# the end every executor gives a dependant of a failed job.
+_KILL_REASONS = (
+    "TERM_OWNER",
+    "TERM_ADMIN",
+    "TERM_FORCE_OWNER",
+    "TERM_FORCE_ADMIN",
+    "TERM_ORPHAN_SYSTEM",
+)
 
 
 # -- status ------------------------------------------------------------------------------
