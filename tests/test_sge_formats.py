@@ -265,6 +265,11 @@ def test_running_tasks_and_the_rest_of_the_array(name: str) -> None:
     assert running.start_time is not None and running.start_time.tzinfo is not None
 
 
+def test_expanded_tasks_with_g_d() -> None:
+    result = sge.parse_status(read("captures_qstat_running_gd.xml"), {"3", "4", "7"})
+    assert statuses(result) == {"7": P, "3": {1: R, 2: R, 3: P}, "4": {2: P, 4: P, 6: P}}
+
+
 def test_task_list_with_commas() -> None:
     result = sge.parse_status(read("lookup_qstat_array_tc.xml"), {"3"})
     assert statuses(result) == {"3": {1: R, 2: R, 3: P, 4: P}}
@@ -328,7 +333,8 @@ def test_absurd_task_ranges_are_skipped() -> None:
         ("qacct_hold_jid_on_exit3.txt", "15", JobStatus.DONE, 0, None),
         ("qacct_bad_wd_while_eqw.txt", "17", F, None, "changing into working directory"),
         ("qacct_qdel_running.txt", "1", F, 137, "killed by signal 9"),
-        ("lookup_qacct_h_vmem.txt", "2", F, 139, "killed by signal 11"),
+        ("lookup_qacct_h_vmem.txt", "2", F, 137, "limit exceeded"),  # execd killed it
+        ("lookup_qacct_h_vmem_segv.txt", "2", F, 139, "killed by signal 11"),  # setrlimit
     ],
 )
 def test_endings_read_failed_before_exit_status(

@@ -5,6 +5,11 @@
 # listing of a named job, qdel of an array task.  Run on the dev cluster after record.sh
 # (or alone on a fresh one); writes lookup_*.txt / lookup_*.xml here.
 set -euo pipefail
+# A clean environment: the -V job below copies it into qstat -j's JB_env_list.
+if [ -z "${RECORD_LOOKUP_CLEAN:-}" ]; then
+  exec env -i RECORD_LOOKUP_CLEAN=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$HOME" LANG=C \
+    bash "$0" "$@"
+fi
 OUT=$(realpath "${1:-$(dirname "$0")}")
 WORK=$(mktemp -d /tmp/sge-lookup.XXXXXX)
 cd "$WORK"
@@ -78,7 +83,6 @@ transcript qacct -j 'cap-*'
 
 # A dependant held (-h) on top of -hold_jid, released by qrls; -hold_jid of an id that
 # does not exist (or has finished) is accepted and ignored.
-
 printf 'exit 0\n' >ok.sh
 transcript qsub -terse -cwd -j y -N dep -hold_jid 1 -h ok.sh
 D=$(tr -d '\n' <"$WORK/out")
