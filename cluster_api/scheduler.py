@@ -101,6 +101,13 @@ class Scheduler:
     max_id_chars: ClassVar[int] = 32_000
     #: What ``metadata["resolved_from"]`` says for an end read from the history.
     history_source: ClassVar[str] = "history"
+    #: How many jobs one history command can ask about (None: any number).
+    history_ids_per_call: ClassVar[int | None] = None
+    #: Whether dependants are submitted held because the scheduler's own dependency is
+    #: "after any exit" (Grid Engine's ``-hold_jid``): the engine releases
+    #: (`release_command`) those whose parents all ended DONE; the others end by the
+    #: dependency rule.
+    holds_dependants: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -165,6 +172,11 @@ class Scheduler:
     def parse_cancel(self, answer: CommandAnswer) -> set[str]:
         """The ids whose cancel the scheduler accepted, from its answer; never one it said
         had already ended."""
+        raise NotImplementedError
+
+    def release_command(self, job_ids: Sequence[str]) -> Command:
+        """Release these held dependants (``holds_dependants``); the answer is read by
+        `parse_cancel` (the ids it released)."""
         raise NotImplementedError
 
     def cancel_by_name_command(self, pattern: str) -> Command | None:

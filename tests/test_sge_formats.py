@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster_api.core import JobSpec, QueryResult
 from cluster_api.errors import ClusterAPIError, SubmitError
-from cluster_api.executors import sge
+from cluster_api.executors import sge_formats as sge
+from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobStatus, ResourceSpec
+from cluster_api.status import QueryResult
 
 DATA = Path(__file__).parent / "data" / "sge"
 
@@ -157,7 +158,6 @@ def test_values_grid_engine_would_misread_are_refused(
 
 def test_array_index_and_capabilities_are_declared() -> None:
     assert sge.ARRAY_INDEX_VARIABLE == "SGE_TASK_ID"
-    assert sge.CAN_CAP_ARRAY and sge.AFTEROK_ENFORCED_BY_ENGINE and sge.DEPENDANTS_HELD
     assert sge.DIRECTIVE == "#$"
 
 
@@ -284,11 +284,8 @@ def test_error_state_is_failed_with_a_reason_while_still_queued() -> None:
         assert reason.startswith(sge.ERROR_STATE_REASON) and "Eqw" in reason
 
 
-def test_error_reason_from_the_detailed_job() -> None:
-    reason = sge.parse_error_reason(read("qstat_j_eqw.xml")) or ""
-    assert "exit_status of job start = 100" in reason
-    assert sge.detail_argv("12") == ["qstat", "-j", "12", "-xml"]
-    assert sge.parse_error_reason(read("qstat_j_running.xml")) is None
+def test_lookup_asks_for_the_detailed_jobs_of_a_name() -> None:
+    assert sge.detail_argv("cap-x") == ["qstat", "-j", "cap-x", "-xml"]
 
 
 def test_unwanted_and_ended_jobs_are_absent() -> None:
