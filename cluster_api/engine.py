@@ -134,8 +134,18 @@ class BatchExecutor(Executor):
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
 
     async def _find_submission(self, name: str, token: str) -> str | None:
-        answer = await self._answer(self.scheduler.lookup_command(name, token))
-        return self.scheduler.parse_lookup(answer, token)
+        """Where the lookup sees only queued jobs, a job that already ended is looked
+        for in the history, once the history has caught up with the lookup's moment:
+        only then does "not there" mean not submitted."""
+        scheduler = self.scheduler
+        found = scheduler.parse_lookup(
+            await self._answer(scheduler.lookup_command(name, token)), token
+        )
+        history = scheduler.lookup_history_command(name)
+        if found is not None or history is None:
+            return found
+        await self._sleep(scheduler.history_lag)
+        return scheduler.parse_lookup_history(await self._answer(history), token)
 
     # -- status ------------------------------------------------------------------------
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:

@@ -103,6 +103,9 @@ class Scheduler:
     history_source: ClassVar[str] = "history"
     #: How many jobs one history command can ask about (None: any number).
     history_ids_per_call: ClassVar[int | None] = None
+    #: Seconds by which the history lags the status command: how long after a lookup
+    #: found nothing queued the history is asked (`lookup_history_command`).
+    history_lag: ClassVar[float] = 0.0
     #: Whether dependants are submitted held because the scheduler's own dependency is
     #: "after any exit" (Grid Engine's ``-hold_jid``): the engine releases
     #: (`release_command`) those whose parents all ended DONE; the others end by the
@@ -140,6 +143,15 @@ class Scheduler:
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
         """The id of the job carrying ``token``; None when the answer says there is none;
         ``ClusterAPIError`` when it cannot tell (that is not "not found")."""
+        raise NotImplementedError
+
+    def lookup_history_command(self, name: str) -> Command | None:
+        """Lists the jobs called ``name`` that the history knows, for a scheduler whose
+        `lookup_command` cannot see ended jobs; None when it can."""
+        return None
+
+    def parse_lookup_history(self, answer: CommandAnswer, token: str) -> str | None:
+        """As `parse_lookup`, for the answer of `lookup_history_command`."""
         raise NotImplementedError
 
     # -- status and history -------------------------------------------------------------

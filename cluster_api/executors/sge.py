@@ -42,6 +42,7 @@ class SGE(Scheduler):
     cancel_batch = formats.CANCEL_BATCH
     history_source = "qacct"
     history_ids_per_call = formats.HISTORY_IDS_PER_CALL
+    history_lag = formats.ACCOUNTING_LAG_SECONDS
     holds_dependants = True
 
     # -- submission --------------------------------------------------------------------
@@ -71,11 +72,17 @@ class SGE(Scheduler):
         return Command(formats.detail_argv(name))
 
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
-        """The queued job carrying ``token``. A job that already left qstat is not found
-        here (qacct may not know it yet either): see the docs' exactly-once note."""
+        """The queued job carrying ``token``; one that left qstat is looked for in qacct."""
         if answer.failed:
             raise answer.unusable(f"qstat -j failed: {answer.text.strip()[:200]!r}")
         return formats.parse_lookup(answer.stdout, token)
+
+    def lookup_history_command(self, name: str) -> Command:
+        return Command(formats.history_argv(name))
+
+    def parse_lookup_history(self, answer: CommandAnswer, token: str) -> str | None:
+        """qacct exits 1 for a name it has no record of: that is an answer too."""
+        return formats.parse_lookup_history(answer.stdout, answer.stderr, token)
 
     # -- status and history ------------------------------------------------------------
     def status_command(self, active: Mapping[str, JobRecord]) -> Command:
