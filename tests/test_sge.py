@@ -83,7 +83,8 @@ def sge(runner: Scripted, tmp_path: Path) -> SGEExecutor:
 
 async def submit(sge: SGEExecutor, runner: Scripted, job_id: str, **kwargs: Any) -> JobRecord:
     runner.on("qsub", (f"{job_id}\n", "", 0))
-    return await sge.submit("true", f"j{job_id}", **kwargs)
+    work_dir = ResourceSpec(work_dir=sge.config.log_directory)
+    return await sge.submit("true", f"j{job_id}", resources=work_dir, **kwargs)
 
 
 def test_sge_is_a_registered_executor(tmp_path: Path) -> None:

@@ -91,8 +91,12 @@ async def test_endings_arrays_cancel_walltime_and_dependencies(
     victim = await sge.submit("sleep 300", "victim", resources=res())
     slow = await sge.submit("sleep 300", "slow", resources=res(walltime="00:00:05"))
     # -hold_jid waits for any exit: the child of a failure must end, never run.
-    orphan = await sge.submit(f"touch {work}/orphan.ran", "orphan", depends_on=[three.job_id])
-    child = await sge.submit(f"touch {work}/child.ran", "child", depends_on=[ok.job_id])
+    orphan = await sge.submit(
+        f"touch {work}/orphan.ran", "orphan", depends_on=[three.job_id], resources=res()
+    )
+    child = await sge.submit(
+        f"touch {work}/child.ran", "child", depends_on=[ok.job_id], resources=res()
+    )
     # Killed by a signal, gone from qstat before the first poll: no exit file; only qacct
     # knows, once its lag has passed.
     signalled = await sge.submit("kill -KILL $$", "signalled", resources=res())
