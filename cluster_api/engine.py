@@ -253,7 +253,11 @@ class BatchExecutor(Executor):
         ]
         if not ready:
             return
-        answer = await self._answer(self.scheduler.release_command(ready), ready)
+        try:
+            answer = await self._answer(self.scheduler.release_command(ready), ready)
+        except ClusterAPIError as exc:  # the poll itself succeeded
+            logger.warning("could not release %s: %s", ready, exc)
+            return
         released = self.scheduler.parse_cancel(answer)
         self._released.update(released)
         if set(ready) - released:

@@ -204,3 +204,16 @@ async def test_a_lost_submission_neither_queued_nor_accounted_is_submitted_again
     runner.on("qacct", ("", "error: job name capi-again not found\n", 1))
     record = await sge.submit("true", "again", resources=ResourceSpec(work_dir=str(tmp_path)))
     assert record.job_id == "9" and len(runner.called("qsub")) == 2
+
+
+async def test_a_release_that_times_out_fails_no_poll_and_is_tried_again(
+    sge: SGEExecutor, runner: Scripted
+) -> None:
+    await submit(sge, runner, "5")
+    await submit(sge, runner, "6", depends_on=["5"])
+    runner.on("qstat", (qstat(("6", "hqw")), "", 0))
+    runner.on("qacct", (qacct("5", 0), "", 0))
+    runner.on("qrls", CommandTimeoutError("qrls timed out"), ("modified hold of job 6\n", "", 0))
+    await sge.poll()
+    await sge.poll()
+    assert runner.called("qrls") == [["qrls", "6"], ["qrls", "6"]]
