@@ -23,7 +23,7 @@ from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
 from .jobspec import JobSpec
-from .models import JobRecord
+from .models import JobRecord, JobStatus
 from .runner import CommandRunner
 from .scheduler import Command, CommandAnswer, HistoryRetry, Key, Scheduler
 from .status import (
@@ -73,6 +73,8 @@ class BatchExecutor(Executor):
         self.scheduler = self.scheduler_class(self.config)
         # Jobs whose history the last status query already asked for.
         self._history_asked_now: set[str] = set()
+        # Held dependants the scheduler released (`Scheduler.holds_dependants`).
+        self._released: set[str] = set()
 
     async def _answer(self, command: Command, ids: Sequence[str] = ()) -> CommandAnswer:
         """Run one scheduler command; a non-zero exit is an answer too (the scheduler's
@@ -132,8 +134,18 @@ class BatchExecutor(Executor):
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
 
     async def _find_submission(self, name: str, token: str) -> str | None:
-        answer = await self._answer(self.scheduler.lookup_command(name, token))
-        return self.scheduler.parse_lookup(answer, token)
+        """Where the lookup sees only queued jobs, a job that already ended is looked
+        for in the history, once the history has caught up with the lookup's moment:
+        only then does "not there" mean not submitted."""
+        scheduler = self.scheduler
+        found = scheduler.parse_lookup(
+            await self._answer(scheduler.lookup_command(name, token)), token
+        )
+        history = scheduler.lookup_history_command(name)
+        if found is not None or history is None:
+            return found
+        await self._sleep(scheduler.history_lag)
+        return scheduler.parse_lookup_history(await self._answer(history), token)
 
     # -- status ------------------------------------------------------------------------
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
@@ -172,10 +184,22 @@ class BatchExecutor(Executor):
     async def _history(
         self, records: Sequence[JobRecord], result: QueryResult, *, strict: bool
     ) -> dict[Key, Observation]:
-        """What the history says about these jobs, in one command (two when the first
-        answer shows it must be asked another way). A history that cannot be asked
-        never fails a poll (the exit files still tell); with ``strict`` one that does
-        not answer in time raises (nothing may be concluded from its silence)."""
+        """What the history says about these jobs, in one command per
+        ``history_ids_per_call`` jobs (two when the first answer shows it must be asked
+        another way). A history that cannot be asked never fails a poll (the exit files
+        still tell); with ``strict`` one that does not answer in time raises (nothing
+        may be concluded from its silence)."""
+        size = self.scheduler.history_ids_per_call or len(records)
+        batches = [records[i : i + size] for i in range(0, len(records), size)]
+        finals: dict[Key, Observation] = {}
+        for part in await asyncio.gather(*(self._history_of(b, result, strict) for b in batches)):
+            finals.update(part)
+        return finals
+
+    async def _history_of(
+        self, records: Sequence[JobRecord], result: QueryResult, strict: bool
+    ) -> dict[Key, Observation]:
+        """One history command for ``records`` (a second when the answer says so)."""
         try:
             for _ in range(2):
                 command = self.scheduler.history_command(records, result)
@@ -207,6 +231,41 @@ class BatchExecutor(Executor):
         for record in todo:
             apply_history(record, finals, self.scheduler.history_source)
         self.persist(todo)
+
+    # -- dependencies ------------------------------------------------------------------
+    async def _end_failed_dependants(self) -> list[JobRecord]:
+        changed = await super()._end_failed_dependants()
+        if self.scheduler.holds_dependants:
+            await self._release_dependants()
+        return changed
+
+    async def _release_dependants(self) -> None:
+        """Release the held dependants whose tracked parents all ended DONE (a parent we
+        do not track is left to the scheduler's own wait). A release that fails is
+        tried again at the next poll."""
+        ready = [
+            r.job_id
+            for r in self._jobs.values()
+            if r.depends_on
+            and not r.status.is_terminal
+            and r.job_id not in self._released
+            and all(self._ended_done(parent) for parent in r.depends_on)
+        ]
+        if not ready:
+            return
+        try:
+            answer = await self._answer(self.scheduler.release_command(ready), ready)
+        except ClusterAPIError as exc:  # the poll itself succeeded
+            logger.warning("could not release %s: %s", ready, exc)
+            return
+        released = self.scheduler.parse_cancel(answer)
+        self._released.update(released)
+        if set(ready) - released:
+            logger.info("release of %s reported: %s", ready, answer.text.strip()[:500])
+
+    def _ended_done(self, job_id: str) -> bool:
+        parent = self._jobs.get(job_id)
+        return parent is None or parent.status is JobStatus.DONE
 
     # -- cancellation ------------------------------------------------------------------
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> set[str]:

@@ -101,6 +101,16 @@ class Scheduler:
     max_id_chars: ClassVar[int] = 32_000
     #: What ``metadata["resolved_from"]`` says for an end read from the history.
     history_source: ClassVar[str] = "history"
+    #: How many jobs one history command can ask about (None: any number).
+    history_ids_per_call: ClassVar[int | None] = None
+    #: Seconds by which the history lags the status command: how long after a lookup
+    #: found nothing queued the history is asked (`lookup_history_command`).
+    history_lag: ClassVar[float] = 0.0
+    #: Whether dependants are submitted held because the scheduler's own dependency is
+    #: "after any exit" (Grid Engine's ``-hold_jid``): the engine releases
+    #: (`release_command`) those whose parents all ended DONE; the others end by the
+    #: dependency rule.
+    holds_dependants: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -135,6 +145,15 @@ class Scheduler:
         ``ClusterAPIError`` when it cannot tell (that is not "not found")."""
         raise NotImplementedError
 
+    def lookup_history_command(self, name: str) -> Command | None:
+        """Lists the jobs called ``name`` that the history knows, for a scheduler whose
+        `lookup_command` cannot see ended jobs; None when it can."""
+        return None
+
+    def parse_lookup_history(self, answer: CommandAnswer, token: str) -> str | None:
+        """As `parse_lookup`, for the answer of `lookup_history_command`."""
+        raise NotImplementedError
+
     # -- status and history -------------------------------------------------------------
     def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
         """One command asking about every job in ``active``; None when none of them
@@ -165,6 +184,11 @@ class Scheduler:
     def parse_cancel(self, answer: CommandAnswer) -> set[str]:
         """The ids whose cancel the scheduler accepted, from its answer; never one it said
         had already ended."""
+        raise NotImplementedError
+
+    def release_command(self, job_ids: Sequence[str]) -> Command:
+        """Release these held dependants (``holds_dependants``); the answer is read by
+        `parse_cancel` (the ids it released)."""
         raise NotImplementedError
 
     def cancel_by_name_command(self, pattern: str) -> Command | None:

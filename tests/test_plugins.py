@@ -29,6 +29,7 @@ BUILTIN_TARGETS = {
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",
+    "sge": "cluster_api.executors.sge:SGEExecutor",
 }
 
 PLUGIN_MODULE = '''

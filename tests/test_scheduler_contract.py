@@ -20,6 +20,7 @@ import pytest
 from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec, SlurmExecutor
 from cluster_api.engine import BatchExecutor
 from cluster_api.errors import ClusterAPIError, SubmitError
+from cluster_api.executors.sge import SGEExecutor
 from cluster_api.executors.slurm import Slurm
 from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobRecord
@@ -29,6 +30,7 @@ from cluster_api.script import directive_lines
 from cluster_api.status import Observation, QueryResult
 
 SLURM_DATA = Path(__file__).parent / "data" / "slurm"
+SGE_DATA = Path(__file__).parent / "data" / "sge"
 
 
 # -- a toy scheduler, from the interface alone -------------------------------------------
@@ -138,6 +140,9 @@ class Row:
     gone: Callable[[str], Answer]  # the status answer for an id it no longer knows
     failed_in_history: Callable[[str, int], str]
     cancelled: Callable[[str, str], Answer]  # (accepted id, already ended id)
+    # The history's answer for a job that ended DONE, for a scheduler whose status
+    # command never shows an ended job (Grid Engine).
+    done_in_history: Callable[[str], str] | None = None
 
 
 def bjobs(*records: dict[str, str], rc: int = 0) -> Answer:
@@ -161,6 +166,22 @@ def scancel_v(accepted: str, ended: str) -> Answer:
         "Job/step already completing or completed\n"
     )
     return "", err, 0
+
+
+def qstat_xml(job_id: str, state: str, name: str) -> Answer:
+    """The recorded ``qstat -xml`` of one running job, renumbered and renamed."""
+    text = (SGE_DATA / "qstat_running.xml").read_text()
+    text = text.replace("<JB_job_number>8<", f"<JB_job_number>{job_id}<")
+    text = text.replace("<JB_name>running<", f"<JB_name>{name}<").replace(">r<", f">{state}<")
+    return text, "", 0
+
+
+def qacct(job_id: str, code: int) -> str:
+    """The recorded ``qacct -j`` record of a job that exited 3, renumbered, exit ``code``."""
+    text = (SGE_DATA / "qacct_exit3.txt").read_text()
+    return text.replace("jobnumber    10", f"jobnumber    {job_id}").replace(
+        "exit_status  3", f"exit_status  {code}"
+    )
 
 
 def tstat(job_id: str, state: str, name: str, code: str = "") -> Answer:
@@ -196,6 +217,21 @@ ROWS = {
             f"{i}|{i}|FAILED|{code}:0|node1|0|2026-11-23T12:06:16|2026-11-23T12:06:17\n"
         ),
         cancelled=scancel_v,
+    ),
+    "sge": Row(
+        SGEExecutor,
+        programs=("qsub", "qstat", "qacct", "qdel"),
+        submitted=lambda i: f"{i}\n",
+        running=lambda i, n: qstat_xml(i, "r", n),
+        done=lambda i, n: ((SGE_DATA / "qstat_empty.xml").read_text(), "", 0),
+        gone=lambda i: ((SGE_DATA / "qstat_empty.xml").read_text(), "", 0),
+        failed_in_history=qacct,
+        cancelled=lambda a, e: (
+            f'root has registered the job {a} for deletion\ndenied: job "{e}" does not exist\n',
+            "",
+            1,
+        ),
+        done_in_history=lambda i: qacct(i, 0),
     ),
     "toy": Row(
         ToyExecutor,
@@ -275,6 +311,8 @@ async def test_poll_follows_the_job_to_its_end(row, runner, tmp_path) -> None:
     runner.answers[row.programs[1]] = row.running("101", record.name)
     assert await executor.poll() == {"101": JobStatus.RUNNING}
     runner.answers[row.programs[1]] = row.done("101", record.name)
+    if row.done_in_history is not None:
+        runner.answers[row.programs[2]] = row.done_in_history("101")
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.DONE, 0)
 

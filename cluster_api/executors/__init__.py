@@ -21,6 +21,7 @@ _BUILTIN = {
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",
+    "sge": "cluster_api.executors.sge:SGEExecutor",
 }
 
 
