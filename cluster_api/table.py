@@ -228,8 +228,9 @@ class JobTable:
         never run, so it ends ``DEPENDENCY_FAILED_END`` with the culprits' ids in
         ``metadata["dependency_failed"]``. A dependant the scheduler already ended for
         that reason without running it (LSF's orphan termination, Slurm's invalid
-        dependency: both translated to the same end) gets the metadata. Returns the records changed and
-        the ids of those that were still unfinished (for the scheduler to cancel)."""
+        dependency: both translated to the same end) gets the metadata. Returns the
+        records changed and the ids of those still unfinished (for the scheduler to
+        cancel)."""
         changed, doomed = [], []
         for record in self.records.values():
             if not record.depends_on or "dependency_failed" in record.metadata:
