@@ -295,16 +295,24 @@ def test_status_command() -> None:
 
 # -- cancel ------------------------------------------------------------------------------
 def test_cancel_answers() -> None:
-    assert flux.parse_cancel("", "", 0, ["ƒ2J9gbWo"]).accepted == {"ƒ2J9gbWo"}
-    answer = flux.parse_cancel("", read("cancel_batch.stderr"), 1, ["ƒQ4FqC3", "ƒ22qe1iF"])
-    assert not answer.accepted and answer.inactive == {"ƒQ4FqC3", "ƒ22qe1iF"}
+    assert flux.parse_cancel("", "", 0, ["ƒ2J9gbWo"]) == ({"ƒ2J9gbWo"}, set())
+    batch = read("cancel_batch.stderr")
+    assert flux.parse_cancel("", batch, 1, ["ƒQ4FqC3", "ƒ22qe1iF"]) == (
+        set(),
+        {"ƒQ4FqC3", "ƒ22qe1iF"},
+    )
     # ids come back in Flux's own encoding: f3333333333 is named ƒ3333333333
-    answer = flux.parse_cancel("", read("cancel_unknown.stderr"), 1, ["f3333333333", "ƒ2J9gbWo"])
-    assert answer.accepted == {"ƒ2J9gbWo"} and answer.unknown == {"f3333333333"}
+    unknown = read("cancel_unknown.stderr")
+    assert flux.parse_cancel("", unknown, 1, ["f3333333333", "ƒ2J9gbWo"]) == (
+        {"ƒ2J9gbWo"},
+        {"f3333333333"},
+    )
     inactive = read("cancel_inactive.stderr")
-    assert flux.parse_cancel("", inactive, 1, ["15133048832"]).inactive == {"15133048832"}
-    failed = flux.parse_cancel("", "flux-cancel: ERROR: Unable to connect to Flux", 1, ["ƒQ4FqC3"])
-    assert not failed.accepted
+    assert flux.parse_cancel("", inactive, 1, ["15133048832"]) == (set(), {"15133048832"})
+    refused = "flux-cancel: ERROR: ƒQ4FqC3: Operation not permitted"
+    assert flux.parse_cancel("", refused, 1, ["ƒQ4FqC3", "ƒ2J9gbWo"]) == ({"ƒ2J9gbWo"}, set())
+    failed = "flux-cancel: ERROR: Unable to connect to Flux"
+    assert flux.parse_cancel("", failed, 1, ["ƒQ4FqC3"]) == (set(), set())
 
 
 def test_cancel_command_refuses_ids_flux_cannot_read() -> None:
@@ -374,8 +382,8 @@ def test_parsers_survive_arbitrary_text(text: str) -> None:
         flux.parse_lookup(text, "p-a.1")
     with contextlib.suppress(SubmitError):
         flux.parse_submit(text)
-    answer = flux.parse_cancel(text, text, 1, ["ƒQ4FqC3", "fhcmKnw"])
-    assert answer.accepted <= {"ƒQ4FqC3", "fhcmKnw"}
+    accepted, ended = flux.parse_cancel(text, text, 1, ["ƒQ4FqC3", "fhcmKnw"])
+    assert accepted | ended <= {"ƒQ4FqC3", "fhcmKnw"} and not accepted & ended
 
 
 @given(st.text(max_size=40))

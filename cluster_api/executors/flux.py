@@ -1,18 +1,16 @@
-"""Flux (flux-core), as pure translation: ``flux batch`` with ``# flux:`` directives for a
-job, ``flux submit --cc`` for an array, one ``flux jobs --json`` per poll, ``flux cancel``.
-
-Facts from flux-core 0.88.0's manuals and sources and its recorded answers
-(``tests/data/flux/README.md``). Ids are F58 (``ƒQ4FqC3``; ``fQ4FqC3`` outside a UTF-8
-locale), kept as printed and compared by the number they encode. An array is one job per
-index with no parent id, run directly rather than as a sub-instance; copies get their ids in
-no set order, so each element's name carries its index (``{token}[{cc}]``). job-list shows
-no free field but the name (flux-accounting checks ``project`` and ``bank``), so the name
-is the exactly-once token ``{name}.{n}``. Flux has no memory request: ``memory`` is refused.
-Inactive jobs stay listed by id until purged, so the status command is the history too.
+"""Flux (flux-core) as pure translation, from its 0.88.0 manuals, sources and recorded
+answers (``tests/data/flux/README.md``). Ids are F58 (``ƒQ4FqC3``, ``fQ4FqC3`` outside a
+UTF-8 locale), kept as printed and compared by the number they encode. An array is
+``flux submit --cc``: one job per index, no parent id, ids in no set order, so each element's
+name carries its index (``{token}[{cc}]``). job-list shows no free field but the name
+(flux-accounting checks ``project``/``bank``), so the name is the exactly-once token
+``{name}.{n}``. There is no memory request: ``memory`` is refused. Inactive jobs stay listed
+by id until purged, so the status command is the history too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -35,7 +33,7 @@ logger = logging.getLogger("cluster_api")
 DIRECTIVE = "# flux:"
 ARRAY_INDEX_VARIABLE = "FLUX_JOB_CC"
 # Nothing caps how many --cc copies run at once: the engine enforces max_concurrent or
-# refuses it. flux cancel cannot record a job as done. No history command (see above).
+# refuses it. flux cancel cannot record a job as done.
 CAN_CAP_ARRAY_CONCURRENCY = False
 CAN_CANCEL_AS_DONE = False
 STATUS_INCLUDES_HISTORY = True
@@ -56,7 +54,6 @@ def job_number(job_id: object) -> int | None:
     return number if number < 2**64 else None
 
 
-# -- directives --------------------------------------------------------------------------
 _BARE = re.compile(r"^[A-Za-z0-9_./:%@+,=*{}\[\]-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEMPLATES = re.compile(r"\{\{[^{}]*\}\}|\{cc\}")  # mustache tags, and the --cc index
@@ -83,13 +80,10 @@ def _option(field: str, flag: str, value: str, array: bool) -> str:
     if array and re.search("[{}]", _TEMPLATES.sub("", value)):
         raise ValueError(f"{field} {value!r}: flux submit --cc reads braces as {{cc}} fields")
     text = flag + (value if _BARE.match(value) else '"' + re.sub(r'(["\\])', r"\\\1", value) + '"')
-    try:
-        exact = directive_words(text) == [flag + value]
-    except ValueError:
-        exact = False
-    if not exact:
-        raise ValueError(f"{field} {value!r} cannot be written as a Flux directive")
-    return text
+    with contextlib.suppress(ValueError):
+        if directive_words(text) == [flag + value]:
+            return text
+    raise ValueError(f"{field} {value!r} cannot be written as a Flux directive")
 
 
 def flux_job_name(name: str, token: str) -> str:
@@ -112,21 +106,17 @@ def parse_job_name(flux_name: object) -> tuple[str, str, int | None] | None:
 
 
 def _log_option(given: str | None, work_dir: str, stream: str, array: bool) -> str:
-    flag = "--output=" if stream == "stdout" else "--error="
+    flag = {"stdout": "--output=", "stderr": "--error="}[stream]
     if given:
         return _option(f"ResourceSpec.{stream}_path", flag, given, array)
-    if "{{" in work_dir or "}}" in work_dir:  # would start a mustache tag: no escape
-        raise ValueError(
-            f"ResourceSpec.work_dir {work_dir!r} contains '{{{{' or '}}}}', a Flux template "
-            "in the default log paths; set stdout_path and stderr_path"
-        )
+    if "{{" in work_dir or "}}" in work_dir:  # a mustache tag in the log path, no escape
+        raise ValueError(f"ResourceSpec.work_dir {work_dir!r}: '{{{{' makes a Flux template")
     path = f"{work_dir}/{stream}.{{{{id}}}}{'.{cc}' if array else ''}.log"
     return _option("ResourceSpec.work_dir", flag, path, array)
 
 
 def flux_options(spec: JobSpec) -> list[str]:
-    """The options of one job, one per string (``--queue=debug``): the same for
-    ``flux batch`` (as directives) and ``flux submit --cc`` (as argv)."""
+    """One job's options, one a string: ``flux batch`` directives, ``flux submit`` argv."""
     res, array = spec.resources, spec.array_range is not None
     if res.memory:
         message = "Flux has no memory request (jobs get their cores' or nodes' memory)"
@@ -140,10 +130,8 @@ def flux_options(spec: JobSpec) -> list[str]:
         _log_option(res.stderr_path, res.work_dir, "stderr", array),
         "-n1",  # one slot (batch) or task (submit): the script runs once
     ]
-    if res.cpus:
-        options.append(f"-c{res.cpus}")
-    if res.gpus:
-        options.append(f"-g{res.gpus}")
+    options += [f"-c{res.cpus}"] if res.cpus else []
+    options += [f"-g{res.gpus}"] if res.gpus else []
     if res.walltime:
         options.append(f"--time-limit={parse_walltime_seconds(res.walltime)}s")
     if res.queue:
@@ -192,15 +180,13 @@ def submit_argv(
 
 
 def parse_submit(stdout: str) -> list[str]:
-    """The ids printed, one a line: one for a job, one per accepted element of an array
-    (a refused copy is ``cc=N: reason`` on stderr, exit 1: fewer ids = a partial array)."""
+    """The ids printed: one, or one per accepted array element (fewer: a partial array)."""
     ids = [line.strip() for line in stdout.splitlines() if JOB_ID_PATTERN.match(line.strip())]
     if not ids:
         raise SubmitError(f"flux did not report a job id: {stdout.strip()[:500]!r}")
     return ids
 
 
-# -- status ------------------------------------------------------------------------------
 _STATE = {s: JobStatus.PENDING for s in ("NEW", "DEPEND", "PRIORITY", "SCHED")}
 _STATE.update(RUN=JobStatus.RUNNING, CLEANUP=JobStatus.RUNNING)  # CLEANUP: epilogs run
 # The time limit is FAILED, with the reason; only a cancel is KILLED.
@@ -210,20 +196,17 @@ _UNKNOWN_ID = re.compile(r"^JobID (\S+) unknown$", re.MULTILINE)
 
 
 def status_argv(ids: Collection[str], all_users: bool = False) -> list[str]:
-    """One ``flux jobs --json`` for these ids (any state); when they would not fit on a
-    command line, every job of the user (``-A``: of everyone)."""
+    """``flux jobs --json IDS`` (any state), or all the user's (``-A``: everyone's) jobs."""
     if sum(len(i) + 1 for i in ids) <= MAX_ID_CHARS:
         return ["flux", "jobs", "--json", *ids]
     return ["flux", "jobs", "-a", "-c", "0", "--json", *(["-A"] if all_users else [])]
 
 
 def _moment(value: object) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value, timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
+    with contextlib.suppress(OverflowError, OSError, ValueError):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return datetime.fromtimestamp(value, timezone.utc)
+    return None
 
 
 def _text(record: Mapping[str, Any], key: str) -> str | None:
@@ -240,7 +223,7 @@ def observation_of(record: Mapping[str, Any]) -> Observation | None:
     kind = _text(exception, "type") if exception.get("occurred") is True else None
     state, result = record.get("state"), record.get("result")
     if state == "INACTIVE":
-        if result not in _RESULT:  # no result key: derive it as job-list does
+        if not isinstance(result, str) or result not in _RESULT:  # derive it as job-list does
             result = "COMPLETED" if record.get("success") is True else "FAILED"
             result = {"cancel": "CANCELED", "timeout": "TIMEOUT"}.get(kind or "", result)
         status = _RESULT[result]
@@ -268,9 +251,8 @@ def observation_of(record: Mapping[str, Any]) -> Observation | None:
 
 
 def _jobs(stdout: str) -> Iterator[tuple[int, Mapping[str, Any], Observation | None]]:
-    """(id number, job, observation) for each job of a ``flux jobs --json`` answer:
-    ``{"jobs": [...]}``, or one job object when one id was asked. ClusterAPIError for
-    anything else; a job without a readable id is skipped."""
+    """(number, job, observation) of each job in ``{"jobs": [...]}`` or in the one job
+    object printed when one id was asked; ClusterAPIError for anything else."""
     start = stdout.find("{")
     try:
         data = json.JSONDecoder().raw_decode(stdout[start:])[0] if start >= 0 else None
@@ -324,18 +306,8 @@ def parse_status(
     return result
 
 
-# -- cancel ------------------------------------------------------------------------------
 _CANCEL_ERROR = re.compile(r"^flux-cancel: ERROR: (\S+): (.+)$")
-
-
-@dataclass(frozen=True)
-class CancelAnswer:
-    """What one flux cancel said: ids it accepted, ids that had already ended, ids it
-    does not know (purged, or never Flux's). Ids in none of them were refused."""
-
-    accepted: frozenset[str]
-    inactive: frozenset[str] = frozenset()
-    unknown: frozenset[str] = frozenset()
+Answer = tuple[frozenset[str], frozenset[str]]
 
 
 def cancel_argv(ids: Sequence[str]) -> list[str]:
@@ -346,29 +318,23 @@ def cancel_argv(ids: Sequence[str]) -> list[str]:
     return ["flux", "cancel", *ids]
 
 
-def parse_cancel(stdout: str, stderr: str, returncode: int, ids: Sequence[str]) -> CancelAnswer:
-    """flux cancel is silent and exits 0 when it cancelled every job; else it names each
-    one it did not (``flux-cancel: ERROR: ƒ…: job is inactive``, in its own encoding of
-    the id). An error naming no job means nothing is known to be accepted."""
+def parse_cancel(stdout: str, stderr: str, returncode: int, ids: Sequence[str]) -> Answer:
+    """(ids accepted, ids that had ended: inactive, or unknown as purged). flux cancel is
+    silent, exit 0, when it cancelled all; else it names each one it did not
+    (``flux-cancel: ERROR: ƒ…: job is inactive``). An error naming no job accepted none."""
     if returncode == 0:
-        return CancelAnswer(frozenset(ids))
+        return frozenset(ids), frozenset()
     refused: dict[int | None, str] = {}
     for line in filter(None, map(str.strip, f"{stdout}\n{stderr}".splitlines())):
         match = _CANCEL_ERROR.match(line)
         if match is None or job_number(match.group(1)) is None:
-            return CancelAnswer(frozenset())
+            return frozenset(), frozenset()
         refused[job_number(match.group(1))] = match.group(2).strip()
-    if not refused:
-        return CancelAnswer(frozenset())
-    answers = {i: refused.get(job_number(i)) for i in ids}
-    return CancelAnswer(
-        frozenset(i for i, said in answers.items() if said is None),
-        frozenset(i for i, said in answers.items() if said == "job is inactive"),
-        frozenset(i for i, said in answers.items() if said == "unknown job id"),
-    )
+    said = {i: refused.get(job_number(i)) for i in ids}
+    ended = frozenset(i for i in ids if said[i] in ("job is inactive", "unknown job id"))
+    return frozenset(i for i in ids if said[i] is None), ended
 
 
-# -- exactly-once lookup and reconnect -----------------------------------------------------
 @dataclass(frozen=True)
 class ListedJob:
     """One of our jobs in a listing: id as printed, name, token, array index or None."""
@@ -390,8 +356,7 @@ def _listed(stdout: str) -> list[ListedJob]:
 
 
 def lookup_argv(flux_name: str, is_array: bool = False) -> list[str]:
-    """Every job, any state, named ``flux_name``; for an array (elements are named
-    ``{flux_name}[i]``, and ``--name`` matches whole names) every job of the user."""
+    """Jobs named ``flux_name``, any state; for an array (``{flux_name}[i]``) all of them."""
     argv = ["flux", "jobs", "-a", "-c", "0", "--json"]
     return argv if is_array else [*argv, f"--name={flux_name}"]
 
@@ -400,11 +365,8 @@ def parse_lookup(stdout: str, flux_name: str) -> dict[int | None, str]:
     """Ids carrying this submission's token, by array index (None: a plain job), the
     newest when several do. Empty: Flux answered and has none. An unreadable answer
     raises ClusterAPIError, so a failed lookup never reads as "not submitted"."""
-    found: dict[int | None, str] = {}
-    for job in sorted(_listed(stdout), key=lambda j: job_number(j.job_id) or 0):
-        if job.token == flux_name:
-            found[job.index] = job.job_id
-    return found
+    ours = [job for job in _listed(stdout) if job.token == flux_name]
+    return {j.index: j.job_id for j in sorted(ours, key=lambda j: job_number(j.job_id) or 0)}
 
 
 def listing_argv(all_users: bool = False) -> list[str]:
@@ -414,8 +376,5 @@ def listing_argv(all_users: bool = False) -> list[str]:
 
 def parse_listing(stdout: str, prefix: str) -> list[ListedJob]:
     """Our unfinished jobs whose names start with ``{prefix}-``."""
-    return [
-        job
-        for job in _listed(stdout)
-        if job.name.startswith(f"{prefix}-") and not job.observation.status.is_terminal
-    ]
+    listed = [job for job in _listed(stdout) if job.name.startswith(f"{prefix}-")]
+    return [job for job in listed if not job.observation.status.is_terminal]
