@@ -164,9 +164,9 @@ def submit_argv(
     """(argv, file for stdin): ``flux batch [extra] SCRIPT`` (reads the directives), or
     for an array ``flux submit --cc=S-E [options] [extra] SCRIPT``, the ``# flux:`` lines
     of ``header`` read as flux batch would and put on argv (flux submit reads none)."""
+    if spec.array_range is None and use_stdin:
+        return ["flux", "batch", *extra_args], script_path
     if spec.array_range is None:
-        if use_stdin:
-            return ["flux", "batch", *extra_args], script_path
         return ["flux", "batch", *extra_args, script_path], None
     if "{" in script_path or "}" in script_path:  # {cc} and mustache apply to it too
         raise ValueError(f"script path {script_path!r}: flux submit --cc reads its braces")
@@ -218,8 +218,7 @@ def observation_of(record: Mapping[str, Any]) -> Observation | None:
     """One job of ``flux jobs --json``; None for a missing or unknown state. An end Flux
     imposed (an exception: timeout, alloc, dependency, exec...) gives ``type: note`` as
     the reason; CANCELED, and only that, is KILLED."""
-    exception = record.get("exception")
-    exception = exception if isinstance(exception, dict) else {}
+    exception = record["exception"] if isinstance(record.get("exception"), dict) else {}
     kind = _text(exception, "type") if exception.get("occurred") is True else None
     state, result = record.get("state"), record.get("result")
     if state == "INACTIVE":
@@ -276,17 +275,13 @@ def parse_status(
     stderr: str = "",
     array_of: Mapping[str, str] | None = None,
 ) -> QueryResult:
-    """The answer to ``status_argv(wanted)``, under the ids as the caller wrote them. An
-    element (its id a key of ``array_of``, the tracked array id the value) goes under
-    ``elements[array id][index]``, the index read from its name. Ids stderr calls
-    ``JobID X unknown`` (purged, or never Flux's) are ``not_found``; stdout is empty when
-    all were. Odd jobs are logged and skipped; an unreadable answer raises."""
+    """``status_argv(wanted)``'s answer under the ids as written; an element (``array_of``:
+    its id -> the array's) goes to ``elements[array][index from its name]``; stderr's
+    ``JobID X unknown`` (purged) is ``not_found``. Odd jobs are logged and skipped."""
     array_of = array_of or {}
     by_number: dict[int, list[str]] = {}
-    for job_id in wanted:
-        number = job_number(job_id)
-        if number is not None:
-            by_number.setdefault(number, []).append(job_id)
+    for job_id in wanted:  # ids that are no Flux id go under -1, which no job has
+        by_number.setdefault(job_number(job_id) or -1, []).append(job_id)
     result = QueryResult(not_found=set(_UNKNOWN_ID.findall(stderr)) & set(wanted))
     if not stdout.strip() and result.not_found:
         return result
