@@ -212,10 +212,6 @@ def test_submit_answers_give_the_ids_as_printed() -> None:
 
 
 # -- status ------------------------------------------------------------------------------
-def status_of(name: str, job_id: str) -> object:
-    return flux.parse_status(read(name), [job_id]).jobs[job_id]
-
-
 def test_pending_held_and_dependent_jobs_are_pending() -> None:
     for name, job_id in [("job_held.json", "ƒ2m9FX6w"), ("job_depend.json", "ƒ3FbKjkj")]:
         obs = flux.parse_status(read(name), [job_id]).jobs[job_id]
