@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster_api.core import JobSpec
 from cluster_api.errors import ClusterAPIError, SubmitError
 from cluster_api.executors import flux
+from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobStatus, ResourceSpec
 
 DATA = Path(__file__).parent / "data" / "flux"
@@ -135,12 +135,6 @@ def test_values_flux_would_read_otherwise_are_refused(
 def test_memory_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"ResourceSpec.memory '8 GB': Flux has no memory"):
         flux.flux_options(spec(resources=res(memory="8 GB")))
-
-
-def test_max_concurrent_is_refused_since_flux_cannot_cap_arrays() -> None:
-    assert flux.CAN_CAP_ARRAY_CONCURRENCY is False
-    with pytest.raises(ValueError, match="max_concurrent"):
-        flux.flux_options(spec(array_range=(1, 10), max_concurrent=2))
 
 
 def test_no_inherited_environment_keeps_the_minimal_set() -> None:
