@@ -265,7 +265,7 @@ class BatchExecutor(Executor):
         for bad in sorted(set(job_ids) - set(ids)):
             logger.warning("not a %s job id, not cancelled: %r", self.name, bad)
         tracked = {i: self._scheduler_ids(i) for i in ids}
-        ids = [own for i in ids for own in tracked[i]]
+        ids = list(dict.fromkeys(own for i in ids for own in tracked[i]))
         size = self.scheduler.cancel_batch
         batches = [ids[i : i + size] for i in range(0, len(ids), size)]
         answers = await asyncio.gather(
@@ -290,9 +290,10 @@ class BatchExecutor(Executor):
                 await self._answer(self.scheduler.listing_command(None))
             )
             ids = [
-                job_id
+                own
                 for job_id, name in listing.names.items()
                 if fnmatch.fnmatchcase(name, pattern) and not _finished(listing.result, job_id)
+                for own in listing.element_ids.get(job_id, [job_id])
             ]
             return (
                 await self._cancel_ids(sorted(ids, key=job_id_order), done=False) if ids else set()
@@ -315,9 +316,11 @@ class BatchExecutor(Executor):
         listing = self.scheduler.parse_listing(answer)
         result, pattern = listing.result, self.scheduler.job_id_pattern
         adopted = []
+        tracked = {own for record in self._jobs.values() for own in own_ids(record)}
         for job_id in sorted(listing.names, key=job_id_order):
             name = listing.names[job_id]
-            if not name.startswith(f"{prefix}-") or job_id in self._jobs:
+            own = listing.element_ids.get(job_id, [job_id])
+            if not name.startswith(f"{prefix}-") or tracked.intersection(own):
                 continue
             if _finished(result, job_id):
                 continue
@@ -326,6 +329,8 @@ class BatchExecutor(Executor):
                 continue
             record = JobRecord(job_id=job_id, name=name, command="")
             record.metadata["reconnected"] = True
+            if job_id in listing.element_ids:
+                record.metadata[ELEMENT_IDS] = own
             if job_id in result.elements:
                 indices = sorted(result.elements[job_id])
                 record.metadata["array_range"] = (indices[0], indices[-1])

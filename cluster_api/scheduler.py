@@ -78,6 +78,8 @@ class Listing:
 
     result: QueryResult = field(default_factory=QueryResult)
     names: dict[str, str] = field(default_factory=dict)
+    #: For an array whose elements are separate jobs: its elements' ids, by its id.
+    element_ids: dict[str, list[str]] = field(default_factory=dict)
 
 
 class HistoryRetry(Exception):

@@ -161,8 +161,9 @@ def lookup_argv(flux_name: str, is_array: bool = False) -> list[str]:
 
 
 def listing_argv(all_users: bool = False) -> list[str]:
-    """The user's (``-A``: everyone's) pending and running jobs, for reconnect()."""
-    return ["flux", "jobs", "--json", "-c", "0", *(["-A"] if all_users else [])]
+    """The user's (``-A``: everyone's) jobs, inactive ones too (a live array's ended
+    elements belong to it), for reconnect() and cancel by name."""
+    return ["flux", "jobs", "-a", "--json", "-c", "0", *(["-A"] if all_users else [])]
 
 
 # Messages of a broker that is busy, restarting or not reachable: worth one more try.
@@ -250,13 +251,23 @@ class Flux(Scheduler):
         return Command(listing_argv(bool(prefix) and self.config.poll_all_users))
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
-        """Each of our unfinished jobs (an array element is one of its own)."""
+        """Our jobs; the elements of an array (one token) come together as one."""
         if answer.failed:
             raise answer.unusable(f"flux jobs failed: {answer.text.strip()[:200]!r}")
         listing = Listing(QueryResult())
+        arrays: dict[str, dict[int, formats.ListedJob]] = {}
         for job in formats.listed_jobs(answer.stdout):
-            listing.result.jobs[job.job_id] = job.observation
-            listing.names[job.job_id] = job.name
+            if job.index is None:
+                listing.result.jobs[job.job_id] = job.observation
+                listing.names[job.job_id] = job.name
+            else:
+                arrays.setdefault(job.token, {})[job.index] = job
+        for elements in arrays.values():  # one array, under its first element's id
+            ordered = [elements[i] for i in sorted(elements)]
+            first = ordered[0].job_id
+            listing.result.elements[first] = {j.index or 0: j.observation for j in ordered}
+            listing.names[first] = ordered[0].name
+            listing.element_ids[first] = [j.job_id for j in ordered]
         return listing
 
 

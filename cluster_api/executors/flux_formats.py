@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import ClusterAPIError, SubmitError
 from ..models import JobStatus
 from ..status import Observation, QueryResult
+from ..table import DEPENDENCY_FAILED_END
 
 logger = logging.getLogger("cluster_api")
 
@@ -104,7 +105,8 @@ def observation_of(record: Mapping[str, Any]) -> Observation | None:
         if not isinstance(result, str) or result not in _RESULT:  # derive it as job-list does
             result = "COMPLETED" if record.get("success") is True else "FAILED"
             result = {"cancel": "CANCELED", "timeout": "TIMEOUT"}.get(kind or "", result)
-        status = _RESULT[result]
+        # A dependency that can never be met: the job never ran, as the dependency rule ends it.
+        status = DEPENDENCY_FAILED_END if kind == "dependency" else _RESULT[result]
     elif isinstance(state, str) and state in _STATE:
         status = _STATE[state]
     else:
