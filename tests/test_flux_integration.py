@@ -1,5 +1,7 @@
 """Round trips of the Flux executor against the Flux simulator (cluster_api.testing.fluxsim):
-the same journeys as the LSF and Slurm integration tests, through real commands."""
+the same journeys as the LSF and Slurm integration tests, through real commands. Tests
+that inspect the simulator itself take ``flux_simulator``; the others also run against
+real Flux (``CLUSTER_API_TEST_REAL_FLUX=1 scripts/flux-dev.sh run pytest ...``)."""
 
 from __future__ import annotations
 
@@ -17,15 +19,18 @@ from cluster_api import JobMonitor, JobStatus, ResourceSpec, create_executor
 from cluster_api.executors.flux import FluxExecutor
 from cluster_api.models import JobRecord
 from cluster_api.scheduler import ELEMENT_IDS
-from cluster_api.testing.flux_simulator import FluxSimulator
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 60.0
 
 
 @pytest.fixture
-def config(flux_simulator: FluxSimulator, tmp_path: Path) -> dict[str, Any]:
-    flux_simulator.set(seconds_per_minute=2.0)  # a walltime of 1 minute ends in 2 s
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The simulator, or with CLUSTER_API_TEST_REAL_FLUX=1 the Flux instance the tests
+    run in (``scripts/flux-dev.sh run ...``)."""
+    if os.environ.get("CLUSTER_API_TEST_REAL_FLUX") != "1":
+        simulator = request.getfixturevalue("flux_simulator")
+        simulator.set(seconds_per_minute=2.0)  # a walltime of 1 minute ends in 2 s
     (tmp_path / "work").mkdir()
     return {
         "executor": "flux",

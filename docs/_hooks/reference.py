@@ -112,7 +112,7 @@ _EXAMPLES: dict[str, Any] = {
     "stdout_path": "/scratch/me/logs/out.log",
     "stderr_path": "/scratch/me/logs/err.log",
 }
-_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive"}
+_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive", "flux": "--exclusive"}
 _BASE_DIR = "/scratch/me/run1"
 
 
@@ -142,7 +142,11 @@ def directive_table(executor_name: str) -> str:
     always = "<br>".join(f"`{line}`" for line in base) if base else "*(none)*"
     rows.append(f'| (always) | `name="demo"`, `work_dir="{_BASE_DIR}"` | {always} |')
     for name, value in examples.items():
-        lines = [line for line in header(**{name: value}) if line not in base]
+        try:
+            lines = [line for line in header(**{name: value}) if line not in base]
+        except ValueError as exc:  # a field this scheduler refuses (Flux: memory)
+            rows.append(f"| `{name}` | `{value!r}` | refused: {exc} |")
+            continue
         shown = "<br>".join(f"`{line}`" for line in lines) if lines else "*(none)*"
         rows.append(f"| `{name}` | `{value!r}` | {shown} |")
     return "\n".join(rows)

@@ -1,23 +1,15 @@
-"""Start one simulated Flux command: ``python -I -S <this file> flux jobs --json``.
-
-The wrapper scripts run this file by path so that a command imports only the simulator
-(standard library, no ``cluster_api``, no yaml or asyncio) and starts fast. The folder
-holding the simulator packages becomes the root of a bare package that is never
-initialised, so their relative imports resolve without running ``cluster_api``'s or
-``cluster_api.testing``'s ``__init__``. ``python -m cluster_api.testing.fluxsim`` works too.
-"""
+"""Start one simulated Flux command: ``python -I -S <this file> flux jobs --json``
+(``simkit/launch.py`` says why by path). ``python -m cluster_api.testing.fluxsim`` works too."""
 
 import os
 import sys
-import types
 
 if __package__:
     from .main import main
-else:
-    ROOT = "_clusterapi_sim"
-    root = types.ModuleType(ROOT)
-    root.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    sys.modules[ROOT] = root
-    main = __import__(f"{ROOT}.fluxsim.main", fromlist=["main"]).main
 
-sys.exit(main())
+    sys.exit(main())
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "simkit"))
+from launch import start  # type: ignore[import-not-found]  # noqa: E402
+
+sys.exit(start(HERE))

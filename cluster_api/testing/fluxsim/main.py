@@ -33,14 +33,15 @@ def run_job(args: list[str], state_dir: str) -> int:
     return supervise(JOB_STYLE, args, state_dir)
 
 
+#: program, state-folder variable, commands, knobs, outage message, lookup test, runner.
 FLUX = cli.Scheduler(
-    program="fluxsim",
-    env_state_dir=ENV_STATE_DIR,
-    commands={"flux": flux},
-    defaults=DEFAULT_SETTINGS,
-    outage_message=OUTAGE_MESSAGE,
-    is_token_lookup=is_token_lookup,
-    run_job=run_job,
+    "fluxsim",
+    ENV_STATE_DIR,
+    {"flux": flux},
+    DEFAULT_SETTINGS,
+    OUTAGE_MESSAGE,
+    is_token_lookup,
+    run_job,
 )
 
 

@@ -45,7 +45,7 @@ def parse_options(words: list[str], program: str) -> tuple[Json, list[str]]:
         word = words[i]
         flag, eq, value = word.partition("=") if word.startswith("--") else (word[:2], "", word[2:])
         if flag not in VALUED:
-            raise UsageError(f"flux-{program}: error: unrecognized option '{word}'", 1)
+            raise UsageError(f"flux-{program}: error: unrecognized arguments: {word}", 2)
         if not (eq or value):
             i += 1
             if i >= len(words):
