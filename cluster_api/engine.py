@@ -149,7 +149,7 @@ class BatchExecutor(Executor):
             found = await self._look_up_submission(spec.name, spec.token, delay)
             if found is not None:
                 logger.info("job %s was submitted as %s despite the error", spec.name, found)
-                return await self._submitted(spec, scheduler.submitted_ids(found))
+                return await self._submitted(spec, self._found_ids(spec.array_range, found))
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
 
     async def _submitted(self, spec: JobSpec, ids: list[str]) -> str:
@@ -169,12 +169,18 @@ class BatchExecutor(Executor):
             job_may_exist=len(accepted) < len(set(ids)),
         )
 
+    def _found_ids(self, array_range: object, found: str) -> list[str]:
+        """A lookup's answer as ids: an array of separate jobs answers as its submit
+        command would, with every element's id."""
+        if array_range is not None and self.scheduler.array_elements_are_jobs:
+            return self.scheduler.submitted_ids(found)
+        return [found]
+
     def _found_id(self, record: JobRecord, found: str) -> str:
         """An array of separate jobs found on reconnect keeps its elements' ids."""
-        if not (self.scheduler.array_elements_are_jobs and record.array_elements):
-            return found
-        ids = self.scheduler.submitted_ids(found)
-        record.metadata[ELEMENT_IDS] = ids
+        ids = self._found_ids(record.metadata.get("array_range"), found)
+        if self.scheduler.array_elements_are_jobs and record.array_elements:
+            record.metadata[ELEMENT_IDS] = ids
         return ids[0]
 
     async def _find_submission(self, name: str, token: str) -> str | None:

@@ -11,13 +11,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cluster_api import ClusterConfig
 from cluster_api.errors import ClusterAPIError, SubmitError
 from cluster_api.executors import flux
+from cluster_api.executors.flux import Flux
 from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobStatus, ResourceSpec
+from cluster_api.scheduler import CommandAnswer
 
 DATA = Path(__file__).parent / "data" / "flux"
 
@@ -322,9 +325,7 @@ def ours() -> str:
 
 
 def test_lookup_finds_a_submission_by_its_token() -> None:
-    assert flux.lookup_argv("p-a.1") == [
-        *["flux", "jobs", "-a", "-c", "0", "--json", "--name=p-a.1"]
-    ]
+    assert flux.lookup_argv() == ["flux", "jobs", "-a", "-c", "0", "--json"]
     assert flux.parse_lookup(ours(), "p-a.1") == {None: "ƒ2m9FX6w"}  # the newer of two
     assert flux.parse_lookup(ours(), "p-b.2") == {1: "ƒ3vBy3HR", 2: "ƒ3vBy3HS"}
     assert flux.parse_lookup('{"jobs": []}', "p-a.1") == {}
@@ -332,12 +333,19 @@ def test_lookup_finds_a_submission_by_its_token() -> None:
         flux.parse_lookup("Unable to connect", "p-a.1")
 
 
-def test_listing_gives_our_unfinished_jobs() -> None:
-    listed = flux.parse_listing(ours(), "p")
-    assert [(j.job_id, j.name, j.token, j.index) for j in listed] == [
-        ("ƒ2m9FX6w", "p-a", "p-a.1", None),
-        ("ƒ2J9gbWo", "p-a", "p-a.1", None),
-    ]
+def test_listing_gives_our_jobs_with_an_array_as_one() -> None:
+    scheduler = Flux(ClusterConfig(executor="flux"))
+    listing = scheduler.parse_listing(CommandAnswer([], ours()))
+    assert listing.names == {
+        "ƒ2m9FX6w": "p-a",
+        "ƒ2J9gbWo": "p-a",
+        "ƒQ4FqC3": "p-c",
+        "ƒ3FbKjkj": "q-d",
+        "ƒ3vBy3HR": "p-b",  # the array, under its first element
+    }
+    assert listing.element_ids == {"ƒ3vBy3HR": ["ƒ3vBy3HR", "ƒ3vBy3HS"]}
+    assert sorted(listing.result.elements["ƒ3vBy3HR"]) == [1, 2]
+    assert listing.result.jobs["ƒ2J9gbWo"].status is JobStatus.RUNNING
 
 
 # -- odd output never crashes ------------------------------------------------------------
@@ -354,6 +362,7 @@ keys = st.sampled_from(
 job_records = st.dictionaries(keys, json_values | st.sampled_from(["INACTIVE", "RUN", "ƒQ4FqC3"]))
 
 
+@settings(deadline=None)  # pure work; wall time on a shared machine is noise
 @given(st.lists(job_records, max_size=5), st.text(max_size=30))
 def test_status_parser_survives_odd_jobs(jobs: list[dict[str, object]], stderr: str) -> None:
     for text in (json.dumps({"jobs": jobs}), json.dumps(jobs[0] if jobs else {})):
@@ -361,9 +370,10 @@ def test_status_parser_survives_odd_jobs(jobs: list[dict[str, object]], stderr: 
             result = flux.parse_status(text, ["ƒQ4FqC3", "1"], stderr, {"1": "A"})
             assert set(result.jobs) <= {"ƒQ4FqC3"}
         with contextlib.suppress(ClusterAPIError):
-            flux.parse_listing(text, "p")
+            Flux(ClusterConfig(executor="flux")).parse_listing(CommandAnswer([], text))
 
 
+@settings(deadline=None)  # pure work; wall time on a shared machine is noise
 @given(st.text(max_size=300))
 def test_parsers_survive_arbitrary_text(text: str) -> None:
     with contextlib.suppress(ClusterAPIError):
@@ -376,6 +386,7 @@ def test_parsers_survive_arbitrary_text(text: str) -> None:
     assert accepted | ended <= {"ƒQ4FqC3", "fhcmKnw"} and not accepted & ended
 
 
+@settings(deadline=None)  # pure work; wall time on a shared machine is noise
 @given(st.text(max_size=40))
 def test_a_value_is_written_so_flux_reads_it_back_or_refused(value: str) -> None:
     try:

@@ -30,7 +30,6 @@ from . import flux_formats as formats
 from .flux_formats import JOB_ID_EXAMPLE, JOB_ID_PATTERN, directive_words, job_number
 from .flux_formats import parse_cancel as parse_cancel
 from .flux_formats import parse_job_name as parse_job_name
-from .flux_formats import parse_listing as parse_listing
 from .flux_formats import parse_lookup as parse_lookup
 from .flux_formats import parse_status as parse_status
 from .flux_formats import parse_submit as parse_submit
@@ -154,10 +153,10 @@ def cancel_argv(ids: Sequence[str]) -> list[str]:
     return ["flux", "cancel", *ids]
 
 
-def lookup_argv(flux_name: str, is_array: bool = False) -> list[str]:
-    """Jobs named ``flux_name``, any state; for an array (``{flux_name}[i]``) all of them."""
-    argv = ["flux", "jobs", "-a", "-c", "0", "--json"]
-    return argv if is_array else [*argv, f"--name={flux_name}"]
+def lookup_argv() -> list[str]:
+    """Every job of the user, any state: a submission is found by its token in the names
+    (an array's elements are named ``{token}[i]``, so no ``--name`` filter)."""
+    return ["flux", "jobs", "-a", "-c", "0", "--json"]
 
 
 def listing_argv(all_users: bool = False) -> list[str]:
@@ -204,8 +203,7 @@ class Flux(Scheduler):
         return formats.parse_submit(out)
 
     def lookup_command(self, name: str, token: str) -> Command:
-        """Every job of the user: an array's elements are named ``{token}[i]``."""
-        return Command(lookup_argv(token, is_array=True))
+        return Command(lookup_argv())
 
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
         """The id carrying ``token`` (an array's element ids, one a line, as flux submit

@@ -230,9 +230,3 @@ def parse_lookup(stdout: str, flux_name: str) -> dict[int | None, str]:
     raises ClusterAPIError, so a failed lookup never reads as "not submitted"."""
     ours = [job for job in listed_jobs(stdout) if job.token == flux_name]
     return {j.index: j.job_id for j in sorted(ours, key=lambda j: job_number(j.job_id) or 0)}
-
-
-def parse_listing(stdout: str, prefix: str) -> list[ListedJob]:
-    """Our unfinished jobs whose names start with ``{prefix}-``."""
-    listed = [job for job in listed_jobs(stdout) if job.name.startswith(f"{prefix}-")]
-    return [job for job in listed if not job.observation.status.is_terminal]
