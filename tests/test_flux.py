@@ -159,3 +159,29 @@ async def test_a_lost_array_answer_is_found_by_its_token(executor, flux, tmp_pat
     record = await submit_array(executor, tmp_path)
     assert len(flux.calls("submit")) == 1  # found, not submitted again
     assert record.metadata[ELEMENT_IDS] == [CC_IDS[1], CC_IDS[0], CC_IDS[2]]  # by index
+
+
+async def test_an_array_left_unresolved_is_found_whole_on_reconnect(flux, tmp_path) -> None:
+    """A process that never heard the answer of ``flux submit --cc`` (and could not look
+    it up) leaves an intent; a later reconnect finds every element by the token."""
+    config = ClusterConfig(
+        executor="flux", log_directory=str(tmp_path / "logs"), job_name_prefix="capi"
+    )
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    first = FluxExecutor(config, runner=flux)
+    first.scheduler.submit_retry_delay = 0
+    first._sleep = no_sleep  # type: ignore[method-assign]
+    flux.answers["submit"] = [CommandTimeoutError("flux submit timed out")]
+    for _ in range(4):  # every lookup fails: whether it was submitted is unknown
+        flux.on("jobs", "", "flux-jobs: ERROR: Unable to connect to Flux: Connection refused", 1)
+    with pytest.raises(SubmitError, match="cannot tell whether"):
+        await submit_array(first, tmp_path)
+    jobs = [element(i, f"capi-arr.1[{n}]", state="RUN") for n, i in enumerate(CC_IDS, 1)]
+    for _ in range(3):  # the lookup, the listing, the poll
+        flux.on("jobs", json.dumps({"jobs": jobs}))
+    second = FluxExecutor(config, runner=flux)
+    found = await second.reconnect()
+    assert [(r.job_id, r.metadata[ELEMENT_IDS]) for r in found] == [(CC_IDS[0], CC_IDS)]
