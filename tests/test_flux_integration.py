@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cluster_api import JobMonitor, JobStatus, ResourceSpec, create_executor
+from cluster_api.errors import ClusterAPIError
 from cluster_api.executors.flux import FluxExecutor
 from cluster_api.models import JobRecord
 from cluster_api.scheduler import ELEMENT_IDS
@@ -153,3 +154,14 @@ async def test_cancel_by_name_cancels_every_element(config, tmp_path, flux_simul
     await executor.cancel_by_name("doomed")
     assert array.status is JobStatus.KILLED
     flux_simulator.wait_idle(TIMEOUT)
+
+
+async def test_garbage_from_flux_changes_nothing(config, tmp_path, flux_simulator) -> None:
+    executor = flux(config)
+    job = await executor.submit("echo fine", "ok", resources=res(tmp_path))
+    flux_simulator.garbage_output_once("flux")
+    with pytest.raises(ClusterAPIError):
+        await executor.poll()
+    assert job.status is JobStatus.PENDING
+    await run_to_end(executor, job)
+    assert job.status is JobStatus.DONE
