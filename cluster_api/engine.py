@@ -16,6 +16,7 @@ import asyncio
 import fnmatch
 import logging
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from .config import ClusterConfig
@@ -25,7 +26,15 @@ from .history import apply_history, exit_codes_from_files, merge_history, needs_
 from .jobspec import JobSpec
 from .models import JobRecord, JobStatus
 from .runner import CommandRunner
-from .scheduler import Command, CommandAnswer, HistoryRetry, Key, Scheduler
+from .scheduler import (
+    ELEMENT_IDS,
+    Command,
+    CommandAnswer,
+    HistoryRetry,
+    Key,
+    Scheduler,
+    own_ids,
+)
 from .status import (
     Observation,
     QueryResult,
@@ -88,10 +97,21 @@ class BatchExecutor(Executor):
 
     # -- submission --------------------------------------------------------------------
     def _header_for(self, spec: JobSpec) -> list[str]:
-        return self.scheduler.header(spec)
+        return self.scheduler.header(self._as_scheduled(spec))
+
+    def _as_scheduled(self, spec: JobSpec) -> JobSpec:
+        """The job as the scheduler is told it: a dependency on an array of separate
+        jobs is one on each of its elements."""
+        depends = [own for job_id in spec.depends_on for own in self._scheduler_ids(job_id)]
+        return spec if depends == spec.depends_on else replace(spec, depends_on=depends)
 
     def _validate(self, spec: JobSpec) -> None:
         super()._validate(spec)
+        if spec.max_concurrent and not self.scheduler.caps_array_concurrency:
+            raise ValueError(
+                f"{self.name} cannot cap how many array elements run at once: "
+                "max_concurrent is refused (submit smaller arrays instead)"
+            )
         self.scheduler.validate(spec)
 
     def _preamble(self, spec: JobSpec, path: str) -> list[str]:
@@ -103,7 +123,7 @@ class BatchExecutor(Executor):
         again; only a lookup that succeeded and found nothing allows that, so the job is
         submitted exactly once. Any other refusal is final."""
         scheduler = self.scheduler
-        command = scheduler.submit_command(spec, script_path)
+        command = scheduler.submit_command(self._as_scheduled(spec), script_path)
         program = command.argv[0]
         failure: ClusterAPIError | None = None
         for _ in range(2):
@@ -117,9 +137,10 @@ class BatchExecutor(Executor):
                 failure = exc
             else:
                 try:
-                    return scheduler.parse_submit(out)
+                    ids = scheduler.submitted_ids(out)
                 except SubmitError as exc:  # it answered, but not as documented
                     raise SubmitError(str(exc), job_may_exist=True) from exc
+                return await self._submitted(spec, ids)
             logger.warning(
                 "%s for %s failed (%s); checking whether it was submitted",
                 program,
@@ -130,8 +151,39 @@ class BatchExecutor(Executor):
             found = await self._look_up_submission(spec.name, spec.token, delay)
             if found is not None:
                 logger.info("job %s was submitted as %s despite the error", spec.name, found)
-                return found
+                return await self._submitted(spec, self._found_ids(spec.array_range, found))
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
+
+    async def _submitted(self, spec: JobSpec, ids: list[str]) -> str:
+        """The tracked id of a submission. An array whose elements are separate jobs
+        keeps their ids; one the scheduler took only in part is cancelled and refused
+        (a job is tracked whole or not at all)."""
+        if spec.array_range is None or not self.scheduler.array_elements_are_jobs:
+            return ids[0]
+        start, end = spec.array_range
+        if len(set(ids)) == end - start + 1:
+            spec.metadata[ELEMENT_IDS] = ids
+            return ids[0]
+        accepted = await self._cancel_ids(ids, done=False)
+        raise SubmitError(
+            f"{self.name} took {len(set(ids))} of the {end - start + 1} elements of "
+            f"{spec.name}; cancelled {len(accepted)} of them ({', '.join(ids)})",
+            job_may_exist=len(accepted) < len(set(ids)),
+        )
+
+    def _found_ids(self, array_range: object, found: str) -> list[str]:
+        """A lookup's answer as ids: an array of separate jobs answers as its submit
+        command would, with every element's id."""
+        if array_range is not None and self.scheduler.array_elements_are_jobs:
+            return self.scheduler.submitted_ids(found)
+        return [found]
+
+    def _found_id(self, record: JobRecord, found: str) -> str:
+        """An array of separate jobs found on reconnect keeps its elements' ids."""
+        ids = self._found_ids(record.metadata.get("array_range"), found)
+        if self.scheduler.array_elements_are_jobs and record.array_elements:
+            record.metadata[ELEMENT_IDS] = ids
+        return ids[0]
 
     async def _find_submission(self, name: str, token: str) -> str | None:
         """Where the lookup sees only queued jobs, a job that already ended is looked
@@ -277,6 +329,8 @@ class BatchExecutor(Executor):
         ids = [i for i in job_ids if pattern is None or pattern.match(i)]
         for bad in sorted(set(job_ids) - set(ids)):
             logger.warning("not a %s job id, not cancelled: %r", self.name, bad)
+        tracked = {i: self._scheduler_ids(i) for i in ids}
+        ids = list(dict.fromkeys(own for i in ids for own in tracked[i]))
         size = self.scheduler.cancel_batch
         batches = [ids[i : i + size] for i in range(0, len(ids), size)]
         answers = await asyncio.gather(
@@ -287,7 +341,12 @@ class BatchExecutor(Executor):
             if answer.failed:
                 logger.info("cancel reported: %s", answer.stderr.strip()[:500])
             accepted |= self.scheduler.parse_cancel(answer)
-        return accepted
+        # A tracked array of separate jobs is accepted when any element's cancel was.
+        return accepted | {i for i, own in tracked.items() if accepted.intersection(own)}
+
+    def _scheduler_ids(self, job_id: str) -> list[str]:
+        record = self._jobs.get(job_id)
+        return [job_id] if record is None else own_ids(record)
 
     async def _cancel_name_pattern(self, pattern: str) -> Collection[str] | None:
         command = self.scheduler.cancel_by_name_command(pattern)
@@ -296,9 +355,10 @@ class BatchExecutor(Executor):
                 await self._answer(self.scheduler.listing_command(None))
             )
             ids = [
-                job_id
+                own
                 for job_id, name in listing.names.items()
                 if fnmatch.fnmatchcase(name, pattern) and not _finished(listing.result, job_id)
+                for own in listing.element_ids.get(job_id, [job_id])
             ]
             return (
                 await self._cancel_ids(sorted(ids, key=job_id_order), done=False) if ids else set()
@@ -321,9 +381,11 @@ class BatchExecutor(Executor):
         listing = self.scheduler.parse_listing(answer)
         result, pattern = listing.result, self.scheduler.job_id_pattern
         adopted = []
+        tracked = {own for record in self._jobs.values() for own in own_ids(record)}
         for job_id in sorted(listing.names, key=job_id_order):
             name = listing.names[job_id]
-            if not name.startswith(f"{prefix}-") or job_id in self._jobs:
+            own = listing.element_ids.get(job_id, [job_id])
+            if not name.startswith(f"{prefix}-") or tracked.intersection(own):
                 continue
             if _finished(result, job_id):
                 continue
@@ -332,6 +394,8 @@ class BatchExecutor(Executor):
                 continue
             record = JobRecord(job_id=job_id, name=name, command="")
             record.metadata["reconnected"] = True
+            if job_id in listing.element_ids:
+                record.metadata[ELEMENT_IDS] = own
             if job_id in result.elements:
                 indices = sorted(result.elements[job_id])
                 record.metadata["array_range"] = (indices[0], indices[-1])

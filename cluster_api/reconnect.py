@@ -47,6 +47,10 @@ class Reconnection(ExecutorBase):
             job_may_exist=True,
         ) from failure
 
+    def _found_id(self, record: JobRecord, found: str) -> str:
+        """Hook: the tracked id of a submission a lookup found (its answer ``found``)."""
+        return found
+
     async def _find_submission(self, name: str, token: str) -> str | None:
         """Hook: the id of the job called ``name`` carrying ``token``; None when the
         scheduler answered and has none; ``ClusterAPIError`` when its answer could not
@@ -122,7 +126,7 @@ class Reconnection(ExecutorBase):
                     logger.info("job %s never reached the scheduler; forgetting it", record.name)
                 self._journal.discard(intent.key)
                 continue
-            record.job_id = job_id
+            record.job_id = job_id = self._found_id(record, job_id)
             record.metadata["reconnected"] = True
             self.persist([record])  # settled: no later reconnect asks again
             if job_id not in self._jobs:

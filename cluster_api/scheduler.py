@@ -28,6 +28,16 @@ from .status import Observation, QueryResult
 
 #: Where a history answer puts what it knows: (tracked job id, element index or None).
 Key = tuple[str, int | None]
+#: The metadata key listing the scheduler's own ids of an array whose elements are
+#: separate jobs (`Scheduler.array_elements_are_jobs`); the tracked id is the first.
+ELEMENT_IDS = "element_ids"
+
+
+def own_ids(record: JobRecord) -> list[str]:
+    """The scheduler's ids behind one tracked job: its own, or its elements' when they
+    are separate jobs."""
+    own = record.metadata.get(ELEMENT_IDS)
+    return [str(i) for i in own] if isinstance(own, list) and own else [record.job_id]
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class Listing:
 
     result: QueryResult = field(default_factory=QueryResult)
     names: dict[str, str] = field(default_factory=dict)
+    #: For an array whose elements are separate jobs: its elements' ids, by its id.
+    element_ids: dict[str, list[str]] = field(default_factory=dict)
 
 
 class HistoryRetry(Exception):
@@ -111,6 +123,13 @@ class Scheduler:
     #: (`release_command`) those whose parents all ended DONE; the others end by the
     #: dependency rule.
     holds_dependants: ClassVar[bool] = False
+    #: Whether the scheduler can cap how many elements of an array run at once; when it
+    #: cannot, the engine refuses ``max_concurrent`` (rather than let it be ignored).
+    caps_array_concurrency: ClassVar[bool] = True
+    #: Whether an array is submitted as one job per element, each with its own id (Flux
+    #: ``--cc``): the engine keeps them under ``metadata[ELEMENT_IDS]`` and cancels them
+    #: all, and a submit printing fewer ids than elements is cancelled and refused.
+    array_elements_are_jobs: ClassVar[bool] = False
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -135,6 +154,11 @@ class Scheduler:
     def parse_submit(self, out: str) -> str:
         """The new job's id from the submit command's stdout; ``SubmitError`` otherwise."""
         raise NotImplementedError
+
+    def submitted_ids(self, out: str) -> list[str]:
+        """Every id the submit command printed: more than one only for an array whose
+        elements are separate jobs (`parse_lookup` then answers in the same format)."""
+        return [self.parse_submit(out)]
 
     def lookup_command(self, name: str, token: str) -> Command:
         """Lists the jobs called ``name`` with their tokens, finished ones included."""

@@ -26,6 +26,7 @@ from cluster_api.executors import ENTRY_POINT_GROUP, get_executor_class
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_TARGETS = {
+    "flux": "cluster_api.executors.flux:FluxExecutor",
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",

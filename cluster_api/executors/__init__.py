@@ -18,6 +18,7 @@ logger = logging.getLogger("cluster_api")
 
 ENTRY_POINT_GROUP = "cluster_api.executors"
 _BUILTIN = {
+    "flux": "cluster_api.executors.flux:FluxExecutor",
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",

@@ -112,7 +112,7 @@ _EXAMPLES: dict[str, Any] = {
     "stdout_path": "/scratch/me/logs/out.log",
     "stderr_path": "/scratch/me/logs/err.log",
 }
-_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive", "sge": "-notify"}
+_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive", "sge": "-notify", "flux": "--exclusive"}
 _BASE_DIR = "/scratch/me/run1"
 
 
@@ -144,7 +144,7 @@ def directive_table(executor_name: str) -> str:
     for name, value in examples.items():
         try:
             lines = [line for line in header(**{name: value}) if line not in base]
-        except ValueError as exc:  # a field this scheduler cannot take
+        except ValueError as exc:  # a field this scheduler refuses (SGE: gpus, Flux: memory)
             rows.append(f"| `{name}` | `{value!r}` | refused: {exc} |")
             continue
         shown = "<br>".join(f"`{line}`" for line in lines) if lines else "*(none)*"
