@@ -341,6 +341,7 @@ async def test_exit_file_resolves_job_the_scheduler_forgot(
     assert ended == [status]
 
 
+@pytest.mark.integration
 async def test_exit_file_written_by_the_real_script(work_dir: str, cluster: Cluster) -> None:
     executor = make_lsf(work_dir, zombie_timeout_minutes=0.001)
     record = await executor.submit(
@@ -367,6 +368,7 @@ async def test_exit_file_written_by_the_real_script(work_dir: str, cluster: Clus
     assert "zombie" not in record.metadata
 
 
+@pytest.mark.integration
 async def test_exit_files_resolve_a_forgotten_array(work_dir: str, cluster: Cluster) -> None:
     executor = make_lsf(work_dir, zombie_timeout_minutes=0.001)
     record = await executor.submit_array(
@@ -436,6 +438,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("cancelled", "status"), [(True, JobStatus.KILLED), (False, JobStatus.FAILED)]
 )
