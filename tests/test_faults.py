@@ -1,6 +1,7 @@
 """Fault injection against the LSF simulator: one scenario per reliability promise.
 
-Each scenario asserts the final status of every job and how many callbacks fired.
+Each scenario asserts the final status of every job and how many callbacks fired. The
+hardening issue's items, by number, are listed with their tests in test_hardening_index.py.
 """
 
 from __future__ import annotations
