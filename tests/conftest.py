@@ -12,7 +12,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest.mock import AsyncMock, patch
 
 import pytest
@@ -20,6 +20,10 @@ import pytest
 from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor
 from cluster_api.core import Executor
 from cluster_api.errors import CommandFailedError
+
+if TYPE_CHECKING:  # imported in the fixture: importing cluster_api.testing here would load
+    # the plugin module before pytest_plugins does (no assertion rewriting, a warning)
+    from cluster_api.testing.fake import FakeRunner
 
 # The plugin is opt-in (see its docstring); loading it here, not with ``-p``, keeps it after
 # pytest-cov has started, so coverage counts the library's import-time lines.
@@ -89,6 +93,15 @@ def mock_call() -> Iterator[AsyncMock]:
     with patch.object(Executor, "_call", new_callable=AsyncMock) as mocked:
         mocked.return_value = ""
         yield mocked
+
+
+@pytest.fixture
+def runner() -> Iterator[FakeRunner]:
+    """The scheduler seam answered by a FakeRunner; script it with ``runner.on(...)``."""
+    from cluster_api.testing.fake import FakeRunner
+
+    with FakeRunner().patch() as fake:
+        yield fake
 
 
 @pytest.fixture
