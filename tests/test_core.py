@@ -14,7 +14,6 @@ import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 from conftest import bjobs_json, bjobs_record
@@ -37,6 +36,7 @@ from cluster_api import (
     SubmitError,
 )
 from cluster_api.script import render_script, safe_job_name, write_script
+from cluster_api.testing.fake import FakeRunner
 
 SUBMITTED = "Job <{}> is submitted to queue <normal>."
 
@@ -48,32 +48,32 @@ def in_work_dir(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeLSF:
-    """Answers bsub with increasing ids and bjobs with ``self.states`` (id -> STAT)."""
+    """Answers bsub with increasing ids and bjobs with ``self.states`` (id -> STAT), through
+    the shared FakeRunner; ``self.calls`` is every call it saw."""
 
-    def __init__(self, first_id: int = 101) -> None:
+    def __init__(self, runner: FakeRunner, first_id: int = 101) -> None:
+        self.calls = runner.calls
         self.next_id = first_id
         self.states: dict[str, tuple[str, ...]] = {}
-        self.calls: list[list[str]] = []
+        runner.on("bsub", self._bsub).on("bjobs", self._bjobs)
+        for program in ("bkill", "bhist"):
+            runner.on(program, "")
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] == "bsub":
-            job_id, self.next_id = self.next_id, self.next_id + 1
-            return SUBMITTED.format(job_id)
-        if cmd[0] == "bjobs":
-            records = []
-            for job_id, state in self.states.items():
-                stat_, code, reason = (*state, "", "")[:3]
-                records.append(bjobs_record(job_id, stat_, exit_code=code, exit_reason=reason))
-            return bjobs_json(*records)
-        return ""
+    def _bsub(self, argv: list[str]) -> str:
+        job_id, self.next_id = self.next_id, self.next_id + 1
+        return SUBMITTED.format(job_id)
+
+    def _bjobs(self, argv: list[str]) -> str:
+        records = []
+        for job_id, state in self.states.items():
+            stat_, code, reason = (*state, "", "")[:3]
+            records.append(bjobs_record(job_id, stat_, exit_code=code, exit_reason=reason))
+        return bjobs_json(*records)
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.__call__
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 def run_bash(script: str, cwd: str, env: dict[str, str] | None = None) -> int:

@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Answer", "FakeRunner", "RunnerCall"]
+__all__ = ["Answer", "FakeRunner", "Reply", "RunnerCall"]
 
 #: What a scripted program answers: its stdout, an exception to raise, or a function of the
-#: argv (plain or async) that returns the stdout or raises.
-Answer = str | BaseException | Callable[[list[str]], str | Awaitable[str]]
+#: argv (plain or async) that returns either of those, or raises.
+Reply = str | BaseException
+Answer = Reply | Callable[[list[str]], Reply | Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,12 @@ class FakeRunner:
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
-            if isinstance(answer, BaseException):
-                raise answer
-            if isinstance(answer, str):
-                return answer
-            result = answer(call.argv)
-            return await result if inspect.isawaitable(result) else result
+            reply = answer if isinstance(answer, (str, BaseException)) else answer(call.argv)
+            if inspect.isawaitable(reply):
+                reply = await reply
+            if isinstance(reply, BaseException):
+                raise reply
+            return reply
         finally:
             self.active -= 1
 
