@@ -3,9 +3,9 @@
     python examples/quickstart.py
 
 The same code runs on a cluster when ``cluster_api.yaml`` says ``executor: lsf`` (or
-``slurm``): only the config changes. The jobs write their scripts and logs into a
-temporary folder, shown and then removed at the end, so running the demo leaves nothing
-behind.
+``slurm``): only the config changes. The jobs write their scripts and logs (and the
+executor its bookkeeping, ``log_directory``) into a temporary folder, shown and then removed
+at the end, so running the demo leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def report(job: JobRecord) -> None:
 
 
 async def run_demo(work_dir: Path) -> None:
-    executor = create_executor(executor="local", poll_interval=1.0)
+    executor = create_executor(executor="local", poll_interval=1.0, log_directory=str(work_dir))
     resources = ResourceSpec(work_dir=str(work_dir), walltime="00:05")
 
     async with JobMonitor(executor) as monitor:

@@ -425,6 +425,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("cancelled", "status"), [(True, JobStatus.KILLED), (False, JobStatus.FAILED)]
@@ -447,8 +455,11 @@ async def test_exit_file_of_job_killed_by_a_signal_is_not_a_success(
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(250):  # until the script reached its command (traps are set)
-            if _children(proc.pid):
+        # Until the script's command runs (its traps are set): a child that bash has forked
+        # but not yet turned into `sleep` would swallow the signal into bash's trap handler
+        # and lose it at exec, leaving sleep to run its 30 s.
+        for _ in range(250):
+            if any(_command_of(child) == "sleep" for child in _children(proc.pid)):
                 break
             await asyncio.sleep(0.02)
         if cancelled:
