@@ -39,6 +39,7 @@ from .models import (
     check_single_line,
     check_utf8,
 )
+from .options import NoOptions
 from .script import (
     environment_lines,
     exit_file_path,
@@ -160,6 +161,9 @@ class Executor(ABC):
     array_index_variable: ClassVar[str | None] = None
     #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
     records_cancel_as_done: ClassVar[bool] = False
+    #: The config keys of this scheduler: a dataclass of `cluster_api.options.option`
+    #: fields, validated when the config is loaded and listed in the docs' reference.
+    options: ClassVar[type[Any]] = NoOptions
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config if config is not None else ClusterConfig(executor=self.name or "local")
@@ -754,14 +758,16 @@ class Executor(ABC):
         unless the pattern already starts with it.
         """
         pattern = self._scheduler_name_pattern(name_pattern)
-        matching = [
-            job_id
-            for job_id, record in self.active_jobs.items()
-            if fnmatch.fnmatchcase(record.name, pattern)
-        ]
+        matching = [record.job_id for record in self.jobs_matching(name_pattern)]
         self._cancel_requested.update(matching)
         accepted = await self._cancel_name_pattern(pattern)
         self._mark_killed(matching if accepted is None else accepted, False)
+
+    def jobs_matching(self, name_pattern: str) -> list[JobRecord]:
+        """The active tracked jobs ``cancel_by_name(name_pattern)`` cancels (ValueError
+        for an empty or multi-line pattern)."""
+        pattern = self._scheduler_name_pattern(name_pattern)
+        return [r for r in self.active_jobs.values() if fnmatch.fnmatchcase(r.name, pattern)]
 
     def _mark_killed(self, job_ids: Iterable[str], done: bool) -> None:
         """End the tracked, unfinished jobs among those whose cancel the scheduler

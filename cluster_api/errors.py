@@ -84,3 +84,47 @@ class UnknownJobError(ClusterAPIError):
     def __init__(self, message: str, job_ids: list[str]) -> None:
         super().__init__(message)
         self.job_ids = job_ids
+
+
+class ConfigError(ClusterAPIError, ValueError):
+    """A config value, file or profile is wrong. ``key`` is the config key at fault (None
+    when the fault is not one key's, e.g. a YAML syntax error), ``origin`` where it was
+    written (a file path, ``profile 'NAME' in PATH``, ``override``), ``line`` (and for a
+    syntax error ``column``) its 1-based position in the file, when known; ``problem``
+    says what is wrong without saying where. A checker reports them without reading the
+    message; the message alone still names the key and the file."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        key: str | None = None,
+        origin: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        if message is None:
+            message = f"{origin}: {problem}" if origin else problem
+        super().__init__(message)
+        self.problem = problem
+        self.key = key
+        self.origin = origin
+        self.line = line
+        self.column = column
+
+    def located(self, origin: str, line: int | None) -> ConfigError:
+        """The same error, said to come from ``origin`` (at ``line``)."""
+        return ConfigError(self.problem, key=self.key, origin=origin, line=line)
+
+
+class ConfigWarning(UserWarning):
+    """A config key was ignored (unknown to this version and to the chosen executor);
+    ``key``, ``origin``, ``line`` and ``problem`` as for `ConfigError`."""
+
+    def __init__(self, problem: str, *, key: str, origin: str, line: int | None) -> None:
+        super().__init__(f"{origin}: {problem}")
+        self.problem = problem
+        self.key = key
+        self.origin = origin
+        self.line = line

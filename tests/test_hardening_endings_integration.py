@@ -7,6 +7,7 @@ silence and squeue's CANCELLED).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -48,6 +49,23 @@ def until(predicate: object, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def runs_its_command(simulator: LSFSimulator, job_id: str, command: str) -> bool:
+    """The job's script has set its traps and runs ``command``: a signal now is recorded
+    in its exit file. RUN alone comes a moment before the script starts."""
+    pgid = simulator.job(job_id)["elements"]["0"].get("pgid")
+    if not pgid:
+        return False
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getpgid(int(entry)) == pgid:
+                with open(f"/proc/{entry}/comm") as handle:
+                    if handle.read().strip() == command:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
 async def test_lsf_cancel_all_kills_only_what_was_still_running(
     lsf_simulator: LSFSimulator, res: ResourceSpec, tmp_path: Path
 ) -> None:
@@ -73,7 +91,7 @@ async def test_lsf_admin_kill_while_lsf_was_down_ends_killed(
     executor = lsf(tmp_path)
     victim = await executor.submit("sleep 60", "victim", resources=res)
     assert victim.script_path is not None
-    until(lambda: lsf_simulator.status(victim.job_id) == "RUN")
+    until(lambda: runs_its_command(lsf_simulator, victim.job_id, "sleep"))
     await executor.poll()
     lsf_simulator.outage(60)
     lsf_simulator.kill_as_admin(victim.job_id)

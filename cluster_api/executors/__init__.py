@@ -12,6 +12,7 @@ import logging
 from importlib.metadata import entry_points
 
 from ..core import Executor
+from ..options import option_fields
 
 logger = logging.getLogger("cluster_api")
 
@@ -59,4 +60,8 @@ def get_executor_class(name: str) -> type[Executor]:
         raise ValueError(f"executor {name!r} ({targets[name]}) cannot be loaded: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Executor)):
         raise ValueError(f"executor {name!r} ({targets[name]}) is not an Executor subclass")
+    try:
+        option_fields(cls.options)
+    except TypeError as exc:
+        raise ValueError(f"executor {name!r} ({targets[name]}) has bad options: {exc}") from None
     return cls

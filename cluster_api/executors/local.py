@@ -41,6 +41,7 @@ from ..core import (
 )
 from ..errors import SubmitError, UnknownJobError
 from ..models import ArrayElement, JobRecord, JobStatus
+from ..options import LocalOptions
 from ..units import parse_walltime_seconds
 from .local_supervisor import (
     CANCEL_SIGNALS,
@@ -81,6 +82,7 @@ class LocalExecutor(Executor):
     name = "local"
     array_index_variable = "ARRAY_INDEX"
     records_cancel_as_done = True
+    options = LocalOptions
 
     def __init__(self, config: ClusterConfig | None = None) -> None:
         super().__init__(config)

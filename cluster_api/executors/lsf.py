@@ -36,6 +36,7 @@ from ..core import (
 )
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import JobRecord, JobStatus, ResourceSpec
+from ..options import LSFOptions
 from ..script import directive_lines
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
@@ -513,6 +514,7 @@ class LSFExecutor(Executor):
     directive_prefix = DIRECTIVE
     job_id_pattern = _LSF_JOB_ID
     job_id_example = "123 or 123[4]"
+    options = LSFOptions
 
     def _header_for(self, spec: JobSpec) -> list[str]:
         return lsf_header(spec, self.config)

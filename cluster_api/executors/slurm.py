@@ -35,6 +35,7 @@ from ..core import (
 )
 from ..errors import ClusterAPIError, CommandFailedError, SubmitError
 from ..models import JobRecord, JobStatus
+from ..options import BatchOptions
 from ..script import directive_lines, exit_file_path
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
 
@@ -450,6 +451,7 @@ class SlurmExecutor(Executor):
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     directive_prefix = DIRECTIVE
+    options = BatchOptions
     job_id_pattern = _JOB_ID
     job_id_example = "123 or 123_4"
 

@@ -2,117 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shlex
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster_api.testing import lsfsim
+from cluster_api.testing.handle import Call, SimulatorHandle
+from cluster_api.testing.lsfsim.bkill import request_kill
+from cluster_api.testing.lsfsim.bsub import LAUNCHER
+from cluster_api.testing.lsfsim.formats import UNIT_KB
+from cluster_api.testing.lsfsim.settings import COMMANDS, DEFAULT_SETTINGS, ENV_STATE_DIR
 
 __all__ = ["Call", "LSFSimulator", "install_simulator"]
 
-LSFSIM_PATH = Path(lsfsim.__file__).resolve()
 
-
-@dataclass(frozen=True)
-class Call:
-    """One invocation of a simulated command, read back from the call log."""
-
-    command: str
-    argv: tuple[str, ...]
-    start: float
-    end: float | None
-    exit_code: int | None
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.end is None else self.end - self.start
-
-
-class LSFSimulator:
-    """Control and inspect the simulated cluster whose state lives in ``state_dir``.
+class LSFSimulator(SimulatorHandle):
+    """Control and inspect the simulated LSF cluster whose state lives in ``state_dir``.
 
     The commands themselves are the wrapper scripts in :attr:`bin_dir`; put that folder
     first on ``PATH`` (or merge :attr:`env` into a subprocess environment) to use them.
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self._state_dir = Path(state_dir).resolve()
-        lsfsim.ensure_layout(str(self._state_dir))
-
-    # ------------------------------------------------------------------ locations
-
-    @property
-    def state_dir(self) -> Path:
-        return self._state_dir
-
-    @property
-    def bin_dir(self) -> Path:
-        return self._state_dir / "bin"
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Variables to add to a subprocess environment so it finds the simulator."""
-        path = os.environ.get("PATH", os.defpath)
-        parts = [p for p in path.split(os.pathsep) if p and p != str(self.bin_dir)]
-        return {
-            "PATH": os.pathsep.join([str(self.bin_dir), *parts]),
-            lsfsim.ENV_STATE_DIR: str(self._state_dir),
-        }
-
-    def write_wrappers(self) -> None:
-        """(Re)write the ``bsub bjobs bkill bhist`` scripts in :attr:`bin_dir`."""
-        self.bin_dir.mkdir(parents=True, exist_ok=True)
-        for command in lsfsim.COMMANDS:
-            target = self.bin_dir / command
-            text = (
-                "#!/bin/sh\n"
-                f"{lsfsim.ENV_STATE_DIR}={shlex.quote(str(self._state_dir))}\n"
-                f"export {lsfsim.ENV_STATE_DIR}\n"
-                f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(LSFSIM_PATH))} "
-                f'{command} "$@"\n'
-            )
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o755)
-            tmp.replace(target)
-
-    # ------------------------------------------------------------------ running commands
-
-    def run(
-        self,
-        command: str,
-        *args: str,
-        input: str | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = 30.0,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run one simulated command (through its wrapper) and capture its output."""
-        if command not in lsfsim.COMMANDS:
-            raise ValueError(f"unknown LSF command {command!r}")
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        full_env.update(self.env)
-        return subprocess.run(
-            [str(self.bin_dir / command), *args],
-            input=input if input is not None else "",
-            capture_output=True,
-            text=True,
-            errors="replace",
-            cwd=cwd,
-            env=full_env,
-            timeout=timeout,
-            check=False,
-        )
+    scheduler = "LSF"
+    commands = COMMANDS
+    env_state_dir = ENV_STATE_DIR
+    defaults = DEFAULT_SETTINGS
+    launcher = str(Path(LAUNCHER).resolve())
 
     def submit(self, script: str, *args: str, cwd: str | os.PathLike[str] | None = None) -> int:
         """``bsub [args] < script``; return the job id (raise RuntimeError if rejected)."""
@@ -122,233 +36,32 @@ class LSFSimulator:
             raise RuntimeError(f"bsub failed ({result.returncode}): {result.stderr.strip()}")
         return int(text[5 : text.index(">")])
 
-    # ------------------------------------------------------------------ knobs and faults
-
-    def _update_control(
-        self, settings: Mapping[str, Any] | None, faults: Mapping[str, Any]
-    ) -> None:
-        state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
-            control.setdefault("settings", {}).update(settings or {})
-            current = control.setdefault("faults", {})
-            for key, value in faults.items():
-                if value is None:
-                    current.pop(key, None)
-                else:
-                    current[key] = value
-            lsfsim.save_control(state_dir, control)
-
     def set(self, **settings: Any) -> None:
         """Change knobs: clean_period, display_year, parse_script, slots, unit_for_limits,
         seconds_per_minute, job_terminate_interval, mem_sample_interval, max_array_size."""
-        unknown = sorted(set(settings) - set(lsfsim.DEFAULT_SETTINGS))
-        if unknown:
-            raise TypeError(f"unknown simulator setting(s): {', '.join(unknown)}")
+        super().set(**settings)
+
+    def _normalise(self, settings: dict[str, Any]) -> dict[str, Any]:
         if "unit_for_limits" in settings:
             unit = str(settings["unit_for_limits"]).upper()
-            if unit not in lsfsim.UNIT_KB:
+            if unit not in UNIT_KB:
                 raise ValueError(f"unknown unit {settings['unit_for_limits']!r}")
             settings["unit_for_limits"] = unit
-        self._update_control(settings, {})
-
-    def settings(self) -> dict[str, Any]:
-        return dict(lsfsim.load_control(str(self._state_dir))["settings"])
-
-    def outage(self, seconds: float) -> None:
-        """Every command prints ``LSF is down. Please wait ...`` and exits 255 for a while."""
-        self._update_control(None, {"outage_until": time.time() + seconds})
-
-    def _once(self, key: str, command: str, times: int) -> None:
-        if command not in lsfsim.COMMANDS:
-            raise ValueError(f"unknown LSF command {command!r}")
-        state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
-            pending = control.setdefault("faults", {}).setdefault(key, {})
-            pending[command] = int(pending.get(command, 0)) + times
-            lsfsim.save_control(state_dir, control)
-
-    def empty_output_once(self, command: str = "bjobs", times: int = 1) -> None:
-        """The next call(s) of ``command`` print nothing and exit 0 (doing nothing)."""
-        self._once("empty_once", command, times)
-
-    def garbage_output_once(self, command: str = "bjobs", times: int = 1) -> None:
-        """The next call(s) of ``command`` print invalid UTF-8, non-JSON bytes and exit 0."""
-        self._once("garbage_once", command, times)
-
-    def slow(self, seconds: float, command: str | None = None) -> None:
-        """Every call of ``command`` (all commands if None) sleeps first; 0 to stop."""
-        if command is not None and command not in lsfsim.COMMANDS:
-            raise ValueError(f"unknown LSF command {command!r}")
-        state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
-            slow = control.setdefault("faults", {}).setdefault("slow", {})
-            slow[command or "*"] = float(seconds)
-            lsfsim.save_control(state_dir, control)
+        return settings
 
     def bsub_answer_delay(self, seconds: float) -> None:
         """Every bsub submits the job, then waits ``seconds`` before printing its answer
         (0 to stop): a client killed meanwhile never learns the id of a job that exists."""
         self._update_control(None, {"bsub_answer_delay": float(seconds) or None})
 
-    def lookup_faults(self, *kinds: str) -> None:
-        """The next token lookups (``bjobs -o "... job_description"``) fail, one per kind,
-        in order: ``down`` (``LSF is down``, exit 255), ``empty`` (nothing, exit 0),
-        ``garbage`` (not JSON, exit 0), ``ok`` (the true answer: spaces faults out).
-        Other bjobs calls answer normally."""
-        unknown = sorted(set(kinds) - {"down", "empty", "garbage", "ok"})
-        if unknown:
-            raise ValueError(f"unknown lookup fault(s): {', '.join(unknown)}")
-        state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
-            queued = control.setdefault("faults", {}).setdefault("lookup_faults", [])
-            queued.extend(kinds)
-            lsfsim.save_control(state_dir, control)
-
     def bsub_hang_after_submit(self, seconds: float, times: int = 1) -> None:
         """The next bsub call(s) submit and start the job, then sleep before printing."""
         self._update_control(None, {"bsub_hang": float(seconds), "bsub_hang_count": times})
 
-    def clear_faults(self) -> None:
-        state_dir = str(self._state_dir)
-        with lsfsim.locked(state_dir):
-            control = lsfsim.read_json(os.path.join(state_dir, lsfsim.CONTROL_FILE), {})
-            control["faults"] = {}
-            lsfsim.save_control(state_dir, control)
-
-    # ------------------------------------------------------------------ call log
-
-    def calls(self, command: str | None = None) -> list[Call]:
-        """Every invocation so far (oldest first); ``end`` is None while it runs."""
-        path = self._state_dir / lsfsim.CALLS_FILE
-        if not path.exists():
-            return []
-        started: dict[str, dict[str, Any]] = {}
-        ended: dict[str, dict[str, Any]] = {}
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            target = started if record.get("event") == "start" else ended
-            target[str(record.get("id"))] = record
-        out: list[Call] = []
-        for call_id, record in started.items():
-            if command is not None and record.get("command") != command:
-                continue
-            end = ended.get(call_id, {})
-            out.append(
-                Call(
-                    command=str(record.get("command")),
-                    argv=tuple(record.get("argv") or ()),
-                    start=float(record.get("start") or 0.0),
-                    end=float(end["end"]) if "end" in end else None,
-                    exit_code=int(end["exit_code"]) if "exit_code" in end else None,
-                )
-            )
-        out.sort(key=lambda call: call.start)
-        return out
-
-    def max_concurrency(self, command: str | None = None) -> int:
-        """Peak number of invocations (of ``command``, or of all) running at once."""
-        now = time.time()
-        # Starts come from /proc in clock ticks, rounded down by up to one tick: without
-        # this allowance a call that began just after another ended would count as overlap.
-        tick = 1.0 / os.sysconf("SC_CLK_TCK")
-        events: list[tuple[float, int]] = []
-        for call in self.calls(command):
-            events.append((call.start + tick, 1))
-            events.append((call.end if call.end is not None else now, -1))
-        events.sort(key=lambda event: (event[0], event[1]))
-        peak = current = 0
-        for _, delta in events:
-            current += delta
-            peak = max(peak, current)
-        return peak
-
-    # ------------------------------------------------------------------ jobs
-
-    def jobs(self) -> dict[str, Any]:
-        """The raw job table: ``{job_id: record}`` (see lsfsim.py for the fields)."""
-        jobs: dict[str, Any] = lsfsim.load_state(str(self._state_dir))["jobs"]
-        return jobs
-
-    def job(self, job_id: int | str) -> dict[str, Any]:
-        record: dict[str, Any] = self.jobs()[str(job_id)]
-        return record
-
-    def status(self, job_id: int | str, index: int | str = 0) -> str:
-        """STAT of a job (or of one element of an array)."""
-        job = self.job(job_id)
-        key = str(index) if job.get("array") else "0"
-        return str(job["elements"][key]["stat"])
-
-    def unfinished(self) -> list[str]:
-        """Labels (``12`` or ``12[3]``) of every element not yet DONE or EXIT."""
-        out: list[str] = []
-        for job in self.jobs().values():
-            for idx, element in lsfsim.sorted_elements(job):
-                if element["stat"] not in lsfsim.STAT_FINISHED:
-                    out.append(lsfsim.element_label(job, idx))
-        return out
-
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait until every job has finished (raise TimeoutError otherwise)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = self.unfinished()
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"jobs still unfinished after {timeout}s: {', '.join(left)}")
-            time.sleep(0.05)
-
     def kill_as_admin(self, job_id: int | str, index: int | str | None = None) -> None:
         """Kill a job as the LSF administrator would: it ends EXIT with TERM_ADMIN."""
         keys = None if index is None else [str(index)]
-        lsfsim.request_kill(
-            str(self._state_dir), str(job_id), keys, reason="TERM_ADMIN", who="lsfadmin"
-        )
-
-    def kill_everything(self, timeout: float = 5.0) -> None:
-        """Stop every runner and job process of this cluster and mark them EXIT."""
-        state_dir = str(self._state_dir)
-        state = lsfsim.load_state(state_dir)
-        for job in state["jobs"].values():
-            pid = job.get("runner_pid")
-            if lsfsim.runner_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-        now = time.time()
-        groups: list[tuple[int, str]] = []
-        with lsfsim.locked(state_dir):
-            state = lsfsim.load_state(state_dir)
-            for job in state["jobs"].values():
-                for idx, element in lsfsim.sorted_elements(job):
-                    if element["stat"] in lsfsim.STAT_FINISHED:
-                        continue
-                    if element.get("pgid"):
-                        label = lsfsim.element_label(job, idx)
-                        groups.append((int(element["pgid"]), f"{state_dir}:{label}"))
-                    lsfsim.finish_element(element, "EXIT", 130, "TERM_ADMIN", now)
-            lsfsim.save_state(state_dir, state)
-        for pgid, token in groups:
-            lsfsim.signal_group(pgid, signal.SIGKILL, token)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            table = lsfsim.process_table()
-            alive = [pgid for pgid, _ in groups if any(pgid in (g, s) for _, g, s, _ in table)]
-            if not alive:
-                return
-            for pgid in alive:
-                lsfsim.signal_group(pgid, signal.SIGKILL)
-            time.sleep(0.05)
-
-    def __repr__(self) -> str:
-        return f"LSFSimulator({str(self._state_dir)!r})"
+        request_kill(str(self._state_dir), str(job_id), keys, reason="TERM_ADMIN", who="lsfadmin")
 
 
 def install_simulator(state_dir: str | os.PathLike[str]) -> LSFSimulator:

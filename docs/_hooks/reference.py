@@ -4,9 +4,10 @@ Markers in the Markdown sources are replaced at build time:
 
 ``<!-- config-reference -->``
     a table of every :class:`cluster_api.ClusterConfig` field with its type, default
-    and the one-line description from :data:`CONFIG_DESCRIPTIONS` below. The build
-    fails when a field has no description (or a description names no field), and so
-    does the test suite (``tests/test_cli.py``).
+    and one-line description, then the keys each registered plugin executor declares.
+    Each key is described where it is declared (``cluster_api.options.option``: a
+    ``ClusterConfig`` field, or a scheduler's ``options`` class). The build fails when
+    a field has no description, and so does the test suite (``tests/test_cli.py``).
 ``<!-- directives:NAME -->``
     for executor ``NAME``, the directive lines each ``ResourceSpec`` field produces,
     computed by calling the executor's ``build_header``.
@@ -35,63 +36,26 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # build from a checkout without installing it
     sys.path.insert(0, str(ROOT))
 
-#: One line per ClusterConfig field. Every field must have one: tests check it.
-CONFIG_DESCRIPTIONS: dict[str, str] = {
-    "executor": "Which scheduler runs the jobs: `local`, `lsf`, `slurm` or a plugin's name.",
-    "cpus": "Default CPU cores per job (a `ResourceSpec` value wins).",
-    "gpus": "Default GPUs per job.",
-    "memory": 'Default memory per job, e.g. `"8 GB"`, `"512 MB"` (binary units).',
-    "walltime": "Default run-time limit, `[D-]HH:MM[:SS]`; the local executor enforces it too.",
-    "queue": "Default queue (LSF) or partition (Slurm).",
-    "account": "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm).",
-    "poll_interval": "Seconds between two status queries of the monitor (> 0).",
-    "log_directory": "Folder for the library's own files, including the job journal.",
-    "job_name_prefix": "Prefix of every job name (`capi-NAME`); how `reconnect()` finds "
-    "your jobs. `null` for none.",
-    "shebang": "First line of every job script (must start with `#!`).",
-    "script_prologue": "Lines run before every job's command (e.g. `module load ...`).",
-    "script_epilogue": "Lines run after every job's command; the job keeps the command's "
-    "exit status.",
-    "extra_directives": "Directive lines appended verbatim to every script "
-    '(write the whole line: `"#BSUB -P proj"`).',
-    "directives_skip": "Drop generated directive lines containing any of these substrings.",
-    "extra_args": "Arguments appended to every submit command (`bsub`, `sbatch`).",
-    "use_stdin": "LSF: submit as `bsub < script.sh` (directives read from the script).",
-    "lsf_units": "LSF: unit of memory limits, as the site's `LSF_UNIT_FOR_LIMITS` "
-    "(KB, MB, GB, TB).",
-    "suppress_job_email": "LSF: set `LSB_JOB_REPORT_MAIL=N` so finished jobs send no mail.",
-    "command_timeout": "Seconds before a scheduler command is killed and counts as failed.",
-    "zombie_timeout_minutes": "Minutes a job may go unseen by the scheduler before it is "
-    "marked FAILED (zombie).",
-    "completed_retention_minutes": "Minutes a finished job stays tracked (after its "
-    "callbacks ran) before it is forgotten.",
-    "poll_all_users": "LSF: query with `bjobs -u all` (jobs submitted under another user).",
-    "max_concurrent_commands": "Most scheduler commands one executor runs at once.",
-    "journal": "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a "
-    "later process can `reconnect()` to it (the CLI always turns it on).",
-    "local_max_running": "Local executor: most job processes (jobs and array elements) "
-    "running at once per `log_directory`, across processes; `null`: max(8, 4 × CPU cores).",
-}
-
 
 def _fields() -> list[dataclasses.Field[Any]]:
     from cluster_api import ClusterConfig
 
-    return [f for f in dataclasses.fields(ClusterConfig) if f.name != "sources"]
+    hidden = {"sources", "plugin_options"}
+    return [f for f in dataclasses.fields(ClusterConfig) if f.name not in hidden]
+
+
+def _description(f: dataclasses.Field[Any]) -> str:
+    """The description the key was declared with (``cluster_api.options.option``)."""
+    return str(f.metadata.get("doc", ""))
 
 
 def description_problems() -> list[str]:
-    """Fields without a description and descriptions of no field (empty when in sync)."""
-    names = [f.name for f in _fields()]
-    problems = [
-        f"ClusterConfig.{n} has no description"
-        for n in names
-        if not CONFIG_DESCRIPTIONS.get(n, "").strip()
+    """Fields declared without a description (empty when every key has one)."""
+    return [
+        f"ClusterConfig.{f.name} has no description"
+        for f in _fields()
+        if not _description(f).strip()
     ]
-    problems += [
-        f"description of unknown field {k!r}" for k in CONFIG_DESCRIPTIONS if k not in names
-    ]
-    return problems
 
 
 def _yaml_value(value: Any) -> str:
@@ -99,19 +63,40 @@ def _yaml_value(value: Any) -> str:
     return text[len("{k: ") : -1]
 
 
+def _row(f: dataclasses.Field[Any], description: str) -> str:
+    missing = f.default is dataclasses.MISSING
+    default = f.default_factory() if missing else f.default  # type: ignore[misc]
+    kind = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # a plugin's may be real
+    return f"| `{f.name}` | `{kind}` | `{_yaml_value(default)}` | {description} |"
+
+
+def plugin_option_fields() -> list[tuple[str, dataclasses.Field[Any]]]:
+    """(executor name, field) of each key a registered executor declares beyond the
+    ClusterConfig fields; executors that cannot be loaded are left out."""
+    import cluster_api
+    from cluster_api.executors import get_executor_class
+
+    names = {f.name for f in _fields()}
+    found = []
+    for name in cluster_api.available_executors():
+        try:
+            options = get_executor_class(name).options
+        except ValueError:
+            continue
+        found += [(name, f) for f in dataclasses.fields(options) if f.name not in names]
+    return found
+
+
 def config_reference() -> str:
-    """The Markdown table of every config field."""
+    """The Markdown table of every config field, then the plugin executors' keys."""
     problems = description_problems()
     if problems:
         raise ValueError("; ".join(problems))
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
-    for f in _fields():
-        missing = f.default is dataclasses.MISSING
-        default = f.default_factory() if missing else f.default  # type: ignore[operator]
-        kind = str(f.type)
-        rows.append(
-            f"| `{f.name}` | `{kind}` | `{_yaml_value(default)}` | {CONFIG_DESCRIPTIONS[f.name]} |"
-        )
+    rows += [_row(f, _description(f)) for f in _fields()]
+    for executor, f in plugin_option_fields():
+        doc = str(f.metadata.get("doc", "")).strip() or "*(not described by the plugin)*"
+        rows.append(_row(f, f"Executor `{executor}` (a plugin): {doc}"))
     return "\n".join(rows)
 
 
