@@ -44,8 +44,15 @@ import asyncio, json, sys
 import cluster_api, cluster_api.core as core, cluster_api.executors.lsf as lsf
 from cluster_api import ResourceSpec, SubmitError, create_executor
 lsf.SUBMIT_RETRY_DELAY = 0.2
+if hasattr(lsf, "LSF"):
+    lsf.LSF.submit_retry_delay = 0.2
 if hasattr(core, "LOOKUP_RETRY_DELAYS"):
     core.LOOKUP_RETRY_DELAYS = (0.2, 0.2, 0.2)
+try:
+    import cluster_api.reconnect as reconnect
+    reconnect.LOOKUP_RETRY_DELAYS = (0.2, 0.2, 0.2)
+except ImportError:
+    pass
 logs, work = sys.argv[1], sys.argv[2]
 """
 SUBMIT_ALL = """

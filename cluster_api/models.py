@@ -325,13 +325,11 @@ class JobRecord:
         return time.monotonic() - self._terminal_since
 
     def advance(self, status: JobStatus) -> bool:
-        """Move to ``status`` unless that would go backwards; return whether it changed."""
-        if status is self.status or not can_advance(self.status, status):
-            return False
-        self.status = status
-        if status in TERMINAL_STATUSES:
-            self._terminal_since = time.monotonic()
-        return True
+        """Move to ``status`` unless that would go backwards; return whether it changed
+        (the status rule of ``cluster_api.status.update_record``)."""
+        from .status import Observation, update_record  # status builds on this module
+
+        return update_record(self, Observation(status))
 
     # -- arrays ------------------------------------------------------------------------
     @property

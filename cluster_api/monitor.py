@@ -1,10 +1,10 @@
 """JobMonitor: the loop that turns scheduler answers into callbacks.
 
-Each cycle: one poll for all active jobs, jobs whose dependency failed, zombie detection,
-status listeners and callbacks of what happened (in the order it happened), waking
-``wait_for`` callers, and purging old finished records. A failed poll is retried with
-exponential backoff, capped at a few poll intervals; while the scheduler does not answer,
-nothing is concluded.
+Each cycle: one poll for all active jobs (which also ends jobs whose dependency failed),
+zombie detection, status listeners and callbacks of what happened (in the order it
+happened), waking ``wait_for`` callers, and purging old finished records. A failed poll
+is retried with exponential backoff, capped at a few poll intervals; while the scheduler
+does not answer, nothing is concluded.
 
 Every listener and callback runs as a task of its own, so an async one that awaits never
 delays polling. A sync one runs on the event loop (as it always has: it may touch the
@@ -19,16 +19,17 @@ import contextlib
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from .core import Executor, utcnow
+from .core import Executor
 from .errors import ClusterAPIError, WaitTimeoutError
 from .models import Callback, JobRecord, JobStatus, steps_between
+from .status import utcnow
 
 logger = logging.getLogger("cluster_api")
 
@@ -60,7 +61,15 @@ _CALLBACK_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar(
 class JobMonitor:
     """Polls an executor, fires callbacks, detects zombies and purges old records."""
 
-    def __init__(self, executor: Executor, poll_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        poll_interval: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` (seconds, only differences count) times how long a callback held the
+        event loop; tests pass their own."""
         interval = executor.config.poll_interval if poll_interval is None else poll_interval
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise ValueError(
@@ -68,6 +77,7 @@ class JobMonitor:
             )
         self.executor = executor
         self.poll_interval = float(interval)
+        self.clock = clock
         self.last_successful_poll: datetime | None = None
         self.consecutive_failures = 0
         self._task: asyncio.Task[None] | None = None
@@ -159,7 +169,6 @@ class JobMonitor:
     async def run_cycle(self) -> bool:
         """Run one monitoring cycle now; return whether the poll succeeded."""
         ok = await self._poll()
-        self._resolve_dependency_failures()
         if ok:
             await self._check_zombies()
         self._deliver_all()
@@ -191,34 +200,6 @@ class JobMonitor:
         self.last_successful_poll = datetime.now(timezone.utc)
         return True
 
-    def _resolve_dependency_failures(self) -> None:
-        """A job waiting on a job that did not succeed can never run: end it FAILED (and
-        cancel it). A job the scheduler already ended for that reason (LSF's orphan
-        termination, Slurm's invalid dependency) gets the same metadata."""
-        jobs = self.executor._jobs
-        doomed = []
-        for record in jobs.values():
-            if not record.depends_on or "dependency_failed" in record.metadata:
-                continue
-            if record.status.is_terminal and record.has_started:
-                continue
-            for dep_id in record.depends_on:
-                dep = jobs.get(dep_id)
-                if dep is not None and dep.status.is_terminal and dep.status is not JobStatus.DONE:
-                    doomed.append((record, dep_id))
-                    break
-        for record, dep_id in doomed:
-            record.metadata["dependency_failed"] = dep_id
-            if record.status.is_terminal:
-                continue
-            record.finish_time = record.finish_time or utcnow()
-            record.advance(JobStatus.FAILED)
-            logger.info("job %s cannot run: dependency %s did not succeed", record.job_id, dep_id)
-            self._spawn(
-                self.executor.cancel(record.job_id), f"cancel-{record.job_id}", record.job_id
-            )
-        self.executor.persist(record for record, _ in doomed)
-
     async def _check_zombies(self) -> None:
         candidates = self.executor.unseen_for(self.executor.config.zombie_timeout_minutes * 60)
         if not candidates:
@@ -243,7 +224,7 @@ class JobMonitor:
         self.executor.persist(candidates)
 
     def _deliver_all(self) -> None:
-        jobs = self.executor._jobs
+        jobs = self.executor.records
         for job_id in [j for j in self._last_status if j not in jobs]:
             del self._last_status[job_id]
         announce = bool(self._status_listeners)
@@ -277,13 +258,17 @@ class JobMonitor:
     def _announce(self, record: JobRecord, old: JobStatus, new: JobStatus) -> None:
         for listener in self._status_listeners:
             self._spawn(
-                _invoke(listener, record, old, new), f"status-{record.job_id}", record.job_id
+                _invoke(self.clock, listener, record, old, new),
+                f"status-{record.job_id}",
+                record.job_id,
             )
 
     def _call_back(self, record: JobRecord, callbacks: list[Callback]) -> None:
         for callback in callbacks:
             name = getattr(callback, "__name__", "callback")
-            self._spawn(_invoke(callback, record), f"{name}-{record.job_id}", record.job_id)
+            self._spawn(
+                _invoke(self.clock, callback, record), f"{name}-{record.job_id}", record.job_id
+            )
 
     def _deliver_late(self, record: JobRecord) -> None:
         """A callback was registered on an ended record this monitor no longer tracks: no
@@ -318,7 +303,7 @@ class JobMonitor:
 
     def _purge(self) -> None:
         retention = self.executor.config.completed_retention_minutes * 60
-        for job_id, record in list(self.executor._jobs.items()):
+        for job_id, record in list(self.executor.records.items()):
             age = record.terminal_age
             if (
                 age is not None
@@ -366,7 +351,7 @@ class JobMonitor:
     ) -> None:
         """Wait for the records, and then for their callbacks still running except
         ``caller``: a callback waiting for its own job must not wait for itself."""
-        jobs = self.executor._jobs
+        jobs = self.executor.records
         while True:
             if view is not None:
                 view.update()
@@ -390,7 +375,7 @@ class JobMonitor:
             await asyncio.wait(pending)
 
     def _check_waitable(self, records: Sequence[JobRecord]) -> None:
-        jobs = self.executor._jobs
+        jobs = self.executor.records
         for record in records:
             if not record.status.is_terminal and jobs.get(record.job_id) is not record:
                 raise ValueError(
@@ -424,13 +409,15 @@ class JobMonitor:
         )
 
 
-async def _invoke(callback: Callable[..., Any], record: JobRecord, *args: Any) -> None:
+async def _invoke(
+    clock: Callable[[], float], callback: Callable[..., Any], record: JobRecord, *args: Any
+) -> None:
     """Run one callback; its failure is logged and touches nothing else."""
     _CALLBACK_TASK.set(asyncio.current_task())  # this task's own context: no reset needed
     try:
-        began = monotonic()
+        began = clock()
         result = callback(record, *args)
-        held = monotonic() - began
+        held = clock() - began
         if held >= SLOW_CALLBACK_SECONDS:
             logger.warning(
                 "callback %s for job %s held the event loop for %.1f s, and polling and "

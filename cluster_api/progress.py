@@ -88,7 +88,9 @@ def _ending(record: JobRecord) -> str:
     """Why a job ended, in a few words (empty for a plain success)."""
     meta = record.metadata
     if meta.get("dependency_failed"):
-        return f"dependency {meta['dependency_failed']} did not succeed"
+        culprits = meta["dependency_failed"]
+        named = ", ".join(culprits) if isinstance(culprits, list) else culprits
+        return f"dependency {named} did not succeed"
     if meta.get("zombie"):
         return "lost by the scheduler"
     details = []

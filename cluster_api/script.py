@@ -12,8 +12,8 @@ import errno
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .models import check_single_line, check_utf8
 
@@ -102,6 +102,16 @@ def exit_record_lines(script_path: str, is_array: bool) -> list[str]:
         # through these traps records 128+signal, as a scheduler reports it.
         "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM",
     ]
+
+
+#: One row of a scheduler's directive table: a value (the row is skipped when it is empty)
+#: and how it is written as options.
+DirectiveRow = tuple[Any, Callable[[Any], Sequence[str]]]
+
+
+def table_options(rows: Iterable[DirectiveRow]) -> list[str]:
+    """The options a directive table gives one job: each row whose value is set, in order."""
+    return [option for value, render in rows if value for option in render(value)]
 
 
 def directive_lines(

@@ -138,7 +138,7 @@ async def test_bsub_timeout_after_submitting_submits_exactly_once(
 async def test_bsub_transient_error_is_retried_once(
     sim: LSFSimulator, res: ResourceSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lsf_module, "SUBMIT_RETRY_DELAY", 1.0)
+    monkeypatch.setattr(lsf_module.LSF, "submit_retry_delay", 1.0)
     executor = make_executor(tmp_path)
     sim.outage(0.5)
     job = await executor.submit("echo retried", "retried", resources=res)

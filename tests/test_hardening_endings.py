@@ -248,7 +248,7 @@ async def test_slurm_cancel_trusts_squeue_not_the_request(
     records = {i: executor.track(i, JobStatus.RUNNING) for i in ids}
     scheduler.on("scancel", recorded("scancel_finished_and_unknown.stdout.txt"))
     await executor.cancel_all()
-    assert scheduler.argvs("scancel") == [["scancel", *ids]]
+    assert scheduler.argvs("scancel") == [["scancel", "-v", *ids]]
     scheduler.on("squeue", recorded("scancel_after_1s_squeue.txt"))
     await executor.poll()
     assert {i: r.status for i, r in records.items()} == {

@@ -123,7 +123,6 @@ async def test_sync_callback_runs_on_the_loop_and_a_slow_one_is_reported(
     """Sync callbacks stay on the event loop as in 0.8.1 (they may set an asyncio.Event);
     one that holds the loop is named in a warning instead of silently stalling polling."""
     clock = [100.0]
-    monkeypatch.setattr(monitor_module, "monotonic", lambda: clock[0])
     fast, slow = await submit(lsf, work_dir, "fast"), await submit(lsf, work_dir, "slow")
     loop_set = asyncio.Event()
 
@@ -137,7 +136,7 @@ async def test_sync_callback_runs_on_the_loop_and_a_slow_one_is_reported(
     slow.on_exit(blocking)
     fake.set(fast.job_id, "DONE")
     fake.set(slow.job_id, "DONE")
-    monitor = JobMonitor(lsf, poll_interval=60)
+    monitor = JobMonitor(lsf, poll_interval=60, clock=lambda: clock[0])
     with caplog.at_level(logging.WARNING, logger="cluster_api"):
         await monitor.run_cycle()
         await settle()

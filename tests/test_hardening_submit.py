@@ -154,7 +154,7 @@ async def test_lsf_lookup_failures_are_retried_instead_of_resubmitting(
     record = await lsf(work_dir).submit("true", "once", resources=res(work_dir))
     assert fake.count("bsub") == 1 and list(fake.jobs) == [record.job_id]
     assert fake.count("bjobs") == 4
-    assert sleeps == [lsf_module.SUBMIT_RETRY_DELAY, 2.0, 5.0, 15.0]
+    assert sleeps == [lsf_module.LSF.submit_retry_delay, 2.0, 5.0, 15.0]
 
 
 async def test_lsf_lookup_that_never_succeeds_raises_and_keeps_the_trace(
@@ -240,7 +240,7 @@ async def test_slurm_lookup_failures_are_retried_instead_of_resubmitting(
     record = await slurm.submit("true", "once", resources=res(work_dir))
     assert len(runner.argvs("sbatch")) == 1
     assert list(fake.comments) == [record.job_id]
-    assert sleeps == [slurm_module.SUBMIT_RETRY_DELAY, 2.0, 5.0, 15.0]
+    assert sleeps == [slurm_module.Slurm.submit_retry_delay, 2.0, 5.0, 15.0]
 
 
 # -- item 4: a process killed mid-submit loses nothing -----------------------------------

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from test_integration import require_slurm
 
-import cluster_api.core as core_module
 import cluster_api.executors.lsf as lsf_module
+import cluster_api.reconnect as reconnect_module
 from cluster_api import JobStatus, LSFExecutor, ResourceSpec, SubmitError, create_executor
 from cluster_api.testing import LSFSimulator
 
@@ -38,8 +38,8 @@ def work(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lsf_module, "SUBMIT_RETRY_DELAY", 0.2)
-    monkeypatch.setattr(core_module, "LOOKUP_RETRY_DELAYS", (0.2, 0.2, 0.2), raising=False)
+    monkeypatch.setattr(lsf_module.LSF, "submit_retry_delay", 0.2)
+    monkeypatch.setattr(reconnect_module, "LOOKUP_RETRY_DELAYS", (0.2, 0.2, 0.2))
 
 
 def make_executor(tmp_path: Path, **overrides: Any) -> LSFExecutor:

@@ -233,8 +233,8 @@ async def test_failed_dependency_fails_the_dependant(backend: Backend) -> None:
     )
     await run_to_end(executor, parent, child)
     assert parent.status is JobStatus.FAILED
-    assert child.status is JobStatus.FAILED
-    assert child.metadata["dependency_failed"] == parent.job_id
+    assert child.status is JobStatus.KILLED
+    assert child.metadata["dependency_failed"] == [parent.job_id]
     assert not marker.exists()
 
 

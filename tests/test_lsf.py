@@ -8,15 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from unittest.mock import AsyncMock
 
 import pytest
 from conftest import bjobs_json, bjobs_record
 
-import cluster_api.core as core
-import cluster_api.executors.lsf as lsf_module
+import cluster_api.executors.lsf_formats as lsf_formats
 from cluster_api import (
     ClusterAPIError,
     ClusterConfig,
@@ -573,8 +571,8 @@ async def test_error_records_with_exit_255(fake: FakeLSF) -> None:
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with orjson and again as on a machine without it."""
     if request.param == "json":
-        monkeypatch.setattr(lsf_module, "orjson", None)
-    elif lsf_module.orjson is None:
+        monkeypatch.setattr(lsf_formats, "orjson", None)
+    elif lsf_formats.orjson is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
@@ -645,8 +643,8 @@ async def test_outage_time_never_counts_as_unseen(
     fake: FakeLSF, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     lsf = executor()
+    lsf._table.clock = lambda: clock[0]
     lsf.track("101", JobStatus.RUNNING)
     fake.bjobs = bjobs_json()  # a good answer that does not mention the job
     await lsf.poll()

@@ -766,47 +766,47 @@ async def test_records_kept_within_retention(
 # -- dependencies ------------------------------------------------------------------------
 
 
-async def test_failed_dependency_fails_and_cancels_dependants(
+async def test_failed_dependency_kills_and_cancels_dependants(
     lsf: LSFExecutor, fake: FakeLSF, work_dir: str
 ) -> None:
+    """API.md: a dependant of a failed job never runs and ends KILLED, naming the
+    culprits in a list, set by poll() itself (issue #12 moved the rule there)."""
     parent = await submit(lsf, work_dir, "parent")
     child = await submit(lsf, work_dir, "child", depends_on=parent)
     grandchild = await submit(lsf, work_dir, "grandchild", depends_on=[child.job_id])
     bystander = await submit(lsf, work_dir, "bystander")
     assert child.depends_on == [parent.job_id]
-    failures: list[str] = []
-    child.on_failure(lambda r: failures.append(r.job_id))
-    grandchild.on_failure(lambda r: failures.append(r.job_id))
+    ended: list[str] = []
+    child.on_exit(lambda r: ended.append(r.job_id), JobExitCondition.KILLED)
+    grandchild.on_exit(lambda r: ended.append(r.job_id), JobExitCondition.KILLED)
     fake.set(parent.job_id, "EXIT", exit_code="1")
     monitor = JobMonitor(lsf, poll_interval=0.01)
     await monitor.run_cycle()
     await monitor.run_cycle()
     await monitor.stop()
     assert parent.status is JobStatus.FAILED
-    assert child.status is JobStatus.FAILED
-    assert child.metadata["dependency_failed"] == parent.job_id
-    assert grandchild.status is JobStatus.FAILED
-    assert grandchild.metadata["dependency_failed"] == child.job_id
+    assert child.status is JobStatus.KILLED
+    assert child.metadata["dependency_failed"] == [parent.job_id]
+    assert grandchild.status is JobStatus.KILLED
+    assert grandchild.metadata["dependency_failed"] == [child.job_id]
     killed = {job_id for cmd in fake.commands("bkill") for job_id in cmd[1:]}
     assert {child.job_id, grandchild.job_id} <= killed
     assert parent.job_id not in killed
     assert bystander.job_id not in killed
     assert bystander.status is JobStatus.PENDING
-    assert sorted(failures) == sorted([child.job_id, grandchild.job_id])
+    assert sorted(ended) == sorted([child.job_id, grandchild.job_id])
 
 
-async def test_killed_dependency_also_fails_dependant(
+async def test_killed_dependency_also_kills_dependant(
     lsf: LSFExecutor, fake: FakeLSF, work_dir: str
 ) -> None:
     parent = await submit(lsf, work_dir, "parent")
     child = await submit(lsf, work_dir, "child", depends_on=[parent])
     fake.set(parent.job_id, "EXIT", exit_code="130", exit_reason="TERM_OWNER")
-    monitor = JobMonitor(lsf, poll_interval=0.01)
-    await monitor.run_cycle()
-    await monitor.stop()
+    await lsf.poll()  # the rule is poll()'s own: no monitor needed
     assert parent.status is JobStatus.KILLED
-    assert child.status is JobStatus.FAILED
-    assert child.metadata["dependency_failed"] == parent.job_id
+    assert child.status is JobStatus.KILLED
+    assert child.metadata["dependency_failed"] == [parent.job_id]
 
 
 async def test_successful_dependency_leaves_dependant_alone(

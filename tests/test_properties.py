@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import cluster_api.executors.lsf as lsf_module
+import cluster_api.executors.lsf_formats as lsf_formats
 from cluster_api import ClusterConfig, LSFExecutor, ResourceSpec
 from cluster_api.errors import ClusterAPIError
 from cluster_api.executors.lsf import parse_bhist_long, parse_bjobs_json, query_result_from_records
@@ -23,15 +23,15 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-field_names = st.sampled_from([*lsf_module._FIELDS, "ERROR", "JOB_NAME"])
+field_names = st.sampled_from([*lsf_formats._FIELDS, "ERROR", "JOB_NAME"])
 records = st.lists(
     st.dictionaries(field_names, json_values | st.text(max_size=30), max_size=12)
     # every field present: the path most answers take
     | st.fixed_dictionaries(
         {
-            **{k: json_values | st.text(max_size=30) for k in lsf_module._FIELDS},
+            **{k: json_values | st.text(max_size=30) for k in lsf_formats._FIELDS},
             "JOBID": st.sampled_from(["101", "102[3]"]) | json_values,
-            "STAT": st.sampled_from(list(lsf_module._STATUS)) | json_values,
+            "STAT": st.sampled_from(list(lsf_formats._STATUS)) | json_values,
         }
     ),
     max_size=6,
@@ -65,7 +65,7 @@ def test_bjobs_parser_survives_arbitrary_records(
         assert isinstance(job_id, str)
 
 
-@pytest.mark.skipif(lsf_module.orjson is None, reason="orjson is not installed")
+@pytest.mark.skipif(lsf_formats.orjson is None, reason="orjson is not installed")
 @given(records, st.text(max_size=10))
 def test_orjson_and_the_standard_library_read_answers_alike(
     recs: list[dict[str, object]], trailer: str
@@ -79,11 +79,11 @@ def test_orjson_and_the_standard_library_read_answers_alike(
             return str(exc)
 
     fast = read()
-    orjson, lsf_module.orjson = lsf_module.orjson, None
+    orjson, lsf_formats.orjson = lsf_formats.orjson, None
     try:
         assert read() == fast
     finally:
-        lsf_module.orjson = orjson
+        lsf_formats.orjson = orjson
 
 
 @given(st.text(max_size=300))

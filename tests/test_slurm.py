@@ -66,7 +66,7 @@ NO_ACCOUNTING = CommandFailedError(
 def in_work_dir(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """ResourceSpec.work_dir defaults to the cwd: keep every script inside the tmp dir."""
     monkeypatch.chdir(work_dir)
-    monkeypatch.setattr(slurm_module, "SUBMIT_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(slurm_module.Slurm, "submit_retry_delay", 0.0)
 
 
 def _requested_ids(argv: list[str]) -> list[str]:
@@ -557,7 +557,7 @@ async def test_poll_without_active_jobs_runs_nothing(fake: FakeSlurm) -> None:
         ("BOOT_FAIL", "None", JobStatus.FAILED, "BOOT_FAIL"),
         ("DEADLINE", "None", JobStatus.FAILED, "DEADLINE"),
         ("PREEMPTED", "None", JobStatus.FAILED, "PREEMPTED"),
-        ("CANCELLED", "DependencyNeverSatisfied", JobStatus.FAILED, "DependencyNeverSatisfied"),
+        ("CANCELLED", "DependencyNeverSatisfied", JobStatus.KILLED, "DependencyNeverSatisfied"),
     ],
 )
 async def test_state_mapping(fake: FakeSlurm, state, reason, status, exit_reason) -> None:
@@ -794,11 +794,11 @@ async def test_array_elements_get_their_own_ids(fake: FakeSlurm) -> None:
     assert array.array_elements[1].exec_host == "localhost"
     assert array.array_elements[9].status is JobStatus.PENDING
     # only started elements have ids of their own; pending ones still show the array's
-    assert slurm._element_ids == {"17": ("13", 1), "18": ("13", 2)}
+    assert slurm.scheduler.element_ids == {"17": ("13", 1), "18": ("13", 2)}
     fake.squeue = data("squeue_array_limited_t_all.txt")
     await slurm.poll()
     assert array.status is JobStatus.DONE and array.exit_code == 0
-    assert slurm._element_ids["13"] == ("13", 10)  # the last to start took the array's id
+    assert slurm.scheduler.element_ids["13"] == ("13", 10)  # the last to start took the array's id
     assert fake.argvs("sacct") == []
 
 
@@ -872,7 +872,8 @@ async def test_array_pending_rest_without_r(fake: FakeSlurm) -> None:
 # -- dependencies ------------------------------------------------------------------------
 async def test_dependency_never_satisfied(fake: FakeSlurm) -> None:
     """With --kill-on-invalid-dep the dependant is CANCELLED; without it, it pends forever.
-    Both end FAILED with the reason, and the pending one is cancelled."""
+    Both end KILLED (never ran: API.md's end for a failed dependency) with the reason,
+    and the pending one is cancelled."""
     slurm = executor()
     parent, killed = (slurm.track(i, JobStatus.RUNNING) for i in ("10", "11"))
     pending = slurm.track("12")
@@ -881,9 +882,9 @@ async def test_dependency_never_satisfied(fake: FakeSlurm) -> None:
     await slurm.poll()
     assert (parent.status, parent.exit_code) == (JobStatus.FAILED, 1)
     for record in (killed, pending):
-        assert record.status is JobStatus.FAILED
+        assert record.status is JobStatus.KILLED
         assert record.metadata["exit_reason"] == "DependencyNeverSatisfied"
-    assert fake.argvs("scancel") == [["scancel", "12"]]
+    assert fake.argvs("scancel") == [["scancel", "-v", "12"]]
     assert _requested_ids(fake.argvs("sacct")[-1]) == ["10"]
 
 
@@ -923,7 +924,7 @@ async def test_history_by_time_window_when_ids_do_not_fit(
     fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch, tz
 ) -> None:
     tz("UTC0")
-    monkeypatch.setattr(slurm_module, "MAX_ID_CHARS", 4)
+    monkeypatch.setattr(slurm_module.Slurm, "max_id_chars", 4)
     slurm = executor()
     first = await slurm.submit("true", "a")
     second = await slurm.submit("true", "b")
@@ -962,8 +963,8 @@ async def test_cancel_all_batches_100_ids(fake: FakeSlurm) -> None:
         slurm.track(job_id)
     await slurm.cancel_all()
     kills = fake.argvs("scancel")
-    assert [len(argv) - 1 for argv in kills] == [100, 100, 50]
-    assert sorted(job_id for argv in kills for job_id in argv[1:]) == ids
+    assert [len(argv) - 2 for argv in kills] == [100, 100, 50]
+    assert sorted(job_id for argv in kills for job_id in argv[2:]) == ids
 
 
 @pytest.mark.parametrize("done", [False, True])
@@ -971,7 +972,7 @@ async def test_cancel_one(fake: FakeSlurm, done: bool) -> None:
     slurm = executor()
     slurm.track("101")
     await slurm.cancel("101", done=done)
-    assert fake.argvs("scancel") == [["scancel", "101"]]
+    assert fake.argvs("scancel") == [["scancel", "-v", "101"]]
 
 
 async def test_cancel_refuses_option_like_ids(fake: FakeSlurm) -> None:
@@ -994,15 +995,22 @@ async def test_cancel_survives_scancel_complaints(fake: FakeSlurm) -> None:
     [("capi", "align*", ["11", "13"]), ("capi", "capi-align-2", ["13"]), (None, "sort*", ["12"])],
 )
 async def test_cancel_by_name(fake: FakeSlurm, prefix, pattern, expected) -> None:
-    fake.squeue = "11|capi-align-1\n12|sort-1\n13|capi-align-2\n13|capi-align-2\n14|other\n"
+    fake.squeue = (
+        row("11", "RUNNING", name="capi-align-1")
+        + row("12", "PENDING", name="sort-1")
+        + row("13", "RUNNING", index="1", raw="15", name="capi-align-2")
+        + row("13", "PENDING", index="2", name="capi-align-2")
+        + row("14", "RUNNING", name="other")
+        + row("16", "COMPLETED", name="capi-align-3")  # ended: nothing to cancel
+    )
     await executor(job_name_prefix=prefix).cancel_by_name(pattern)
     (listing,) = fake.argvs("squeue")
-    assert listing == ["squeue", "-h", "--me", "-o", "%F|%j"]
-    assert fake.argvs("scancel") == [["scancel", *expected]]
+    assert listing == ["squeue", "-h", "-t", "all", "-r", "-o", slurm_module.SQUEUE_FORMAT, "--me"]
+    assert fake.argvs("scancel") == [["scancel", "-v", *expected]]
 
 
 async def test_cancel_by_name_without_matches_cancels_nothing(fake: FakeSlurm) -> None:
-    fake.squeue = "14|other\n"
+    fake.squeue = row("14", "RUNNING", name="other")
     await executor().cancel_by_name("nothing*")
     assert fake.argvs("scancel") == []
 
@@ -1040,7 +1048,7 @@ async def test_reconnect_rebuilds_records(fake: FakeSlurm) -> None:
         2: JobStatus.RUNNING,
         3: JobStatus.PENDING,
     }
-    assert slurm._element_ids == {"205": ("202", 1), "206": ("202", 2)}
+    assert slurm.scheduler.element_ids == {"205": ("202", 1), "206": ("202", 2)}
     assert set(slurm.active_jobs) == {"201", "202"}
 
 

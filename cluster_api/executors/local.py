@@ -29,19 +29,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import ClusterConfig
-from ..core import (
-    Executor,
-    JobSpec,
-    Observation,
-    QueryResult,
-    roll_up_array,
-    terminate_process_group,
-    update_record,
-    utcnow,
-)
+from ..core import Executor
 from ..errors import SubmitError, UnknownJobError
+from ..jobspec import JobSpec
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..options import LocalOptions
+from ..runner import CommandRunner, terminate_process_group
+from ..status import Observation, QueryResult, roll_up_array, update_record, utcnow
+from ..table import record_dependency_failure
 from ..units import parse_walltime_seconds
 from .local_supervisor import (
     CANCEL_SIGNALS,
@@ -84,8 +79,10 @@ class LocalExecutor(Executor):
     records_cancel_as_done = True
     options = LocalOptions
 
-    def __init__(self, config: ClusterConfig | None = None) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
+    ) -> None:
+        super().__init__(config, runner=runner)
         self.max_running = self.config.local_max_running or DEFAULT_MAX_RUNNING
         self._children: dict[str, _Child] = {}
         self._offsets: dict[str, int] = {}  # bytes of each job's events file applied
@@ -276,9 +273,9 @@ class LocalExecutor(Executor):
         elif kind == "finished":
             self._finished.add(record.job_id)
             culprits = event.get("dependency_failed")
-            if culprits:
-                record.metadata.setdefault("dependency_failed", list(culprits))
-            self._close_out(record, JobStatus.KILLED if culprits else JobStatus.FAILED, when)
+            if culprits and "dependency_failed" not in record.metadata:
+                record_dependency_failure(record, [str(c) for c in culprits])
+            self._close_out(record, JobStatus.FAILED, when)
 
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
@@ -428,7 +425,7 @@ class LocalExecutor(Executor):
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         await self._cancel_ids(
-            [j for j in self.active_jobs if j in self._cancel_requested], done=False
+            [j for j in self.active_jobs if j in self._table.cancel_requested], done=False
         )
 
 

@@ -1,0 +1,183 @@
+"""The scheduler translation interface: what a batch scheduler looks like to the engine.
+
+A `Scheduler` is pure translation, with no I/O and no record changes: it says which
+directive lines a job gets, which commands submit, query, look up, list and cancel, and
+what their answers mean, as `Observation`s and ids. `cluster_api.engine.BatchExecutor`
+runs those commands and does everything else (bounded concurrency, retries, exactly-once
+submission, the journal, exit files, history fallback, zombies, dependency failure,
+"killed" only for what the scheduler accepted, reconnect adoption) once for every
+scheduler. ``docs/executors/add-a-scheduler.md`` walks through writing one.
+
+Every answer reaches a parser as a `CommandAnswer` (stdout, stderr, whether it exited
+non-zero): the parser decides whether a failed command still said something usable, and
+raises `ClusterAPIError` when an answer cannot be read (never guesses an ending).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .config import ClusterConfig
+from .errors import ClusterAPIError
+from .jobspec import JobSpec
+from .models import JobRecord
+from .status import Observation, QueryResult
+
+#: Where a history answer puts what it knows: (tracked job id, element index or None).
+Key = tuple[str, int | None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One scheduler command: its argv, extra environment, and a file to feed on stdin."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None = None
+    stdin_file: str | None = None
+
+
+@dataclass
+class CommandAnswer:
+    """What one scheduler command given ``ids`` printed, and whether it exited non-zero."""
+
+    ids: list[str]
+    stdout: str
+    stderr: str = ""
+    failed: bool = False
+    #: The error a failed command raised, for a parser that finds nothing usable in it.
+    error: ClusterAPIError | None = None
+
+    @property
+    def text(self) -> str:
+        """Both streams, for messages that may come on either."""
+        return f"{self.stdout}\n{self.stderr}"
+
+    def unusable(self, what: str) -> ClusterAPIError:
+        """The error to raise for an answer that says nothing usable: the command's own
+        failure when it failed, else ``what``."""
+        return self.error if self.error is not None else ClusterAPIError(what)
+
+
+@dataclass
+class Listing:
+    """The jobs a listing command found: what it said about each (as a status answer)
+    and each job's scheduler-side name."""
+
+    result: QueryResult = field(default_factory=QueryResult)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+class HistoryRetry(Exception):
+    """Raised by `Scheduler.parse_history` when the answer showed that history must be
+    asked another way (Slurm without slurmdbd: ``sacct -c``); the engine asks again."""
+
+
+class Scheduler:
+    """Translation for one batch scheduler. Subclasses set the class attributes and
+    implement the methods that raise ``NotImplementedError``; the others have defaults
+    that fit a scheduler without that feature."""
+
+    #: The name written as ``executor:`` in a config.
+    name: ClassVar[str] = ""
+    #: How this scheduler's directive lines start (``#BSUB``).
+    directive_prefix: ClassVar[str] = ""
+    #: What this scheduler's job ids look like, and an example of one (for messages).
+    job_id_pattern: ClassVar[re.Pattern[str] | None] = None
+    job_id_example: ClassVar[str] = ""
+    #: Environment variable in which the scheduler gives an array element its index.
+    array_index_variable: ClassVar[str | None] = None
+    #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
+    records_cancel_as_done: ClassVar[bool] = False
+    #: Submit errors of a busy or restarting scheduler: worth one more try.
+    transient: ClassVar[re.Pattern[str]] = re.compile(r"(?!)")
+    #: Seconds before a submission whose answer was lost is looked up.
+    submit_retry_delay: ClassVar[float] = 5.0
+    #: How many ids go into one cancel command.
+    cancel_batch: ClassVar[int] = 100
+    #: Above this many characters of ids, status and history ask more broadly instead.
+    max_id_chars: ClassVar[int] = 32_000
+    #: What ``metadata["resolved_from"]`` says for an end read from the history.
+    history_source: ClassVar[str] = "history"
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+
+    # -- directives and submission ----------------------------------------------------
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse, with ``ValueError``, a job this scheduler cannot run (dependency ids
+        are checked against ``job_id_pattern`` by the engine already)."""
+
+    def header(self, spec: JobSpec) -> list[str]:
+        """The directive lines of one job (arrays, dependencies and the token included)."""
+        raise NotImplementedError
+
+    def preamble(self, spec: JobSpec) -> list[str]:
+        """Extra script lines before the job's environment is set."""
+        return []
+
+    def submit_command(self, spec: JobSpec, script_path: str) -> Command:
+        """How to hand the written script to the scheduler."""
+        raise NotImplementedError
+
+    def parse_submit(self, out: str) -> str:
+        """The new job's id from the submit command's stdout; ``SubmitError`` otherwise."""
+        raise NotImplementedError
+
+    def lookup_command(self, name: str, token: str) -> Command:
+        """Lists the jobs called ``name`` with their tokens, finished ones included."""
+        raise NotImplementedError
+
+    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
+        """The id of the job carrying ``token``; None when the answer says there is none;
+        ``ClusterAPIError`` when it cannot tell (that is not "not found")."""
+        raise NotImplementedError
+
+    # -- status and history -------------------------------------------------------------
+    def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
+        """One command asking about every job in ``active``; None when none of them
+        could be asked about (the answer is then read as an empty one)."""
+        raise NotImplementedError
+
+    def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
+        """Observations of the jobs in ``active``; ids the scheduler no longer knows go
+        in ``not_found``. ``ClusterAPIError`` when the answer is not usable."""
+        raise NotImplementedError
+
+    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
+        """A command asking the job history how these jobs ended (``result`` is the
+        status answer they come from); None when there is no history to ask."""
+        return None
+
+    def parse_history(
+        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
+    ) -> dict[Key, Observation]:
+        """What the history says about these jobs, by (job id, element index or None)."""
+        return {}
+
+    # -- cancellation -----------------------------------------------------------------
+    def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
+        """Cancel these jobs (at most ``cancel_batch``)."""
+        raise NotImplementedError
+
+    def parse_cancel(self, answer: CommandAnswer) -> set[str]:
+        """The ids whose cancel the scheduler accepted, from its answer; never one it said
+        had already ended."""
+        raise NotImplementedError
+
+    def cancel_by_name_command(self, pattern: str) -> Command | None:
+        """Cancel the jobs whose name matches the ``*`` pattern; None when the scheduler
+        cannot, and the engine lists, matches and cancels the ids instead."""
+        return None
+
+    # -- reconnection -----------------------------------------------------------------
+    def listing_command(self, prefix: str | None) -> Command:
+        """Lists the jobs whose names start with ``prefix-`` (all of the user's when
+        None), finished ones included where the scheduler still knows them."""
+        raise NotImplementedError
+
+    def parse_listing(self, answer: CommandAnswer) -> Listing:
+        """The jobs of a listing answer; ``ClusterAPIError`` when it is not one."""
+        raise NotImplementedError

@@ -1,0 +1,240 @@
+"""Submission: check the arguments, write the script, journal the intent, submit.
+
+Part of `cluster_api.core.Executor`; a scheduler supplies its directives
+(``_header_for``) and how a written script is handed over (``_submit_script``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .base import ExecutorBase
+from .errors import ClusterAPIError, SubmitError
+from .jobspec import JobSpec, effective_resources, job_spec, set_array
+from .journal import JournalError
+from .models import ArrayElement, JobRecord, ResourceSpec
+from .script import environment_lines, exit_record_lines, render_script, write_script
+from .status import utcnow
+
+logger = logging.getLogger("cluster_api")
+
+
+class Submission(ExecutorBase):
+    """The submitting part of an executor."""
+
+    async def submit(
+        self,
+        command: str,
+        name: str,
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> JobRecord:
+        """Render, write and submit one job; return its record (already tracked)."""
+        spec = job_spec(
+            self.config,
+            self.directive_prefix,
+            command,
+            name,
+            resources,
+            prologue,
+            epilogue,
+            env,
+            metadata,
+            inherit_env,
+            login_shell,
+            depends_on,
+        )
+        return await self._submit(spec)
+
+    async def submit_array(
+        self,
+        command: str,
+        name: str,
+        array_range: tuple[int, int],
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> JobRecord:
+        """Submit a job array over the inclusive ``array_range``; elements read their
+        index from ``$ARRAY_INDEX`` (and the scheduler's own variable)."""
+        spec = job_spec(
+            self.config,
+            self.directive_prefix,
+            command,
+            name,
+            resources,
+            prologue,
+            epilogue,
+            env,
+            metadata,
+            inherit_env,
+            login_shell,
+            depends_on,
+        )
+        set_array(spec, array_range, max_concurrent)
+        return await self._submit(spec)
+
+    def effective_resources(self, resources: ResourceSpec | None) -> ResourceSpec:
+        """The job's resources with unset fields taken from the config, and work_dir made
+        absolute (see `.jobspec.effective_resources`)."""
+        return effective_resources(self.config, resources)
+
+    async def _submit(self, spec: JobSpec) -> JobRecord:
+        """Write the script, journal the intent, run the scheduler command, track the job.
+
+        The intent goes to the journal before the command runs, so a process killed while
+        the command is in flight leaves a trace ``reconnect()`` resolves by token. A
+        journal that cannot be written stops the submission before the scheduler sees it.
+        A submission that certainly did not happen leaves nothing behind.
+        """
+        self._validate(spec)
+        path = self._write_job_script(spec)
+        record = JobRecord(
+            job_id="",
+            name=spec.name,
+            command=spec.command,
+            resources=spec.resources,
+            script_path=path,
+            metadata=spec.metadata,
+            submit_time=utcnow(),
+            depends_on=list(spec.depends_on),
+        )
+        if spec.array_range is not None:
+            start, end = spec.array_range
+            for index in range(start, end + 1):
+                record.array_elements[index] = ArrayElement(
+                    index=index, submit_time=record.submit_time
+                )
+        key = os.path.abspath(path)
+        if self._journal is not None:
+            try:
+                self._journal.intend(key, spec.token, record)
+            except JournalError as exc:
+                _remove_file(path)
+                raise SubmitError(f"job {spec.name} was not submitted: {exc}") from exc
+        self._submitting.add(key)
+        try:
+            record.job_id = await self._submit_script(spec, path)
+        except (SubmitError, ValueError) as exc:
+            if isinstance(exc, SubmitError) and exc.job_may_exist:
+                logger.error("%s (its script %s is kept: the job may run it)", exc, path)
+            else:
+                self._forget_submission(key, path)
+            raise
+        finally:
+            self._submitting.discard(key)
+        self._register(record)
+        self.persist([record])
+        self._after_register(record)
+        logger.info("submitted %s as job %s (%s)", spec.name, record.job_id, path)
+        return record
+
+    def _forget_submission(self, key: str, path: str) -> None:
+        """Remove what a submission the scheduler never got left: its script, its intent."""
+        _remove_file(path)
+        if self._journal is not None:
+            try:
+                self._journal.discard(key)
+            except JournalError as exc:
+                logger.error("could not remove a refused submission from the journal: %s", exc)
+
+    def _validate(self, spec: JobSpec) -> None:
+        """Refuse a job this executor cannot run, before anything is written. Subclasses
+        extend it (and call it): here, dependencies must look like this scheduler's ids,
+        since they are written into a directive."""
+        pattern = self.job_id_pattern
+        if pattern is None:
+            return
+        for job_id in spec.depends_on:
+            if not pattern.match(job_id):
+                raise ValueError(
+                    f"{self.name} dependency must be a job id such as "
+                    f"{self.job_id_example}, got {job_id!r}"
+                )
+
+    def _after_register(self, record: JobRecord) -> None:
+        """Hook for executors that act once a record is tracked (the local one starts it)."""
+
+    def _write_job_script(self, spec: JobSpec) -> str:
+        directory = spec.resources.work_dir
+        while True:
+            counter = next(self._counter)
+            path = os.path.join(directory, f"{spec.name}.{counter}.sh")
+            if os.path.exists(path):
+                continue
+            spec.token = f"{spec.name}.{counter}"
+            header = self._header_for(spec)
+            content = render_script(
+                self.config,
+                spec.command,
+                header,
+                spec.prologue,
+                spec.epilogue,
+                preamble=self._preamble(spec, path),
+                login_shell=spec.login_shell,
+            )
+            try:
+                return write_script(directory, content, spec.name, counter)
+            except FileExistsError:
+                continue
+            except NotADirectoryError:
+                raise ValueError(
+                    f"ResourceSpec.work_dir {spec.resources.work_dir!r} is not a folder"
+                ) from None
+            except OSError as exc:
+                raise ClusterAPIError(f"cannot write job script {path}: {exc}") from exc
+
+    def _preamble(self, spec: JobSpec, path: str) -> list[str]:
+        lines = environment_lines(spec.env)
+        if spec.array_range is not None and self.array_index_variable not in (None, "ARRAY_INDEX"):
+            lines.append(f'export ARRAY_INDEX="${{{self.array_index_variable}}}"')
+        lines += exit_record_lines(path, spec.array_range is not None)
+        return lines
+
+    def _header_for(self, spec: JobSpec) -> list[str]:
+        """The directive lines of one job, arrays and dependencies included."""
+        return []
+
+    def build_header(self, name: str, resources: ResourceSpec | None = None) -> list[str]:
+        """The directive lines for a plain job called ``name`` (prefix applied)."""
+        spec = job_spec(
+            self.config,
+            self.directive_prefix,
+            "true",
+            name,
+            resources,
+            None,
+            None,
+            None,
+            None,
+            True,
+            False,
+            None,
+        )
+        return self._header_for(spec)
+
+    @abstractmethod
+    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        """Hand the written script to the scheduler; return the new job id."""
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

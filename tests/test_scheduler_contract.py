@@ -1,0 +1,364 @@
+"""The contract every scheduler keeps on the engine, checked the same way for each.
+
+One row per scheduler: its executor class and how its commands answer, as the plain or
+recorded text the real scheduler prints. A new scheduler (sge, pbs, torque, flux) joins
+by adding a row. The rows run through a scripted command runner: nothing starts a
+process. ``Toy`` is a complete scheduler written here from the public interface alone
+(docs/executors/add-a-scheduler.md), to show that interface is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec, SlurmExecutor
+from cluster_api.engine import BatchExecutor
+from cluster_api.errors import ClusterAPIError, SubmitError
+from cluster_api.executors.slurm import Slurm
+from cluster_api.jobspec import JobSpec
+from cluster_api.models import JobRecord
+from cluster_api.runner import CommandResult
+from cluster_api.scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from cluster_api.script import directive_lines
+from cluster_api.status import Observation, QueryResult
+
+SLURM_DATA = Path(__file__).parent / "data" / "slurm"
+
+
+# -- a toy scheduler, from the interface alone -------------------------------------------
+TOY_STATES = {"Q": JobStatus.PENDING, "R": JobStatus.RUNNING, "D": JobStatus.DONE}
+
+
+class Toy(Scheduler):
+    """``tsub`` prints ``Submitted N``; ``tstat`` prints ``id|state|exit|name|token``;
+    ``thist`` prints ``id|state|exit``; ``tdel`` prints ``deleted N`` or ``gone N``."""
+
+    name = "toy"
+    directive_prefix = "#TOY"
+    job_id_pattern = re.compile(r"^\d+$")
+    job_id_example = "42"
+    array_index_variable = "TOY_INDEX"
+    transient = re.compile("busy")
+    history_source = "thist"
+
+    def header(self, spec: JobSpec) -> list[str]:
+        options = [f"--name {spec.name}", f"--token {spec.token}"]
+        if spec.resources.cpus:
+            options.append(f"--cpus {spec.resources.cpus}")
+        return directive_lines(self.directive_prefix, options, [], [])
+
+    def submit_command(self, spec: JobSpec, script_path: str) -> Command:
+        return Command(["tsub", script_path])
+
+    def parse_submit(self, out: str) -> str:
+        match = re.search(r"Submitted (\d+)", out)
+        if match is None:
+            raise SubmitError(f"tsub did not say: {out!r}")
+        return match.group(1)
+
+    def lookup_command(self, name: str, token: str) -> Command:
+        return Command(["tstat", "-n", name])
+
+    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
+        if answer.failed:
+            raise answer.unusable("tstat failed")
+        found = [line.split("|")[0] for line in answer.stdout.splitlines() if line.endswith(token)]
+        return found[0] if found else None
+
+    def status_command(self, active: Mapping[str, JobRecord]) -> Command:
+        return Command(["tstat", *active])
+
+    def _read(self, text: str) -> tuple[QueryResult, dict[str, str]]:
+        result, names = QueryResult(), {}
+        for line in text.splitlines():
+            parts = line.split("|")
+            if len(parts) != 5 or parts[1] not in TOY_STATES:
+                raise ClusterAPIError(f"tstat printed {line!r}")
+            job_id, state, code, name, _ = parts
+            status = TOY_STATES[state]
+            result.jobs[job_id] = Observation(status, int(code) if code else None)
+            names[job_id] = name
+        return result, names
+
+    def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
+        result, _ = self._read(answer.stdout)
+        result.not_found.update(j for j in active if not result.seen(j))
+        return result
+
+    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
+        return Command(["thist", *(r.job_id for r in records)])
+
+    def parse_history(
+        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
+    ) -> dict[Key, Observation]:
+        finals: dict[Key, Observation] = {}
+        for line in answer.stdout.splitlines():
+            job_id, state, code = line.split("|")
+            status = JobStatus.FAILED if state == "F" else TOY_STATES[state]
+            finals[(job_id, None)] = Observation(status, int(code))
+        return finals
+
+    def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
+        return Command(["tdel", *job_ids])
+
+    def parse_cancel(self, answer: CommandAnswer) -> set[str]:
+        return set(re.findall(r"deleted (\d+)", answer.text))
+
+    def listing_command(self, prefix: str | None) -> Command:
+        return Command(["tstat", "-a"])
+
+    def parse_listing(self, answer: CommandAnswer) -> Listing:
+        result, names = self._read(answer.stdout)
+        return Listing(result, names)
+
+
+class ToyExecutor(BatchExecutor):
+    scheduler_class = Toy
+
+
+# -- how each scheduler answers ----------------------------------------------------------
+Answer = tuple[str, str, int]  # stdout, stderr, exit status
+
+
+@dataclass
+class Row:
+    """One scheduler's answers, as text it prints."""
+
+    executor: type[BatchExecutor]
+    programs: tuple[str, str, str, str]  # submit, status, history, cancel
+    submitted: Callable[[str], str]
+    running: Callable[[str, str], Answer]  # (id, name): the status answer
+    done: Callable[[str, str], Answer]
+    gone: Callable[[str], Answer]  # the status answer for an id it no longer knows
+    failed_in_history: Callable[[str, int], str]
+    cancelled: Callable[[str, str], Answer]  # (accepted id, already ended id)
+
+
+def bjobs(*records: dict[str, str], rc: int = 0) -> Answer:
+    return json.dumps({"JOBS": len(records), "RECORDS": list(records)}), "", rc
+
+
+def bjob(job_id: str, stat: str, name: str, code: str = "") -> dict[str, str]:
+    return {"JOBID": job_id, "JOBINDEX": "0", "STAT": stat, "JOB_NAME": name, "EXIT_CODE": code}
+
+
+def squeue(job_id: str, state: str, name: str) -> Answer:
+    end = "NONE" if state == "RUNNING" else "2026-11-23T12:06:17"
+    row = f"{job_id}|{job_id}|{job_id}|N/A|{state}|None|node1|2026-11-23T12:06:14|"
+    return f"{row}2026-11-23T12:06:16|{end}|{name}\n", "", 0
+
+
+def scancel_v(accepted: str, ended: str) -> Answer:
+    err = (
+        f"scancel: Terminating job {accepted}\nscancel: Terminating job {ended}\n"
+        f"scancel: error: Kill job error on job id {ended}: "
+        "Job/step already completing or completed\n"
+    )
+    return "", err, 0
+
+
+def tstat(job_id: str, state: str, name: str, code: str = "") -> Answer:
+    return f"{job_id}|{state}|{code}|{name}|tok\n", "", 0
+
+
+ROWS = {
+    "lsf": Row(
+        LSFExecutor,
+        programs=("bsub", "bjobs", "bhist", "bkill"),
+        submitted=lambda i: f"Job <{i}> is submitted to default queue <normal>.\n",
+        running=lambda i, n: bjobs(bjob(i, "RUN", n)),
+        done=lambda i, n: bjobs(bjob(i, "DONE", n)),
+        gone=lambda i: bjobs({"JOBID": i, "ERROR": f"Job <{i}> is not found"}, rc=255),
+        failed_in_history=lambda i, code: (
+            f"Job <{i}>, Job Name <x>, User <me>;\n"
+            f"Mon Nov 23 12:00:00: Exited with exit code {code}. The CPU time used is 0.1s.\n"
+        ),
+        cancelled=lambda a, e: (
+            f"Job <{a}> is being terminated\n",
+            f"Job <{e}>: Job has already finished\n",
+            255,
+        ),
+    ),
+    "slurm": Row(
+        SlurmExecutor,
+        programs=("sbatch", "squeue", "sacct", "scancel"),
+        submitted=lambda i: f"{i}\n",
+        running=lambda i, n: squeue(i, "RUNNING", n),
+        done=lambda i, n: squeue(i, "COMPLETED", n),
+        gone=lambda i: ("", "", 0),
+        failed_in_history=lambda i, code: (
+            f"{i}|{i}|FAILED|{code}:0|node1|0|2026-11-23T12:06:16|2026-11-23T12:06:17\n"
+        ),
+        cancelled=scancel_v,
+    ),
+    "toy": Row(
+        ToyExecutor,
+        programs=("tsub", "tstat", "thist", "tdel"),
+        submitted=lambda i: f"Submitted {i}\n",
+        running=lambda i, n: tstat(i, "R", n),
+        done=lambda i, n: tstat(i, "D", n, "0"),
+        gone=lambda i: ("", "", 0),
+        failed_in_history=lambda i, code: f"{i}|F|{code}\n",
+        cancelled=lambda a, e: (f"deleted {a}\ngone {e}\n", "", 0),
+    ),
+}
+
+
+class ScriptedRunner:
+    """Answers each program from what the test set; records every argv."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Answer | str] = {}
+        self.argvs: list[list[str]] = []
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin_file: str | None = None,
+    ) -> CommandResult:
+        self.argvs.append(list(argv))
+        answer = self.answers.get(argv[0], ("", "", 0))
+        out, err, rc = (answer, "", 0) if isinstance(answer, str) else answer
+        return CommandResult(list(argv), out, err, rc)
+
+    def programs(self) -> list[str]:
+        return [argv[0] for argv in self.argvs]
+
+
+@pytest.fixture(params=sorted(ROWS))
+def row(request: pytest.FixtureRequest) -> Row:
+    return ROWS[request.param]
+
+
+@pytest.fixture
+def runner() -> ScriptedRunner:
+    return ScriptedRunner()
+
+
+def make(row: Row, runner: ScriptedRunner, tmp_path: Path) -> BatchExecutor:
+    config = ClusterConfig(
+        executor=row.executor.name, log_directory=str(tmp_path / "logs"), journal=False
+    )
+    return row.executor(config, runner=runner)
+
+
+async def submit(
+    executor: BatchExecutor, row: Row, runner: ScriptedRunner, job_id: str, tmp_path: Path
+) -> JobRecord:
+    runner.answers[row.programs[0]] = row.submitted(job_id)
+    return await executor.submit("echo hi", "job", resources=ResourceSpec(work_dir=str(tmp_path)))
+
+
+# -- the contract ------------------------------------------------------------------------
+async def test_submit_writes_directives_and_reads_the_id(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    record = await submit(executor, row, runner, "101", tmp_path)
+    assert record.job_id == "101"
+    assert record.script_path is not None
+    script = Path(record.script_path).read_text()
+    assert executor.directive_prefix and executor.directive_prefix in script
+    assert executor.jobs["101"] is record
+
+
+async def test_poll_follows_the_job_to_its_end(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    record = await submit(executor, row, runner, "101", tmp_path)
+    runner.answers[row.programs[1]] = row.running("101", record.name)
+    assert await executor.poll() == {"101": JobStatus.RUNNING}
+    runner.answers[row.programs[1]] = row.done("101", record.name)
+    await executor.poll()
+    assert (record.status, record.exit_code) == (JobStatus.DONE, 0)
+
+
+async def test_a_job_the_scheduler_forgot_ends_as_its_history_says(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    record = await submit(executor, row, runner, "101", tmp_path)
+    runner.answers[row.programs[1]] = row.gone("101")
+    history = row.programs[2]
+    runner.answers[history] = row.failed_in_history("101", 3)
+    await executor.poll()
+    assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
+    assert record.metadata["resolved_from"] == executor.scheduler.history_source
+    assert runner.programs().count(history) == 1
+
+
+async def test_cancel_kills_only_what_the_scheduler_accepted(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    killed = await submit(executor, row, runner, "101", tmp_path)
+    ended = await submit(executor, row, runner, "102", tmp_path)
+    cancel = row.programs[3]
+    runner.answers[cancel] = row.cancelled("101", "102")
+    await executor.cancel_all()
+    assert killed.status is JobStatus.KILLED  # at once, before any poll
+    assert ended.status is JobStatus.PENDING  # the next poll tells how it ended
+    assert runner.programs().count(cancel) == 1  # one command for both
+
+
+async def test_reconnect_adopts_our_unfinished_jobs(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    runner.answers[row.programs[1]] = row.running("205", "capi-found")
+    adopted = await executor.reconnect()
+    assert [(r.job_id, r.name, r.status) for r in adopted] == [
+        ("205", "capi-found", JobStatus.RUNNING)
+    ]
+    assert adopted[0].metadata["reconnected"] is True
+
+
+async def test_garbage_status_output_changes_nothing(row, runner, tmp_path) -> None:
+    executor = make(row, runner, tmp_path)
+    record = await submit(executor, row, runner, "101", tmp_path)
+    runner.answers[row.programs[1]] = ("<html>proxy error</html>\n", "", 0)
+    with pytest.raises(ClusterAPIError):
+        await executor.poll()
+    assert record.status is JobStatus.PENDING
+    assert not executor.is_unseen("101")
+
+
+def test_every_scheduler_is_pure_translation(row) -> None:
+    """What makes a scheduler: a Scheduler subclass, and an executor naming it."""
+    assert issubclass(row.executor.scheduler_class, Scheduler)
+    assert row.executor.name == row.executor.scheduler_class.name
+
+
+# -- recorded answers --------------------------------------------------------------------
+def test_slurm_cancel_parser_reads_the_recorded_scancel_v_answer() -> None:
+    """Recorded on Slurm 22.05.8: per-job lines on stderr only, exit 0."""
+    stderr = (SLURM_DATA / "scancel_v_mixed.stderr.txt").read_text()
+    answer = CommandAnswer(["24", "25", "26", "27_1", "999999"], "", stderr)
+    slurm = Slurm(ClusterConfig(executor="slurm"))
+    assert slurm.parse_cancel(answer) == {"24", "26", "27_1"}
+
+
+def test_slurm_cancel_parser_accepts_nothing_from_a_silent_answer() -> None:
+    silent = (SLURM_DATA / "scancel_finished_and_unknown.stdout.txt").read_text()
+    slurm = Slurm(ClusterConfig(executor="slurm"))
+    assert slurm.parse_cancel(CommandAnswer(["25", "999999"], silent)) == set()
+
+
+# -- the documented interface is the interface in the code -------------------------------
+ROOT = Path(__file__).parent.parent
+INTERFACE = [name for name in vars(Scheduler) if not name.startswith("_")]
+METHODS = [name for name in INTERFACE if callable(getattr(Scheduler, name))]
+
+
+def _unnamed(names: list[str], text: str) -> list[str]:
+    return [n for n in names if not re.search(rf"`{n}[`(/]", text)]
+
+
+def test_the_guide_names_every_part_of_the_scheduler_interface() -> None:
+    assert "header" in METHODS and "directive_prefix" in INTERFACE
+    guide = (ROOT / "docs/executors/add-a-scheduler.md").read_text()
+    assert _unnamed(INTERFACE, guide) == []
+
+
+def test_contributing_names_every_method_of_the_scheduler_interface() -> None:
+    assert _unnamed(METHODS, (ROOT / "CONTRIBUTING.md").read_text()) == []
