@@ -55,72 +55,87 @@ def library_version() -> str:
 
 
 # -- the scheduler seam ----------------------------------------------------------------
-class FakeScheduler:
-    """Stands in for bsub/bjobs/bkill behind ``Executor._call``.
+def _fake_runner_class() -> Any:
+    """The test suite's ``FakeRunner``, loaded from this checkout by path: it imports only
+    the standard library, so it stands behind 0.8.1's ``Executor._call`` just as well."""
+    import importlib.util
 
-    Counts invocations per program, the argv size of each, and how many run at once
-    (each call may sleep ``delay`` seconds, as a real command takes time).
+    path = os.path.join(REPO, "cluster_api", "testing", "fake.py")
+    spec = importlib.util.spec_from_file_location("capi_bench_fake", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.FakeRunner
+
+
+def _call_summary(argv: list[str]) -> dict[str, Any]:
+    return {
+        "program": os.path.basename(argv[0]) if argv else "",
+        "argc": len(argv),
+        "argv_bytes": sum(len(a.encode()) + 1 for a in argv),
+        "longest_arg": max((len(a.encode()) for a in argv), default=0),
+        "head": argv[:8],
+    }
+
+
+class FakeScheduler:
+    """bsub/bjobs/bkill as LSF answers them, scripted on the shared ``FakeRunner``.
+
+    Every call may sleep ``delay`` seconds, as a real command takes time; the runner
+    counts how many run at once.
     """
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.bjobs_text = '{"COMMAND": "bjobs", "JOBS": 0, "RECORDS": []}'
-        self.calls: list[dict[str, Any]] = []
-        self.active = 0
-        self.peak = 0
         self.next_job_id = 5_000_000
         self.fixed_job_id: int | None = None
+        self.runner = _fake_runner_class()()
+        self.runner.on("bsub", self._bsub).on("bjobs", self._bjobs).on("bkill", self._bkill)
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return [_call_summary(call.argv) for call in self.runner.calls]
+
+    @property
+    def peak(self) -> int:
+        return int(self.runner.peak)
 
     def reset_counters(self) -> None:
-        self.calls.clear()
-        self.active = self.peak = 0
+        self.runner.calls.clear()
+        self.runner.peak = 0
 
-    async def call(self, cmd: Any, *args: Any, **kwargs: Any) -> str:
-        argv = [str(a) for a in cmd]
-        program = os.path.basename(argv[0]) if argv else ""
-        self.calls.append(
-            {
-                "program": program,
-                "argc": len(argv),
-                "argv_bytes": sum(len(a.encode()) + 1 for a in argv),
-                "longest_arg": max((len(a.encode()) for a in argv), default=0),
-                "head": argv[:8],
-            }
-        )
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if program == "bsub":
-                if self.fixed_job_id is not None:
-                    job_id = self.fixed_job_id
-                else:
-                    job_id = self.next_job_id
-                    self.next_job_id += 1
-                return f"Job <{job_id}> is submitted to queue <normal>.\n"
-            if program == "bjobs":
-                return self.bjobs_text
-            if program == "bkill":
-                ids = [a for a in argv[1:] if not a.startswith("-")]
-                return "".join(f"Job <{i}> is being terminated\n" for i in ids)
-            return ""
-        finally:
-            self.active -= 1
+    async def _bsub(self, argv: list[str]) -> str:
+        await self._take_time()
+        if self.fixed_job_id is not None:
+            job_id = self.fixed_job_id
+        else:
+            job_id = self.next_job_id
+            self.next_job_id += 1
+        return f"Job <{job_id}> is submitted to queue <normal>.\n"
+
+    async def _bjobs(self, argv: list[str]) -> str:
+        await self._take_time()
+        return self.bjobs_text
+
+    async def _bkill(self, argv: list[str]) -> str:
+        await self._take_time()
+        ids = [a for a in argv[1:] if not a.startswith("-")]
+        return "".join(f"Job <{i}> is being terminated\n" for i in ids)
+
+    async def _take_time(self) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
 
     def install(self, lib: Any) -> None:
-        fake = self.call
-
-        async def _call(*args: Any, **kwargs: Any) -> str:
-            return await fake(*args, **kwargs)
-
-        # Patch the seam where the contract puts it (the base class) and on the
-        # concrete class, whichever of the two the library looks up.
-        for cls in {lib.Executor, lib.LSFExecutor}:
-            cls._call = staticmethod(_call)
+        """Answer the seam for the rest of this process, on the base class the contract
+        names and on the concrete class, whichever of the two the library looks up."""
+        self._seam = self.runner.patch(lib.Executor, lib.LSFExecutor)  # kept: a collected
+        self._seam.__enter__()  # context manager would put the real seam back
 
     def by_program(self, program: str) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["program"] == program]
+        return [_call_summary(argv) for argv in self.runner.argvs(program)]
 
 
 def lsf_executor(lib: Any, **config: Any) -> Any:

@@ -1,12 +1,18 @@
-"""Shared fixtures. Unit tests patch ``Executor._call``; nothing here starts a scheduler."""
+"""Shared fixtures. Unit tests patch ``Executor._call``; nothing here starts a scheduler.
+
+A test that starts a process (simulator, CLI subprocess, local jobs, real Slurm) is slow and
+depends on the machine, so it must carry ``@pytest.mark.integration``; the autouse guard
+below fails any unmarked test that tries, which keeps ``-m "not integration"`` fast.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest.mock import AsyncMock, patch
 
 import pytest
@@ -15,7 +21,63 @@ from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor
 from cluster_api.core import Executor
 from cluster_api.errors import CommandFailedError
 
+if TYPE_CHECKING:  # imported in the fixture: importing cluster_api.testing here would load
+    # the plugin module before pytest_plugins does (no assertion rewriting, a warning)
+    from cluster_api.testing.fake import FakeRunner
+
+# The plugin is opt-in (see its docstring); loading it here, not with ``-p``, keeps it after
+# pytest-cov has started, so coverage counts the library's import-time lines.
+pytest_plugins = ["cluster_api.testing.plugin", "pytester"]
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+# The primitives every way of starting a process ends in: subprocess (and asyncio's
+# subprocess transport, built on it), fork (multiprocessing) and posix_spawn.
+_SPAWNERS: list[tuple[Any, str]] = [
+    (subprocess.Popen, "_execute_child"),
+    (os, "fork"),
+    (os, "forkpty"),
+    (os, "posix_spawn"),
+    (os, "posix_spawnp"),
+    (os, "system"),
+]
+
+
+class ProcessRefused(OSError):
+    """Raised where a unit test would have started a process: an OSError, as a failed
+    launch is, so the code under test takes its ordinary error path."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Refuse any process started by a test not marked integration, and fail that test.
+
+    The failure is reported at teardown, so code that swallows the refusal (a retry loop,
+    ``except OSError``) cannot hide it."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    attempts: list[str] = []
+
+    def refuse(name: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            attempts.append(name)
+            raise ProcessRefused(f"unit test may not start a process ({name})")
+
+        return refused
+
+    for owner, name in _SPAWNERS:
+        if hasattr(owner, name):
+            monkeypatch.setattr(owner, name, refuse(name))
+    yield
+    if attempts:
+        pytest.fail(
+            f"starts a process ({', '.join(sorted(set(attempts)))}) but is not marked "
+            "@pytest.mark.integration: mark it, or fake the commands through Executor._call",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -31,6 +93,15 @@ def mock_call() -> Iterator[AsyncMock]:
     with patch.object(Executor, "_call", new_callable=AsyncMock) as mocked:
         mocked.return_value = ""
         yield mocked
+
+
+@pytest.fixture
+def runner() -> Iterator[FakeRunner]:
+    """The scheduler seam answered by a FakeRunner; script it with ``runner.on(...)``."""
+    from cluster_api.testing.fake import FakeRunner
+
+    with FakeRunner().patch() as fake:
+        yield fake
 
 
 @pytest.fixture

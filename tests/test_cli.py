@@ -142,6 +142,7 @@ def normalize(text: str) -> str:
 
 
 # -- entry points and usage ------------------------------------------------------------------
+@pytest.mark.integration
 def test_console_script_and_module_entry_points(project: Project) -> None:
     assert CONSOLE_SCRIPT.exists(), "install the package: pip install -e . --no-deps"
     for prefix in ([str(CONSOLE_SCRIPT)], [sys.executable, "-m", "cluster_api"]):
@@ -153,6 +154,7 @@ def test_console_script_and_module_entry_points(project: Project) -> None:
         assert command in result.out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -180,6 +182,7 @@ def test_usage_errors_exit_2(project: Project, argv: list[str], message: str) ->
     assert "Traceback" not in result.err
 
 
+@pytest.mark.integration
 def test_bad_config_value_exits_2_naming_file_and_key(project: Project) -> None:
     config = project.path / "cluster_api.yaml"
     config.write_text(config.read_text() + "memory: lots\n")
@@ -190,6 +193,7 @@ def test_bad_config_value_exits_2_naming_file_and_key(project: Project) -> None:
 
 
 # -- local executor ---------------------------------------------------------------------------
+@pytest.mark.integration
 def test_submit_wait_exit_codes(project: Project) -> None:
     ok = project.run(
         "submit", "--wait", "--name", "ok", "--env", "GREETING=hello", "--", "echo $GREETING"
@@ -207,6 +211,7 @@ def test_submit_wait_exit_codes(project: Project) -> None:
     assert bad.lines[-1] == "1 job: 1 failed"
 
 
+@pytest.mark.integration
 def test_array_with_work_dir_and_max_concurrent(project: Project, tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     result = project.run(
@@ -231,6 +236,7 @@ def test_array_with_work_dir_and_max_concurrent(project: Project, tmp_path: Path
     assert (work / f"stdout.{job_id}.2.log").read_text() == "element 2\n"
 
 
+@pytest.mark.integration
 def test_submit_then_status_and_watch_from_new_processes(project: Project) -> None:
     """The issue's scenario: submit in one process, follow the job from the next ones."""
     job_id = project.submit("--name", "hi", "--", "sleep 4; echo hello")  # outlives 2 commands
@@ -259,6 +265,7 @@ def test_submit_then_status_and_watch_from_new_processes(project: Project) -> No
     assert after.code == 0 and after.lines[1].split()[:4] == [job_id, "capi-hi", "done", "0"]
 
 
+@pytest.mark.integration
 def test_watch_output_snapshot(project: Project) -> None:
     """The plain (non-terminal) output of following a job and an array to their end.
 
@@ -280,6 +287,7 @@ def test_watch_output_snapshot(project: Project) -> None:
     check_snapshot("watch_plain.txt", normalize(job.out + array.out))
 
 
+@pytest.mark.integration
 def test_watch_reports_jobs_that_ended_unwatched(project: Project) -> None:
     """Jobs that ended while no process watched come back with their true ending."""
     ok = project.submit("--name", "ok", "--", "sleep 1")
@@ -297,6 +305,7 @@ def test_watch_reports_jobs_that_ended_unwatched(project: Project) -> None:
     assert result.lines[-1] == f"3 jobs: 1 done, 2 failed; capi-arr {arr} failed elements: 3"
 
 
+@pytest.mark.integration
 def test_watch_without_rich_installed(project: Project) -> None:
     no_rich = [
         sys.executable,
@@ -311,6 +320,7 @@ def test_watch_without_rich_installed(project: Project) -> None:
     assert status.code == 0 and status.lines[1].split()[2:4] == ["done", "0"]
 
 
+@pytest.mark.integration
 def test_cancel_local_job_from_another_process(project: Project) -> None:
     job_id = project.submit("--name", "sleeper", "--", "sleep 30")
     result = project.run("cancel", job_id, "--timeout", "3")
@@ -318,6 +328,7 @@ def test_cancel_local_job_from_another_process(project: Project) -> None:
     assert result.lines[-1] == f"job {job_id} (capi-sleeper): killed (exit 143)"
 
 
+@pytest.mark.integration
 def test_status_of_a_finished_local_job_by_id(project: Project) -> None:
     """A job asked for by id comes back from the journal, finished or not."""
     job_id = project.submit("--name", "quick", "--", "exit 4")
@@ -329,6 +340,7 @@ def test_status_of_a_finished_local_job_by_id(project: Project) -> None:
     assert again.code == 1 and again.lines[-1] == "1 job: 1 failed"
 
 
+@pytest.mark.integration
 def test_cancel_without_matches(project: Project) -> None:
     result = project.run("cancel", "--all")
     assert (result.code, result.out) == (0, "no unfinished jobs matched\n")
@@ -340,6 +352,7 @@ def lsf_project(tmp_path: Path, lsf_simulator: Any) -> Project:
     return Project(tmp_path / "lsfproj", executor="lsf")
 
 
+@pytest.mark.integration
 @needs_simulator
 def test_lsf_submit_wait_exit_codes(lsf_project: Project) -> None:
     ok = lsf_project.run("submit", "--wait", "--name", "ok", "--cpus", "2", "--", "echo hi")
@@ -352,6 +365,7 @@ def test_lsf_submit_wait_exit_codes(lsf_project: Project) -> None:
     assert bad.lines[-2].endswith("capi-bad 2: failed (exit 2)")
 
 
+@pytest.mark.integration
 @needs_simulator
 def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -> None:
     sleeper = lsf_project.submit("--name", "sleeper", "--queue", "normal", "--", "sleep 30")
@@ -395,6 +409,7 @@ def test_lsf_status_cancel_and_watch(lsf_project: Project, lsf_simulator: Any) -
 
 
 # -- config ------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_config_show_names_every_source(project: Project) -> None:
     config = project.path / "cluster_api.yaml"
     config.write_text(
@@ -415,6 +430,7 @@ def test_config_show_names_every_source(project: Project) -> None:
     assert data["executor"] == {"value": "local", "source": "cluster_api.yaml"}
 
 
+@pytest.mark.integration
 def test_config_check_reports_file_key_and_line(project: Project) -> None:
     bad = project.path / "bad.yaml"
     bad.write_text(
@@ -459,6 +475,7 @@ class FakeTTY(io.StringIO):
         return True
 
 
+@pytest.mark.integration
 async def test_rich_watch_and_table_on_a_terminal(tmp_path: Path) -> None:
     pytest.importorskip("rich")
     from cluster_api import ClusterConfig, LocalExecutor, ResourceSpec
@@ -503,6 +520,7 @@ def test_every_config_field_has_a_documented_description() -> None:
             assert f"| `{field.name}` |" in table
 
 
+@pytest.mark.integration
 def test_docs_build_strict(tmp_path: Path) -> None:
     for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
         pytest.importorskip(module, reason="docs extra not installed")

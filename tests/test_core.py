@@ -14,7 +14,6 @@ import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 from conftest import bjobs_json, bjobs_record
@@ -37,6 +36,7 @@ from cluster_api import (
     SubmitError,
 )
 from cluster_api.script import render_script, safe_job_name, write_script
+from cluster_api.testing.fake import FakeRunner
 
 SUBMITTED = "Job <{}> is submitted to queue <normal>."
 
@@ -48,32 +48,32 @@ def in_work_dir(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeLSF:
-    """Answers bsub with increasing ids and bjobs with ``self.states`` (id -> STAT)."""
+    """Answers bsub with increasing ids and bjobs with ``self.states`` (id -> STAT), through
+    the shared FakeRunner; ``self.calls`` is every call it saw."""
 
-    def __init__(self, first_id: int = 101) -> None:
+    def __init__(self, runner: FakeRunner, first_id: int = 101) -> None:
+        self.calls = runner.calls
         self.next_id = first_id
         self.states: dict[str, tuple[str, ...]] = {}
-        self.calls: list[list[str]] = []
+        runner.on("bsub", self._bsub).on("bjobs", self._bjobs)
+        for program in ("bkill", "bhist"):
+            runner.on(program, "")
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] == "bsub":
-            job_id, self.next_id = self.next_id, self.next_id + 1
-            return SUBMITTED.format(job_id)
-        if cmd[0] == "bjobs":
-            records = []
-            for job_id, state in self.states.items():
-                stat_, code, reason = (*state, "", "")[:3]
-                records.append(bjobs_record(job_id, stat_, exit_code=code, exit_reason=reason))
-            return bjobs_json(*records)
-        return ""
+    def _bsub(self, argv: list[str]) -> str:
+        job_id, self.next_id = self.next_id, self.next_id + 1
+        return SUBMITTED.format(job_id)
+
+    def _bjobs(self, argv: list[str]) -> str:
+        records = []
+        for job_id, state in self.states.items():
+            stat_, code, reason = (*state, "", "")[:3]
+            records.append(bjobs_record(job_id, stat_, exit_code=code, exit_reason=reason))
+        return bjobs_json(*records)
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.__call__
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 def run_bash(script: str, cwd: str, env: dict[str, str] | None = None) -> int:
@@ -280,6 +280,7 @@ async def test_submitted_script_layout(fake: FakeLSF) -> None:
     assert positions[0] > directive_rows[-1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("code", [0, 1, 7, 42])
 async def test_exit_status_survives_the_epilogue(fake: FakeLSF, work_dir: str, code: int) -> None:
     lsf = LSFExecutor(ClusterConfig(executor="lsf", script_epilogue=["echo cfg >> epi.txt"]))
@@ -294,6 +295,7 @@ async def test_exit_status_survives_the_epilogue(fake: FakeLSF, work_dir: str, c
     assert exit_file(record.script_path).read_text().strip() == str(code)
 
 
+@pytest.mark.integration
 async def test_exit_file_written_without_epilogue(fake: FakeLSF, work_dir: str) -> None:
     lsf = LSFExecutor(ClusterConfig(executor="lsf"))
     record = await lsf.submit("false", "job")
@@ -301,6 +303,7 @@ async def test_exit_file_written_without_epilogue(fake: FakeLSF, work_dir: str) 
     assert exit_file(record.script_path).read_text().strip() == "1"
 
 
+@pytest.mark.integration
 async def test_array_elements_write_their_own_exit_files(fake: FakeLSF, work_dir: str) -> None:
     lsf = LSFExecutor(ClusterConfig(executor="lsf"))
     record = await lsf.submit_array('exit "$LSB_JOBINDEX"', "arr", (1, 2))
@@ -322,6 +325,7 @@ ENV_VALUES = {
 }
 
 
+@pytest.mark.integration
 async def test_env_values_are_exported_literally(fake: FakeLSF, work_dir: str) -> None:
     lsf = LSFExecutor(ClusterConfig(executor="lsf"))
     names = sorted(ENV_VALUES)
@@ -599,10 +603,12 @@ async def test_a_failing_callback_does_not_stop_the_others(
 
 
 # -- _call, for real ---------------------------------------------------------------------
+@pytest.mark.integration
 async def test_call_returns_stdout() -> None:
     assert await Executor._call(["echo", "hello world"]) == "hello world\n"
 
 
+@pytest.mark.integration
 async def test_call_passes_env_and_stdin(tmp_path: Path) -> None:
     out = await Executor._call(["sh", "-c", 'printf %s "$CAPI_TEST"'], env={"CAPI_TEST": "v 1"})
     assert out == "v 1"
@@ -611,6 +617,7 @@ async def test_call_passes_env_and_stdin(tmp_path: Path) -> None:
     assert await Executor._call(["cat"], stdin_file=str(source)) == "from stdin\n"
 
 
+@pytest.mark.integration
 async def test_call_nonzero_exit_keeps_stdout() -> None:
     with pytest.raises(CommandFailedError) as info:
         await Executor._call(["sh", "-c", "echo partial; echo oops >&2; exit 3"])
@@ -627,6 +634,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.integration
 async def test_call_timeout_kills_the_process_tree(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = f"sleep 60 & echo $! > {pids}; echo $$ >> {pids}; wait"
@@ -643,6 +651,7 @@ async def test_call_timeout_kills_the_process_tree(tmp_path: Path) -> None:
     assert all(_gone(p) for p in child_pids)
 
 
+@pytest.mark.integration
 async def test_cancelled_call_kills_the_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     task = asyncio.create_task(
@@ -661,6 +670,7 @@ async def test_cancelled_call_kills_the_process(tmp_path: Path) -> None:
     assert _gone(pid)
 
 
+@pytest.mark.integration
 async def test_call_missing_binary_is_a_cluster_api_error() -> None:
     with pytest.raises(CommandFailedError) as info:
         await Executor._call(["capi-no-such-binary-xyz", "-a"])
@@ -669,6 +679,7 @@ async def test_call_missing_binary_is_a_cluster_api_error() -> None:
     assert "capi-no-such-binary-xyz" in str(info.value)
 
 
+@pytest.mark.integration
 async def test_call_non_utf8_output_does_not_raise() -> None:
     out = await Executor._call(["printf", "ok \\377\\376 done"])
     assert out.startswith("ok ")

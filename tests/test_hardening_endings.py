@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 from conftest import bjobs_json, bjobs_record
@@ -29,40 +28,23 @@ from cluster_api import (
     JobStatus,
     LSFExecutor,
 )
-from cluster_api.core import Executor
 from cluster_api.errors import ClusterAPIError
 from cluster_api.executors.slurm import SlurmExecutor, parse_slurm_time
 from cluster_api.script import exit_file_path
+from cluster_api.testing.fake import FakeRunner
 
 DATA = Path(__file__).parent / "data" / "slurm"
-Answer = str | Exception | Callable[[list[str]], str]
 
 
-class Scheduler:
-    """Answers each program with ``self.answers[program]``: text, an exception to raise,
-    or a callable of the argv. Unlisted programs print nothing. Every argv is kept."""
-
-    def __init__(self) -> None:
-        self.answers: dict[str, Answer] = {}
-        self.calls: list[list[str]] = []
-        self.next_id = 101
-
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] in ("bsub", "sbatch"):
-            self.next_id += 1
-            return {"bsub": f"Job <{self.next_id}> is submitted to queue <normal>.\n"}.get(
-                cmd[0], f"{self.next_id}\n"
-            )
-        answer = self.answers.get(cmd[0], "")
-        if callable(answer):
-            answer = answer(cmd)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def argvs(self, program: str) -> list[list[str]]:
-        return [argv for argv in self.calls if argv[0] == program]
+def fake_scheduler() -> FakeRunner:
+    """bsub and sbatch hand out ids; every other command prints nothing until scripted."""
+    ids = iter(range(102, 1_000_000))
+    runner = FakeRunner()
+    runner.on("bsub", lambda argv: f"Job <{next(ids)}> is submitted to queue <normal>.\n")
+    runner.on("sbatch", lambda argv: f"{next(ids)}\n")
+    for program in ("bjobs", "bkill", "bhist", "squeue", "sacct", "scancel"):
+        runner.on(program, "")
+    return runner
 
 
 @pytest.fixture
@@ -76,10 +58,9 @@ def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def scheduler(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scheduler]:
+def scheduler(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRunner]:
     monkeypatch.chdir(work_dir)
-    fake = Scheduler()
-    with patch.object(Executor, "_call", side_effect=fake.__call__):
+    with fake_scheduler().patch() as fake:
         yield fake
 
 
@@ -114,33 +95,36 @@ def write_exit_file(record: JobRecord, code: int, index: int | None = None) -> N
 
 # -- item 8: a cancel relabels only what the scheduler killed ----------------------------
 async def test_job_that_exited_before_its_cancel_keeps_its_exit(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     record = executor.track("101", JobStatus.RUNNING)
-    scheduler.answers["bkill"] = bkill_answer([], ["101"])
+    scheduler.on("bkill", bkill_answer([], ["101"]))
     await executor.cancel("101")
     assert record.status is JobStatus.RUNNING  # LSF said it had already finished
-    scheduler.answers["bjobs"] = bjobs_json(bjobs_record("101", "EXIT", exit_code="3"))
+    scheduler.on("bjobs", bjobs_json(bjobs_record("101", "EXIT", exit_code="3")))
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
 
 
 async def test_cancel_all_kills_only_the_jobs_bkill_accepted(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     ids = [str(101 + i) for i in range(6)]
     records = {job_id: executor.track(job_id, JobStatus.RUNNING) for job_id in ids}
     running, exited = ids[:3], ids[3:]
-    scheduler.answers["bkill"] = bkill_answer(running, exited)
+    scheduler.on("bkill", bkill_answer(running, exited))
     await executor.cancel_all()
     # Accepted: KILLED as soon as cancel_all returns; the others wait for the next poll.
     assert [records[i].status for i in running] == [JobStatus.KILLED] * 3
     assert [records[i].status for i in exited] == [JobStatus.RUNNING] * 3
-    scheduler.answers["bjobs"] = bjobs_json(
-        *(bjobs_record(i, "EXIT", exit_code="130", exit_reason="TERM_OWNER") for i in running),
-        *(bjobs_record(i, "EXIT", exit_code="3") for i in exited),
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            *(bjobs_record(i, "EXIT", exit_code="130", exit_reason="TERM_OWNER") for i in running),
+            *(bjobs_record(i, "EXIT", exit_code="3") for i in exited),
+        ),
     )
     await executor.poll()
     assert [(records[i].status, records[i].exit_code) for i in ids] == [
@@ -149,23 +133,24 @@ async def test_cancel_all_kills_only_the_jobs_bkill_accepted(
 
 
 async def test_accepted_kill_gets_its_details_from_the_next_poll_and_one_callback(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     record = executor.track("101", JobStatus.RUNNING)
     ends: list[JobStatus] = []
     record.on_exit(lambda r: ends.append(r.status), JobExitCondition.KILLED)
-    scheduler.answers["bkill"] = bkill_answer(["101"], [])
+    scheduler.on("bkill", bkill_answer(["101"], []))
     await executor.cancel("101")
     assert record.status is JobStatus.KILLED and record.finish_time is not None
     # Signals still in flight: bjobs shows it running; the record stays KILLED.
-    scheduler.answers["bjobs"] = bjobs_json(bjobs_record("101", "RUN"))
+    scheduler.on("bjobs", bjobs_json(bjobs_record("101", "RUN")))
     monitor = JobMonitor(executor, poll_interval=0.01)
     await monitor.run_cycle()
     await asyncio.sleep(0)  # one turn of the loop: the callback task it spawned runs
     assert record.status is JobStatus.KILLED and ends == [JobStatus.KILLED]
-    scheduler.answers["bjobs"] = bjobs_json(
-        bjobs_record("101", "EXIT", exit_code="137", finish_time="Nov 22 10:40")
+    scheduler.on(
+        "bjobs",
+        bjobs_json(bjobs_record("101", "EXIT", exit_code="137", finish_time="Nov 22 10:40")),
     )
     await monitor.run_cycle()
     assert (record.status, record.exit_code) == (JobStatus.KILLED, 137)
@@ -178,23 +163,23 @@ async def test_accepted_kill_gets_its_details_from_the_next_poll_and_one_callbac
 
 @pytest.mark.parametrize(("done", "status"), [(False, JobStatus.KILLED), (True, JobStatus.DONE)])
 async def test_lsf_cancel_done_records_done(
-    scheduler: Scheduler, work_dir: str, done: bool, status: JobStatus
+    scheduler: FakeRunner, work_dir: str, done: bool, status: JobStatus
 ) -> None:
     executor = lsf(work_dir)
     record = executor.track("101")
-    scheduler.answers["bkill"] = bkill_answer(["101"], [])
+    scheduler.on("bkill", bkill_answer(["101"], []))
     await executor.cancel("101", done=done)
     assert record.status is status
 
 
 async def test_cancel_by_name_kills_the_jobs_bkill_named(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     first = await executor.submit("sleep 9", "align-1")
     second = await executor.submit("sleep 9", "align-2")
     other = await executor.submit("sleep 9", "sort-1")
-    scheduler.answers["bkill"] = f"Job <{first.job_id}> is being terminated\n"
+    scheduler.on("bkill", f"Job <{first.job_id}> is being terminated\n")
     await executor.cancel_by_name("align*")
     assert scheduler.argvs("bkill") == [["bkill", "-J", "capi-align*", "0"]]
     assert (first.status, second.status, other.status) == (
@@ -205,17 +190,20 @@ async def test_cancel_by_name_kills_the_jobs_bkill_named(
 
 
 async def test_accepted_kill_of_an_array_ends_its_unfinished_elements(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     array = await executor.submit_array("true", "arr", (1, 3))
-    scheduler.answers["bjobs"] = bjobs_json(
-        bjobs_record(array.job_id, "DONE", index="1"),
-        bjobs_record(array.job_id, "RUN", index="2"),
-        bjobs_record(array.job_id, "PEND", index="3"),
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            bjobs_record(array.job_id, "DONE", index="1"),
+            bjobs_record(array.job_id, "RUN", index="2"),
+            bjobs_record(array.job_id, "PEND", index="3"),
+        ),
     )
     await executor.poll()
-    scheduler.answers["bkill"] = bkill_answer([array.job_id], [])
+    scheduler.on("bkill", bkill_answer([array.job_id], []))
     await executor.cancel(array.job_id)
     assert {i: e.status for i, e in array.array_elements.items()} == {
         1: JobStatus.DONE,
@@ -226,15 +214,18 @@ async def test_accepted_kill_of_an_array_ends_its_unfinished_elements(
 
 
 async def test_refused_cancel_leaves_the_exit_file_to_tell(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     record = await executor.submit("exit 3", "quick")
-    scheduler.answers["bkill"] = bkill_answer([], [record.job_id])
+    scheduler.on("bkill", bkill_answer([], [record.job_id]))
     await executor.cancel(record.job_id)
     write_exit_file(record, 3)
-    scheduler.answers["bjobs"] = lambda argv: bjobs_json(
-        {"JOBID": record.job_id, "ERROR": f"Job <{record.job_id}> is not found"}
+    scheduler.on(
+        "bjobs",
+        lambda argv: bjobs_json(
+            {"JOBID": record.job_id, "ERROR": f"Job <{record.job_id}> is not found"}
+        ),
     )
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
@@ -246,7 +237,7 @@ def recorded(name: str) -> str:
 
 
 async def test_slurm_cancel_trusts_squeue_not_the_request(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     """Recorded on Slurm 22.05.8: scancel prints nothing and exits 0 also for a job that
     had already exited 3 (25); squeue then says CANCELLED only for what it killed."""
@@ -255,10 +246,10 @@ async def test_slurm_cancel_trusts_squeue_not_the_request(
     executor = slurm(work_dir)
     ids = ("24", "25", "26", "27_1")
     records = {i: executor.track(i, JobStatus.RUNNING) for i in ids}
-    scheduler.answers["scancel"] = recorded("scancel_finished_and_unknown.stdout.txt")
+    scheduler.on("scancel", recorded("scancel_finished_and_unknown.stdout.txt"))
     await executor.cancel_all()
     assert scheduler.argvs("scancel") == [["scancel", "-v", *ids]]
-    scheduler.answers["squeue"] = recorded("scancel_after_1s_squeue.txt")
+    scheduler.on("squeue", recorded("scancel_after_1s_squeue.txt"))
     await executor.poll()
     assert {i: r.status for i, r in records.items()} == {
         "24": JobStatus.KILLED,
@@ -269,16 +260,19 @@ async def test_slurm_cancel_trusts_squeue_not_the_request(
 
 
 async def test_slurm_history_of_a_cancelled_job_is_not_relabelled(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = slurm(work_dir)
     record = executor.track("101", JobStatus.RUNNING)
     await executor.cancel("101")
-    scheduler.answers["squeue"] = ""
-    scheduler.answers["sacct"] = lambda argv: (
-        "101|101|FAILED|3:0|localhost||2026-11-23T12:06:16|2026-11-23T12:06:17\n"
-        if "-c" in argv
-        else CommandFailedError("sacct: Slurm accounting storage is disabled")
+    scheduler.on("squeue", "")
+    scheduler.on(
+        "sacct",
+        lambda argv: (
+            "101|101|FAILED|3:0|localhost||2026-11-23T12:06:16|2026-11-23T12:06:17\n"
+            if "-c" in argv
+            else CommandFailedError("sacct: Slurm accounting storage is disabled")
+        ),
     )
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
@@ -302,18 +296,18 @@ def not_found(job_id: str) -> CommandFailedError:
 
 
 async def test_job_killed_by_an_admin_during_an_outage_ends_killed(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     record = await executor.submit("sleep 100", "victim")
-    scheduler.answers["bjobs"] = bjobs_json(bjobs_record(record.job_id, "RUN"))
+    scheduler.on("bjobs", bjobs_json(bjobs_record(record.job_id, "RUN")))
     await executor.poll()
-    scheduler.answers["bjobs"] = CommandFailedError("LSF is down. Please wait ...")
+    scheduler.on("bjobs", CommandFailedError("LSF is down. Please wait ..."))
     with pytest.raises(ClusterAPIError):
         await executor.poll()
     write_exit_file(record, 143)  # the admin's kill; then LSF cleaned the job
-    scheduler.answers["bjobs"] = not_found(record.job_id)
-    scheduler.answers["bhist"] = BHIST_ADMIN_KILL.format(job_id=record.job_id)
+    scheduler.on("bjobs", not_found(record.job_id))
+    scheduler.on("bhist", BHIST_ADMIN_KILL.format(job_id=record.job_id))
     await executor.poll()
     assert (record.status, record.exit_code) == (JobStatus.KILLED, 143)
     assert record.metadata["resolved_from"] == "bhist"
@@ -321,18 +315,21 @@ async def test_job_killed_by_an_admin_during_an_outage_ends_killed(
 
 
 async def test_exit_file_settles_what_history_does_not_know(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     failed = await executor.submit("exit 143", "failed")
     ok = await executor.submit("true", "ok")
     write_exit_file(failed, 143)
     write_exit_file(ok, 0)
-    scheduler.answers["bjobs"] = lambda argv: CommandFailedError(
-        "bjobs exited 255",
-        stdout=bjobs_json(*({"JOBID": i, "ERROR": "not found"} for i in argv if i.isdigit())),
+    scheduler.on(
+        "bjobs",
+        lambda argv: CommandFailedError(
+            "bjobs exited 255",
+            stdout=bjobs_json(*({"JOBID": i, "ERROR": "not found"} for i in argv if i.isdigit())),
+        ),
     )
-    scheduler.answers["bhist"] = CommandFailedError("No matching job found")
+    scheduler.on("bhist", CommandFailedError("No matching job found"))
     await executor.poll()
     assert (failed.status, failed.exit_code) == (JobStatus.FAILED, 143)
     assert failed.metadata["resolved_from"] == "exit_file"
@@ -344,7 +341,7 @@ async def test_exit_file_settles_what_history_does_not_know(
 # -- item 10: odd records are skipped, never an ending ----------------------------------
 @pytest.mark.parametrize("index", [None, "", "0"])
 async def test_record_without_an_index_does_not_end_an_array(
-    scheduler: Scheduler, work_dir: str, index: str | None
+    scheduler: FakeRunner, work_dir: str, index: str | None
 ) -> None:
     executor = lsf(work_dir)
     array = await executor.submit_array("true", "arr", (1, 3))
@@ -353,29 +350,35 @@ async def test_record_without_an_index_does_not_end_an_array(
         del odd["JOBINDEX"]
     else:
         odd["JOBINDEX"] = index
-    scheduler.answers["bjobs"] = bjobs_json(
-        odd,
-        bjobs_record(array.job_id, "DONE", index="1"),
-        bjobs_record(array.job_id, "PEND", index="2"),
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            odd,
+            bjobs_record(array.job_id, "DONE", index="1"),
+            bjobs_record(array.job_id, "PEND", index="2"),
+        ),
     )
     await executor.poll()
     assert array.status is JobStatus.RUNNING
     assert array.array_elements[3].status is JobStatus.PENDING
-    scheduler.answers["bjobs"] = bjobs_json(odd)  # nothing but the odd record
+    scheduler.on("bjobs", bjobs_json(odd))  # nothing but the odd record
     await executor.poll()
     assert not array.is_terminal
 
 
 async def test_lsf_elements_outside_the_range_do_not_count(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
     array = await executor.submit_array("true", "arr", (1, 2))
-    scheduler.answers["bjobs"] = bjobs_json(
-        bjobs_record(array.job_id, "DONE", index="1"),
-        bjobs_record(array.job_id, "DONE", index="7"),
-        bjobs_record(array.job_id, "DONE", index="-1"),
-        bjobs_record(array.job_id, "PEND", index="2"),
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            bjobs_record(array.job_id, "DONE", index="1"),
+            bjobs_record(array.job_id, "DONE", index="7"),
+            bjobs_record(array.job_id, "DONE", index="-1"),
+            bjobs_record(array.job_id, "PEND", index="2"),
+        ),
     )
     await executor.poll()
     assert sorted(array.array_elements) == [1, 2]
@@ -390,15 +393,16 @@ def squeue_row(shown: str, raw: str, array: str, index: str, state: str, **times
 
 
 async def test_slurm_elements_outside_the_range_do_not_count(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = slurm(work_dir)
     array = await executor.submit_array("true", "arr", (1, 2))
     a = array.job_id
-    scheduler.answers["squeue"] = (
+    scheduler.on(
+        "squeue",
         squeue_row(f"{a}_1", "201", a, "1", "COMPLETED")
         + squeue_row(f"{a}_9", "202", a, "9", "COMPLETED")
-        + squeue_row(f"{a}_2", a, a, "2", "PENDING")
+        + squeue_row(f"{a}_2", a, a, "2", "PENDING"),
     )
     await executor.poll()
     assert sorted(array.array_elements) == [1, 2]
@@ -409,13 +413,15 @@ async def test_slurm_elements_outside_the_range_do_not_count(
     "moment", ["0001-01-01T00:00:00", "9999-12-31T23:59:59", "2026-13-45T99:00:00"]
 )
 async def test_slurm_row_with_an_impossible_time_does_not_stop_the_poll(
-    scheduler: Scheduler, work_dir: str, new_york: None, moment: str
+    scheduler: FakeRunner, work_dir: str, new_york: None, moment: str
 ) -> None:
     executor = slurm(work_dir)
     odd, fine = executor.track("101", JobStatus.RUNNING), executor.track("102")
-    scheduler.answers["squeue"] = squeue_row(
-        "101", "101", "101", "N/A", "COMPLETED", submit=moment, start=moment, end=moment
-    ) + squeue_row("102", "102", "102", "N/A", "RUNNING")
+    scheduler.on(
+        "squeue",
+        squeue_row("101", "101", "101", "N/A", "COMPLETED", submit=moment, start=moment, end=moment)
+        + squeue_row("102", "102", "102", "N/A", "RUNNING"),
+    )
     await executor.poll()
     assert (odd.status, fine.status) == (JobStatus.DONE, JobStatus.RUNNING)
 
@@ -426,13 +432,14 @@ def test_slurm_time_outside_what_a_datetime_holds_is_unknown(new_york: None) -> 
 
 
 async def test_slurm_ids_that_only_look_like_digits_are_skipped(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = slurm(work_dir)
-    scheduler.answers["squeue"] = (
+    scheduler.on(
+        "squeue",
         "²|²|²|N/A|RUNNING|None|localhost|2026-11-23T12:06:14|N/A|N/A|capi-odd\n"
         + squeue_row("31_²", "32", "31", "²", "RUNNING")
-        + squeue_row("40", "40", "40", "N/A", "RUNNING")
+        + squeue_row("40", "40", "40", "N/A", "RUNNING"),
     )
     adopted = await executor.reconnect()
     assert sorted(r.job_id for r in adopted) == ["31", "40"]
@@ -440,23 +447,29 @@ async def test_slurm_ids_that_only_look_like_digits_are_skipped(
 
 
 async def test_lsf_ids_that_only_look_like_digits_are_not_adopted(
-    scheduler: Scheduler, work_dir: str
+    scheduler: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir)
-    scheduler.answers["bjobs"] = bjobs_json(
-        bjobs_record("²", "RUN", name="capi-odd"), bjobs_record("40", "RUN", name="capi-ok")
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            bjobs_record("²", "RUN", name="capi-odd"), bjobs_record("40", "RUN", name="capi-ok")
+        ),
     )
     adopted = await executor.reconnect()
     assert [r.job_id for r in adopted] == ["40"]
 
 
 async def test_odd_records_are_logged(
-    scheduler: Scheduler, work_dir: str, caplog: pytest.LogCaptureFixture
+    scheduler: FakeRunner, work_dir: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     executor = lsf(work_dir)
     array = await executor.submit_array("true", "arr", (1, 2))
-    scheduler.answers["bjobs"] = bjobs_json(
-        bjobs_record(array.job_id, "DONE"), bjobs_record(array.job_id, "DONE", index="5")
+    scheduler.on(
+        "bjobs",
+        bjobs_json(
+            bjobs_record(array.job_id, "DONE"), bjobs_record(array.job_id, "DONE", index="5")
+        ),
     )
     with caplog.at_level(logging.WARNING, logger="cluster_api"):
         await executor.poll()
@@ -513,9 +526,9 @@ def in_range_ends(records: list[dict[str, Any]], job_id: str) -> set[int]:
 def test_fuzzed_bjobs_records_never_end_an_array_early(
     work_dir: str, records: list[dict[str, Any]]
 ) -> None:
-    scheduler = Scheduler()
-    scheduler.answers["bjobs"] = json.dumps({"COMMAND": "bjobs", "RECORDS": records})
-    with patch.object(Executor, "_call", side_effect=scheduler.__call__):
+    scheduler = fake_scheduler()
+    scheduler.on("bjobs", json.dumps({"COMMAND": "bjobs", "RECORDS": records}))
+    with scheduler.patch():
         executor = lsf(work_dir)
         array = executor.track("501")
         array.metadata["array_range"] = RANGE
@@ -554,9 +567,9 @@ def test_fuzzed_squeue_rows_never_end_an_array_early(
         f"{raw}|{raw}|{array}|{index}|{state}|None|localhost|{submit}|{start}|{end}|capi-x"
         for (raw, array, index, state), submit, start, end in rows
     ]
-    scheduler = Scheduler()
-    scheduler.answers["squeue"] = "\n".join(lines)
-    with patch.object(Executor, "_call", side_effect=scheduler.__call__):
+    scheduler = fake_scheduler()
+    scheduler.on("squeue", "\n".join(lines))
+    with scheduler.patch():
         executor = slurm(work_dir)
         array = executor.track("601")
         array.metadata["array_range"] = RANGE

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 from test_monitor import FakeLSF, make_lsf, settle, submit
@@ -23,13 +21,12 @@ from cluster_api import (
 )
 from cluster_api import monitor as monitor_module
 from cluster_api.errors import WaitTimeoutError
+from cluster_api.testing.fake import FakeRunner
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.handle
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 # -- #11.12: callbacks registered after the end ------------------------------------------
@@ -76,7 +73,7 @@ async def test_wait_for_runs_late_callbacks_of_a_purged_record_registered_off_th
 
 
 async def test_wait_for_an_ended_record_returns_without_waiting_for_a_poll(
-    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, mock_call: AsyncMock
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, runner: FakeRunner
 ) -> None:
     record = await submit(lsf, work_dir)
     other = await submit(lsf, work_dir, "other")  # still running: every cycle polls
@@ -87,11 +84,11 @@ async def test_wait_for_an_ended_record_returns_without_waiting_for_a_poll(
     assert record.status is JobStatus.DONE
     hung = asyncio.Event()
 
-    async def scheduler_hangs(cmd: list[str], **kw: Any) -> str:
+    async def scheduler_hangs(argv: list[str]) -> str:
         await hung.wait()  # the next status query never answers
         return ""
 
-    mock_call.side_effect = scheduler_hangs
+    runner.on("bjobs", scheduler_hangs)
     fired: list[str] = []
     record.on_exit(lambda r: fired.append(r.job_id))
     try:

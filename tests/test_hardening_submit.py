@@ -37,6 +37,7 @@ from cluster_api.core import Executor
 from cluster_api.executors.slurm import SlurmExecutor
 from cluster_api.journal import JOURNAL_FILE, Journal
 from cluster_api.models import JobRecord
+from cluster_api.testing.fake import FakeRunner
 
 LSF_DOWN = CommandFailedError(
     "bjobs exited 255: LSF is down. Please wait ...",
@@ -73,22 +74,20 @@ class FakeLSF:
     it fail *after* the job exists, as a lost answer does. Token lookups answer
     ``lookups`` (one item per call: an exception, a text, or ``None`` for the truth)."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
         self.next_id = 101
         self.jobs: dict[str, FakeJob] = {}
         self.bsub_fault: list[BaseException | None] = []
         self.refuse: CommandFailedError | None = None
         self.lookups: list[BaseException | str | None] = []
-        self.calls: list[list[str]] = []
+        runner.on("bsub", self.bsub).on("bjobs", self._bjobs)
+        for program in ("bkill", "bhist"):
+            runner.on(program, "")
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] == "bsub":
-            return self.bsub(cmd)
-        if cmd[0] == "bjobs" and "jobid job_description" in cmd:
+    def _bjobs(self, cmd: list[str]) -> str | BaseException:
+        if "jobid job_description" in cmd:
             answer = self.lookups.pop(0) if self.lookups else None
-            if isinstance(answer, BaseException):
-                raise answer
             if answer is not None:
                 return answer
             pattern = cmd[cmd.index("-J") + 1]
@@ -97,10 +96,8 @@ class FakeLSF:
                 for job_id, job in self.jobs.items()
                 if fnmatch.fnmatchcase(job.name, pattern)
             )
-        if cmd[0] == "bjobs":
-            wanted = [word for word in cmd if word.isdigit()]
-            return self.json(self.record(job_id) for job_id in wanted if job_id in self.jobs)
-        return ""
+        wanted = [word for word in cmd if word.isdigit()]
+        return self.json(self.record(job_id) for job_id in wanted if job_id in self.jobs)
 
     def bsub(self, cmd: list[str]) -> str:
         if self.refuse is not None:
@@ -128,14 +125,12 @@ class FakeLSF:
         return json.dumps({"COMMAND": "bjobs", "JOBS": len(rows), "RECORDS": rows})
 
     def count(self, program: str) -> int:
-        return sum(1 for argv in self.calls if argv[0] == program)
+        return len(self.runner.argvs(program))
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.__call__
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 def lsf(work_dir: str, **config: Any) -> LSFExecutor:
@@ -197,44 +192,41 @@ class FakeSlurm:
     """sbatch hands out ids (and may time out after the job exists); squeue answers
     token lookups from ``lookups`` (one per call), else from the job table."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
         self.next_id = 500
         self.comments: dict[str, str] = {}
         self.lost_answers = 0
         self.lookups: list[BaseException | str | None] = []
-        self.calls: list[list[str]] = []
+        runner.on("sbatch", self._sbatch).on("squeue", self._squeue)
+        for program in ("sacct", "scancel"):
+            runner.on(program, "")
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] == "sbatch":
-            script = Path(cmd[-1]).read_text()
-            comment = next(
-                line.split("--comment=", 1)[1]
-                for line in script.splitlines()
-                if "--comment=" in line
-            )
-            job_id, self.next_id = str(self.next_id), self.next_id + 1
-            self.comments[job_id] = comment.strip("'\"")
-            if self.lost_answers:
-                self.lost_answers -= 1
-                raise CommandTimeoutError("sbatch timed out after 100s")
-            return f"{job_id}\n"
-        if cmd[0] == "squeue" and "%F|%k" in cmd:
-            answer = self.lookups.pop(0) if self.lookups else None
-            if isinstance(answer, BaseException):
-                raise answer
-            if answer is not None:
-                return answer
-            rows = [f"{job_id}|{comment}" for job_id, comment in self.comments.items()]
-            return "\n".join(["ARRAY_JOB_ID|COMMENT", *rows]) + "\n"
-        return ""
+    def _sbatch(self, cmd: list[str]) -> str:
+        script = Path(cmd[-1]).read_text()
+        comment = next(
+            line.split("--comment=", 1)[1] for line in script.splitlines() if "--comment=" in line
+        )
+        job_id, self.next_id = str(self.next_id), self.next_id + 1
+        self.comments[job_id] = comment.strip("'\"")
+        if self.lost_answers:
+            self.lost_answers -= 1
+            raise CommandTimeoutError("sbatch timed out after 100s")
+        return f"{job_id}\n"
+
+    def _squeue(self, cmd: list[str]) -> str | BaseException:
+        if "%F|%k" not in cmd:
+            return ""
+        answer = self.lookups.pop(0) if self.lookups else None
+        if answer is not None:
+            return answer
+        rows = [f"{job_id}|{comment}" for job_id, comment in self.comments.items()]
+        return "\n".join(["ARRAY_JOB_ID|COMMENT", *rows]) + "\n"
 
 
 async def test_slurm_lookup_failures_are_retried_instead_of_resubmitting(
-    mock_call: AsyncMock, work_dir: str, sleeps: list[float]
+    runner: FakeRunner, work_dir: str, sleeps: list[float]
 ) -> None:
-    fake = FakeSlurm()
-    mock_call.side_effect = fake.__call__
+    fake = FakeSlurm(runner)
     fake.lost_answers = 1
     fake.lookups = [
         CommandFailedError(
@@ -246,7 +238,7 @@ async def test_slurm_lookup_failures_are_retried_instead_of_resubmitting(
     ]
     slurm = SlurmExecutor(ClusterConfig(executor="slurm", log_directory=work_dir))
     record = await slurm.submit("true", "once", resources=res(work_dir))
-    assert [argv[0] for argv in fake.calls].count("sbatch") == 1
+    assert len(runner.argvs("sbatch")) == 1
     assert list(fake.comments) == [record.job_id]
     assert sleeps == [slurm_module.Slurm.submit_retry_delay, 2.0, 5.0, 15.0]
 
@@ -410,28 +402,23 @@ async def test_refused_sbatch_leaves_no_script(mock_call: AsyncMock, work_dir: s
 
 
 async def test_reconnect_leaves_this_process_own_submissions_in_flight_alone(
-    fake: FakeLSF, work_dir: str
+    fake: FakeLSF, runner: FakeRunner, work_dir: str
 ) -> None:
     executor = lsf(work_dir, journal=True)
     created, answer = asyncio.Event(), asyncio.Event()
-    real_bsub = fake.bsub
 
-    async def slow_answer(cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        if cmd[0] != "bsub":
-            return await FakeLSF.__call__(fake, cmd)
-        out = real_bsub(cmd)  # the job exists; its answer is still on the way
+    async def slow_bsub(cmd: list[str]) -> str:
+        out = fake.bsub(cmd)  # the job exists; its answer is still on the way
         created.set()
         await answer.wait()
         return out
 
-    with patch.object(Executor, "_call", side_effect=slow_answer):
-        submitting = asyncio.ensure_future(
-            executor.submit("true", "pending", resources=res(work_dir))
-        )
-        await created.wait()
-        assert await executor.reconnect() == []
-        answer.set()
-        record = await submitting
+    runner.on("bsub", slow_bsub)
+    submitting = asyncio.ensure_future(executor.submit("true", "pending", resources=res(work_dir)))
+    await created.wait()
+    assert await executor.reconnect() == []
+    answer.set()
+    record = await submitting
     assert executor.jobs == {record.job_id: record}
 
 

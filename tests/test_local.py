@@ -20,6 +20,8 @@ from cluster_api import (
     ResourceSpec,
 )
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 WAIT = 10.0  # generous upper bound for a few short processes
 
 

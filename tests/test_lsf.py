@@ -27,6 +27,7 @@ from cluster_api import (
     SubmitError,
 )
 from cluster_api.executors.lsf import parse_lsf_time
+from cluster_api.testing.fake import FakeRunner
 
 BJOBS_FIELDS = [
     "jobid",
@@ -50,40 +51,36 @@ def in_work_dir(work_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeLSF:
-    """A scripted LSF: bsub hands out ids, bjobs answers ``self.bjobs`` (text, exception or
-    callable of argv), bkill succeeds. Every call is recorded with its keyword arguments."""
+    """A scripted LSF behind the shared FakeRunner: bsub hands out ids (or answers
+    ``self.bsub``, text or exception), bjobs answers ``self.bjobs`` (text, exception or
+    callable of argv), bkill succeeds. ``self.calls`` is every call the runner saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
+        self.calls = runner.calls
         self.next_id = 101
         self.bsub: str | Exception | None = None
         self.bjobs: Any = bjobs_json()
-        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        runner.on("bsub", self._bsub).on("bjobs", self._bjobs)
+        for program in ("bkill", "bhist"):
+            runner.on(program, "")
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append((list(cmd), kwargs))
-        if cmd[0] == "bsub":
-            if isinstance(self.bsub, Exception):
-                raise self.bsub
-            if self.bsub is not None:
-                return self.bsub
-            job_id, self.next_id = self.next_id, self.next_id + 1
-            return f"Job <{job_id}> is submitted to queue <normal>."
-        if cmd[0] == "bjobs":
-            answer = self.bjobs(cmd) if callable(self.bjobs) else self.bjobs
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-        return ""
+    def _bsub(self, argv: list[str]) -> str | Exception:
+        if self.bsub is not None:
+            return self.bsub
+        job_id, self.next_id = self.next_id, self.next_id + 1
+        return f"Job <{job_id}> is submitted to queue <normal>."
+
+    def _bjobs(self, argv: list[str]) -> str | Exception:
+        return self.bjobs(argv) if callable(self.bjobs) else self.bjobs
 
     def argvs(self, command: str) -> list[list[str]]:
-        return [argv for argv, _ in self.calls if argv[0] == command]
+        return self.runner.argvs(command)
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.__call__
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 def executor(**config: Any) -> LSFExecutor:
@@ -319,7 +316,8 @@ async def test_submit_argv_with_options(fake: FakeLSF) -> None:
     record = await lsf.submit(
         "true", "j", resources=ResourceSpec(queue="q1", extra_args=["-U", "resv1"])
     )
-    ((argv, kwargs),) = fake.calls
+    (call,) = fake.calls
+    argv = call.argv
     assert argv[0] == "bsub"
     assert argv[-1] == record.script_path
     assert argv[-5:-1] == ["-G", "lab", "-U", "resv1"]
@@ -327,7 +325,7 @@ async def test_submit_argv_with_options(fake: FakeLSF) -> None:
     assert argv[1:-5] == directive_words
     assert argv[argv.index("-q") : argv.index("-q") + 2] == ["-q", "q1"]
     assert "-app" in argv
-    assert not kwargs.get("stdin_file")
+    assert not call.stdin_file
     assert record.job_id == "101"
     assert lsf.jobs == {"101": record}
 
@@ -335,17 +333,17 @@ async def test_submit_argv_with_options(fake: FakeLSF) -> None:
 async def test_submit_argv_with_stdin(fake: FakeLSF) -> None:
     lsf = executor(use_stdin=True, extra_args=["-G", "lab"])
     record = await lsf.submit("true", "j", resources=ResourceSpec(extra_args=["-U", "resv1"]))
-    ((argv, kwargs),) = fake.calls
-    assert argv == ["bsub", "-G", "lab", "-U", "resv1"]
-    assert kwargs["stdin_file"] == record.script_path
+    (call,) = fake.calls
+    assert call.argv == ["bsub", "-G", "lab", "-U", "resv1"]
+    assert call.stdin_file == record.script_path
     assert value(header(record), "-J") == "capi-j"
 
 
 @pytest.mark.parametrize(("suppress", "expected"), [(True, "N"), (False, None)])
 async def test_job_report_mail(fake: FakeLSF, suppress: bool, expected: str | None) -> None:
     await executor(suppress_job_email=suppress).submit("true", "j")
-    ((_, kwargs),) = fake.calls
-    assert (kwargs.get("env") or {}).get("LSB_JOB_REPORT_MAIL") == expected
+    (call,) = fake.calls
+    assert (call.env or {}).get("LSB_JOB_REPORT_MAIL") == expected
 
 
 @pytest.mark.parametrize(
@@ -395,13 +393,13 @@ async def test_one_bjobs_call_for_many_jobs(fake: FakeLSF) -> None:
     )
     statuses = await lsf.poll()
     assert len(fake.calls) == 1
-    argv, kwargs = fake.calls[0]
+    argv = fake.calls[0].argv
     assert argv[:2] == ["bjobs", "-a"]
     assert argv[argv.index("-o") + 1].split() == BJOBS_FIELDS
     assert "-json" in argv
     assert sorted(argv[-4:]) == sorted(["101", "102", "103", array.job_id])
     assert "-u" not in argv
-    assert kwargs["timeout"] == 42.0
+    assert fake.calls[0].timeout == 42.0
     assert statuses == {
         "101": JobStatus.RUNNING,
         "102": JobStatus.PENDING,
@@ -415,7 +413,7 @@ async def test_poll_all_users(fake: FakeLSF) -> None:
     lsf = executor(poll_all_users=True)
     lsf.track("5")
     await lsf.poll()
-    ((argv, _),) = fake.calls
+    (argv,) = fake.argvs("bjobs")
     assert argv[argv.index("-u") + 1] == "all"
 
 
@@ -806,7 +804,7 @@ async def test_argv_stays_small_with_100k_jobs(fake: FakeLSF) -> None:
         lsf.track(str(10_000_000 + i)).name = f"capi-job{i}"
     fake.bjobs = bjobs_json(bjobs_record("10000000", "RUN", name="capi-x"))
     await lsf.poll()
-    ((argv, _),) = fake.calls
+    (argv,) = [call.argv for call in fake.calls]
     assert sum(len(word.encode()) + 1 for word in argv) < 64 * 1024
     assert argv[argv.index("-J") + 1] == "capi-*"
     assert lsf.jobs["10000000"].status is JobStatus.RUNNING
@@ -820,7 +818,7 @@ async def test_many_jobs_without_the_prefix_are_polled_as_all_of_the_users_jobs(
         lsf.track(str(10_000_000 + i))  # tracked ids carry no name, so -J would miss them
     fake.bjobs = bjobs_json(bjobs_record("10000001", "DONE", name="other"))
     await lsf.poll()
-    ((argv, _),) = fake.calls
+    (argv,) = [call.argv for call in fake.calls]
     assert sum(len(word.encode()) + 1 for word in argv) < 64 * 1024
     assert "-J" not in argv and "-a" in argv
     assert lsf.jobs["10000001"].status is JobStatus.DONE

@@ -8,7 +8,6 @@ import logging
 import time
 from datetime import datetime, timezone
 from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 from conftest import bjobs_by_id, bjobs_record
@@ -24,18 +23,22 @@ from cluster_api import (
     LSFExecutor,
     ResourceSpec,
 )
+from cluster_api.testing.fake import FakeRunner
 
 
 class FakeLSF:
-    """Answers bsub/bjobs/bkill like LSF would, from a table the test controls."""
+    """LSF's job table, a table the test controls, answering bsub/bjobs/bkill/bhist through
+    the shared FakeRunner as LSF would."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
         self.next_id = 1000
         self.records: dict[str, list[dict[str, str]]] = {}
         self.fail: BaseException | None = None  # raised by bjobs while set
         self.empty = False  # bjobs prints nothing at all
         self.history: dict[str, str] = {}  # job id -> ``bhist -l`` text
-        self.calls: list[list[str]] = []
+        runner.on("bsub", self._bsub).on("bjobs", self._bjobs).on("bkill", "")
+        runner.on("bhist", self._bhist)
 
     def set(self, job_id: str, stat: str, **fields: str) -> None:
         self.records[job_id] = [bjobs_record(job_id, stat, **fields)]
@@ -49,43 +52,30 @@ class FakeLSF:
         self.records.pop(job_id, None)
 
     def commands(self, program: str) -> list[list[str]]:
-        return [c for c in self.calls if c[0] == program]
+        return self.runner.argvs(program)
 
-    async def handle(
-        self,
-        cmd: list[str],
-        timeout: float = 100.0,
-        env: dict[str, str] | None = None,
-        stdin_file: str | None = None,
-    ) -> str:
-        self.calls.append(list(cmd))
-        program = cmd[0]
-        if program == "bsub":
-            self.next_id += 1
-            job_id = str(self.next_id)
-            self.set(job_id, "PEND")
-            return f"Job <{job_id}> is submitted to queue <normal>.\n"
-        if program == "bjobs":
-            if self.fail is not None:
-                raise self.fail
-            if self.empty:
-                return ""
-            return bjobs_by_id(self.records, list(cmd))
-        if program == "bkill":
-            return ""
-        if program == "bhist":  # job history: knows nothing unless a test says so
-            text = "".join(self.history.get(a, "") for a in cmd[1:])
-            if not text:
-                raise CommandFailedError("bhist: No matching job found", stdout="")
-            return text
-        raise AssertionError(f"unexpected command {cmd}")
+    def _bsub(self, argv: list[str]) -> str:
+        self.next_id += 1
+        job_id = str(self.next_id)
+        self.set(job_id, "PEND")
+        return f"Job <{job_id}> is submitted to queue <normal>.\n"
+
+    def _bjobs(self, argv: list[str]) -> str:
+        if self.fail is not None:
+            raise self.fail
+        return "" if self.empty else bjobs_by_id(self.records, argv)
+
+    def _bhist(self, argv: list[str]) -> str:
+        """Job history: knows nothing unless a test says so."""
+        text = "".join(self.history.get(a, "") for a in argv[1:])
+        if not text:
+            raise CommandFailedError("bhist: No matching job found", stdout="")
+        return text
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeLSF:
-    scheduler = FakeLSF()
-    mock_call.side_effect = scheduler.handle
-    return scheduler
+def fake(runner: FakeRunner) -> FakeLSF:
+    return FakeLSF(runner)
 
 
 def make_lsf(work_dir: str, **config: Any) -> LSFExecutor:

@@ -89,6 +89,7 @@ def test_plugin_is_listed_and_created(plugin_site: Path, tmp_path: Path) -> None
     assert executor.config.executor == "myexec"
 
 
+@pytest.mark.integration
 async def test_plugin_runs_a_job(plugin_site: Path, tmp_path: Path) -> None:
     from cluster_api import JobMonitor, JobStatus, ResourceSpec
 
@@ -126,6 +127,7 @@ def test_a_plugin_cannot_take_over_a_builtin_name(
     sys.modules.pop("myexec_hijack", None)
 
 
+@pytest.mark.integration
 def test_cli_uses_a_plugin_in_a_fresh_interpreter(plugin_site: Path, tmp_path: Path) -> None:
     """What a user sees after ``pip install`` of a plugin package: a new process finds it."""
     work = tmp_path / "work"

@@ -166,6 +166,7 @@ def test_use_rich_without_rich_installed(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not view.uses_rich
 
 
+@pytest.mark.integration
 async def test_wait_for_progress_draws_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

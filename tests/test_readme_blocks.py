@@ -302,18 +302,21 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
         assert block.options["prints"] in out, f"{block.where} printed:\n{out}"
 
 
+PLUGIN = ["-p", "cluster_api.testing.plugin"]  # opt-in, as the pages tell users
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("block", blocks_of("pytest"))
 def test_pytest_block_passes_in_a_fresh_project(block: Block, tmp_path: Path) -> None:
     """In a user's own project: no pytest configuration of ours (no ``asyncio_mode``), the
-    plugin found through the installed package's entry point, whatever else is installed."""
+    plugin loaded with ``-p`` as the pages say, whatever else is installed."""
     project = tmp_path / "my-pipeline"
     (project / "tests").mkdir(parents=True)
     (project / "pyproject.toml").write_text('[project]\nname = "my-pipeline"\nversion = "1"\n')
     (project / "tests" / "test_from_docs.py").write_text(block.code)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CLUSTER_API_"))}
     out = _run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGIN, "tests"],
         project,
         env,
         block.where,

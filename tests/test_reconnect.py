@@ -22,17 +22,21 @@ from cluster_api import (
     LSFExecutor,
     ResourceSpec,
 )
+from cluster_api.testing.fake import FakeRunner
 
 _FINISHED = ("DONE", "EXIT")
 
 
 class Cluster:
-    """A tiny LSF: a table of bjobs records the test edits, answered like LSF answers."""
+    """A tiny LSF: a table of bjobs records the test edits, answered like LSF answers
+    through the shared FakeRunner."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
         self.records: dict[str, list[dict[str, str]]] = {}
         self.next_id = 5000
-        self.calls: list[list[str]] = []
+        runner.on("bsub", self._bsub).on("bjobs", self._bjobs).on("bkill", "")
+        runner.on("bhist", CommandFailedError("bhist exited 255: No matching job found", stdout=""))
 
     def add(self, job_id: str, stat: str, name: str, **fields: str) -> None:
         self.records[job_id] = [bjobs_record(job_id, stat, name=name, **fields)]
@@ -56,28 +60,13 @@ class Cluster:
         del self.records[job_id]
 
     def bjobs(self, program: str = "bjobs") -> list[list[str]]:
-        return [c for c in self.calls if c[0] == program]
+        return self.runner.argvs(program)
 
-    async def handle(
-        self,
-        cmd: list[str],
-        timeout: float = 100.0,
-        env: dict[str, str] | None = None,
-        stdin_file: str | None = None,
-    ) -> str:
-        self.calls.append(list(cmd))
-        if cmd[0] == "bsub":
-            self.next_id += 1
-            job_id = str(self.next_id)
-            self.add(job_id, "PEND", "capi-submitted")
-            return f"Job <{job_id}> is submitted to queue <normal>.\n"
-        if cmd[0] == "bjobs":
-            return self._bjobs(cmd)
-        if cmd[0] == "bkill":
-            return ""
-        if cmd[0] == "bhist":
-            raise CommandFailedError("bhist exited 255: No matching job found", stdout="")
-        raise AssertionError(f"unexpected command {cmd}")
+    def _bsub(self, argv: list[str]) -> str:
+        self.next_id += 1
+        job_id = str(self.next_id)
+        self.add(job_id, "PEND", "capi-submitted")
+        return f"Job <{job_id}> is submitted to queue <normal>.\n"
 
     def _bjobs(self, cmd: list[str]) -> str:
         if "-J" in cmd:
@@ -98,10 +87,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(mock_call: AsyncMock) -> Cluster:
-    fake = Cluster()
-    mock_call.side_effect = fake.handle
-    return fake
+def cluster(runner: FakeRunner) -> Cluster:
+    return Cluster(runner)
 
 
 def make_lsf(work_dir: str, **config: Any) -> LSFExecutor:
@@ -341,6 +328,7 @@ async def test_exit_file_resolves_job_the_scheduler_forgot(
     assert ended == [status]
 
 
+@pytest.mark.integration
 async def test_exit_file_written_by_the_real_script(work_dir: str, cluster: Cluster) -> None:
     executor = make_lsf(work_dir, zombie_timeout_minutes=0.001)
     record = await executor.submit(
@@ -367,6 +355,7 @@ async def test_exit_file_written_by_the_real_script(work_dir: str, cluster: Clus
     assert "zombie" not in record.metadata
 
 
+@pytest.mark.integration
 async def test_exit_files_resolve_a_forgotten_array(work_dir: str, cluster: Cluster) -> None:
     executor = make_lsf(work_dir, zombie_timeout_minutes=0.001)
     record = await executor.submit_array(
@@ -444,6 +433,7 @@ def _command_of(pid: int) -> str:
         return ""
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("cancelled", "status"), [(True, JobStatus.KILLED), (False, JobStatus.FAILED)]
 )

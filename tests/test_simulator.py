@@ -17,6 +17,8 @@ import pytest
 
 from cluster_api.testing import LSFSimulator, install_simulator
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 FIELDS = (
     "jobid jobindex job_name stat exit_code exec_host max_mem submit_time start_time "
     "finish_time exit_reason user queue"
@@ -508,19 +510,8 @@ def test_users_can_load_the_fixture_with_dash_p(tmp_path: Path, plugin: str) -> 
         "    out = subprocess.run(['bsub'], input='true', capture_output=True, text=True)\n"
         "    assert out.stdout.startswith('Job <')\n"
     )
-    # -p no:cluster_api: as if the package's entry point were not installed
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cluster_api",
-            "-p",
-            plugin,
-            "test_user.py",
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-p", plugin, "test_user.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 
@@ -40,6 +39,7 @@ from cluster_api.executors.slurm import (
     parse_submit_output,
 )
 from cluster_api.script import exit_file_path
+from cluster_api.testing.fake import FakeRunner
 
 DATA = Path(__file__).parent / "data" / "slurm"
 
@@ -77,64 +77,66 @@ def _requested_ids(argv: list[str]) -> list[str]:
 
 
 class FakeSlurm:
-    """A scripted Slurm. sbatch hands out ids; squeue answers ``self.squeue`` (text,
-    exception, or callable of argv); sacct behaves like a cluster without slurmdbd
-    (plain sacct refuses, ``sacct -c`` answers the lines of ``self.jobcomp`` whose own
-    id was asked for), or like one with it when ``self.dbd`` holds lines. Every call is
-    recorded with its keyword arguments."""
+    """A scripted Slurm behind the shared FakeRunner. sbatch hands out ids; squeue answers
+    ``self.squeue`` (text, exception, or callable of argv); sacct behaves like a cluster
+    without slurmdbd (plain sacct refuses, ``sacct -c`` answers the lines of
+    ``self.jobcomp`` whose own id was asked for), or like one with it when ``self.dbd``
+    holds lines. ``self.calls`` is every call the runner saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, runner: FakeRunner) -> None:
+        self.runner = runner
+        self.calls = runner.calls
         self.next_id = 101
         self.sbatch: str | Exception | list[str | Exception] | None = None
         self.squeue: Any = ""
         self.jobcomp = ""
         self.dbd: str | None = None
         self.scancel: Exception | None = None
-        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        runner.on("sbatch", self._sbatch).on("squeue", self._squeue).on("sacct", self._sacct)
+        runner.on("scancel", self._scancel)
 
-    async def __call__(self, cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        self.calls.append((list(cmd), kwargs))
-        program = cmd[0]
-        if program == "sbatch":
-            answer = self.sbatch.pop(0) if isinstance(self.sbatch, list) else self.sbatch
-            if isinstance(answer, Exception):
-                raise answer
-            if answer is not None:
-                return answer
-            job_id, self.next_id = self.next_id, self.next_id + 1
-            return f"{job_id}\n"
-        if program == "squeue":
-            answer = self.squeue(cmd) if callable(self.squeue) else self.squeue
-            if isinstance(answer, Exception):
-                raise answer
-            return str(answer)
-        if program == "sacct":
-            wanted = {i.split("_")[0] for i in _requested_ids(cmd)}
-            if "-c" in cmd:
-                source = self.jobcomp
-            elif self.dbd is not None:
-                source = self.dbd
-            else:
-                raise NO_ACCOUNTING
-            lines = [
-                line
-                for line in source.splitlines()
-                if line and (not wanted or line.split("|")[0].split(".")[0] in wanted)
-            ]
-            return "".join(f"{line}\n" for line in lines)
-        if program == "scancel" and self.scancel is not None:
+    def _sbatch(self, argv: list[str]) -> str:
+        answer = self.sbatch.pop(0) if isinstance(self.sbatch, list) else self.sbatch
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            return answer
+        job_id, self.next_id = self.next_id, self.next_id + 1
+        return f"{job_id}\n"
+
+    def _squeue(self, argv: list[str]) -> str:
+        answer = self.squeue(argv) if callable(self.squeue) else self.squeue
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+    def _sacct(self, argv: list[str]) -> str:
+        wanted = {i.split("_")[0] for i in _requested_ids(argv)}
+        if "-c" in argv:
+            source = self.jobcomp
+        elif self.dbd is not None:
+            source = self.dbd
+        else:
+            raise NO_ACCOUNTING
+        lines = [
+            line
+            for line in source.splitlines()
+            if line and (not wanted or line.split("|")[0].split(".")[0] in wanted)
+        ]
+        return "".join(f"{line}\n" for line in lines)
+
+    def _scancel(self, argv: list[str]) -> str:
+        if self.scancel is not None:
             raise self.scancel
         return ""
 
     def argvs(self, program: str) -> list[list[str]]:
-        return [argv for argv, _ in self.calls if argv[0] == program]
+        return self.runner.argvs(program)
 
 
 @pytest.fixture
-def fake(mock_call: AsyncMock) -> FakeSlurm:
-    scheduler = FakeSlurm()
-    mock_call.side_effect = scheduler.__call__
-    return scheduler
+def fake(runner: FakeRunner) -> FakeSlurm:
+    return FakeSlurm(runner)
 
 
 def executor(**config: Any) -> SlurmExecutor:
@@ -426,9 +428,15 @@ async def test_submit_argv_with_script_argument(fake: FakeSlurm) -> None:
     record = await slurm.submit(
         "true", "j", resources=ResourceSpec(extra_args=["--reservation=r1"])
     )
-    ((argv, kwargs),) = fake.calls
-    assert argv == ["sbatch", "--parsable", "--qos=high", "--reservation=r1", record.script_path]
-    assert not kwargs.get("stdin_file")
+    (call,) = fake.calls
+    assert call.argv == [
+        "sbatch",
+        "--parsable",
+        "--qos=high",
+        "--reservation=r1",
+        record.script_path,
+    ]
+    assert not call.stdin_file
     assert record.job_id == "101"
     assert slurm.jobs == {"101": record}
 
@@ -436,9 +444,9 @@ async def test_submit_argv_with_script_argument(fake: FakeSlurm) -> None:
 async def test_submit_argv_with_stdin(fake: FakeSlurm) -> None:
     slurm = executor(use_stdin=True, extra_args=["--qos=high"])
     record = await slurm.submit("true", "j", resources=ResourceSpec(extra_args=["-v"]))
-    ((argv, kwargs),) = fake.calls
-    assert argv == ["sbatch", "--parsable", "--qos=high", "-v"]
-    assert kwargs["stdin_file"] == record.script_path
+    (call,) = fake.calls
+    assert call.argv == ["sbatch", "--parsable", "--qos=high", "-v"]
+    assert call.stdin_file == record.script_path
 
 
 @pytest.mark.parametrize(
@@ -508,11 +516,12 @@ async def test_one_squeue_for_all_jobs(fake: FakeSlurm) -> None:
     array = slurm.track("13")
     fake.squeue = data("squeue_default_states.txt")
     statuses = await slurm.poll()
-    ((argv, kwargs),) = fake.calls
+    (call,) = fake.calls
+    argv = call.argv
     assert argv[:7] == ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
     assert sorted(argv[7][len("--jobs=") :].split(","), key=int) == ["4", "5", "7", "8", "11", "13"]
-    assert kwargs["env"] == {"SLURM_BITSTR_LEN": "0"}
-    assert kwargs["timeout"] == 42.0
+    assert call.env == {"SLURM_BITSTR_LEN": "0"}
+    assert call.timeout == 42.0
     assert statuses == {
         "4": JobStatus.RUNNING,
         "5": JobStatus.RUNNING,
@@ -660,19 +669,12 @@ async def test_useless_answers_raise_and_change_nothing(fake: FakeSlurm, answer:
     assert fake.argvs("sacct") == []
 
 
-async def test_sacct_failure_never_fails_the_poll(fake: FakeSlurm, mock_call: AsyncMock) -> None:
+async def test_sacct_failure_never_fails_the_poll(fake: FakeSlurm, runner: FakeRunner) -> None:
     slurm = executor()
     record = await slurm.submit("exit 4", "j")
     Path(exit_file_path(record.script_path or "")).write_text("4\n")
     fake.squeue = row(record.job_id, "FAILED", reason="NonZeroExitCode")
-    original = mock_call.side_effect
-
-    async def broken_sacct(cmd: list[str], *args: Any, **kwargs: Any) -> str:
-        if cmd[0] == "sacct":
-            raise CommandTimeoutError("sacct timed out")
-        return str(await original(cmd, *args, **kwargs))
-
-    mock_call.side_effect = broken_sacct
+    runner.on("sacct", CommandTimeoutError("sacct timed out"))
     await slurm.poll()
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 4)
 
@@ -905,7 +907,7 @@ async def test_argv_stays_small_with_100k_jobs(fake: FakeSlurm) -> None:
     fake.squeue = row("10000001", "RUNNING") + row("5", "RUNNING", name="someone-else")
     fake.jobcomp = jobcomp("10000002|10000002|COMPLETED|0:0|localhost||N/A|N/A", "7|7|FAILED|1:0")
     await slurm.poll()
-    ((argv, _),) = [c for c in fake.calls if c[0][0] == "squeue"]
+    (argv,) = fake.argvs("squeue")
     assert sum(len(word.encode()) + 1 for word in argv) < 64 * 1024
     assert argv[-1] == "--me" and not any(w.startswith("--jobs") for w in argv)
     assert slurm.jobs["10000001"].status is JobStatus.RUNNING

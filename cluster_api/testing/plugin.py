@@ -1,13 +1,21 @@
-"""pytest plugin (entry point ``cluster_api``): the ``lsf_simulator`` and
-``flux_simulator`` fixtures.
+"""pytest plugin with the ``lsf_simulator`` and ``flux_simulator`` fixtures; opt-in, loaded
+only where asked for.
 
-Use it by installing the package (the ``pytest11`` entry point registers it) or with
-``pytest -p cluster_api.testing.plugin``::
+Load it with ``pytest -p cluster_api.testing.plugin``, or in a ``conftest.py``::
+
+    pytest_plugins = ["cluster_api.testing.plugin"]
 
     def test_submit(lsf_simulator):
         out = subprocess.run(["bsub"], input="sleep 0.1", capture_output=True, text=True)
         assert out.stdout.startswith("Job <")
         lsf_simulator.wait_idle()
+
+Why opt-in rather than a ``pytest11`` entry point: pytest imports entry-point plugins
+before any other plugin's early hooks, so an installed entry point imported ``cluster_api``
+before pytest-cov started measuring (every module's top-level lines counted as missed)
+and loaded into every pytest run of every project that merely installs the package. A
+lazily importing entry point cannot help: this module sits inside the package, and
+importing it imports ``cluster_api`` first.
 """
 
 from __future__ import annotations
@@ -21,15 +29,6 @@ from cluster_api.testing.flux_simulator import FluxSimulator, install_flux_simul
 from cluster_api.testing.simulator import LSFSimulator, install_simulator
 
 __all__ = ["flux_simulator", "lsf_simulator"]
-
-ENTRY_POINT_NAME = "cluster_api"
-
-
-def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Loaded with ``-p cluster_api.testing.plugin`` while the package's ``pytest11``
-    entry point is installed too: keep pytest from registering this module twice."""
-    if pluginmanager.get_plugin(ENTRY_POINT_NAME) is None:
-        pluginmanager.set_blocked(ENTRY_POINT_NAME)
 
 
 @pytest.fixture
