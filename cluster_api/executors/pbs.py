@@ -1,0 +1,397 @@
+"""PBS Professional / OpenPBS as pure translation (no I/O, no record changes), from
+``SCHEDULERS.md`` §1. Status asks *without* ``-x`` (where history is off the server refuses
+``-x`` and answers nothing); ended jobs are named on stderr, then read with ``history_argv``.
+Torque (``torque.py``) reuses the id, quoting, value, stderr and cancel rules defined here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import signal
+from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..core import JobSpec, Observation, QueryResult
+from ..errors import ClusterAPIError, SubmitError
+from ..models import JobStatus
+from ..script import shell_word
+from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
+
+logger = logging.getLogger("cluster_api")
+
+DIRECTIVE = "#PBS"
+ARRAY_INDEX_VARIABLE = "PBS_ARRAY_INDEX"
+#: Replaced by the subjob's index in ``-o``/``-e`` paths (OpenPBS ``subst_array_index``).
+ARRAY_INDEX_PLACEHOLDER = "^array_index^"
+CAN_CAP_ARRAY = True  # -J X-Y%max sets max_run_subjobs
+SCRIPT_MUST_CD = True  # no -d: jobs start in $HOME (sandbox=HOME); see work_dir_lines
+#: The exactly-once token travels in the job's Variable_List (``-v``), read back by lookup.
+TOKEN_VARIABLE = "CLUSTER_API_TOKEN"
+MAX_NAME_LENGTH = 230  # PBS_MAXJOBNAME
+CANCEL_BATCH = 100
+JOB_ID_PATTERN = re.compile(r"^(\d+)(?:\[(\d*)\])?(\.[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+JOB_ID_EXAMPLE = "123.server or 123[].server"
+#: qsub/qstat messages worth one more try (ERT retries PBSE_BADCRED/PROTOCOL/SYSTEM).
+TRANSIENT = re.compile(
+    r"cannot connect to server|Batch protocol error|Premature end of message|"
+    r"No free connections|Invalid credential|System error|Connection refused|timed out",
+    re.IGNORECASE,
+)
+#: On stderr (exit 0, no ``Jobs``) where ``job_history_enable`` is off: ask no more.
+HISTORY_OFF = "PBS is not configured to maintain job history"
+GONE = ("Unknown Job Id", "Job has finished", "nonexistent job id")
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_BARE = re.compile(r"^[A-Za-z0-9_./%@+,=^:-]+$")
+# The JOB_EXEC_* resource kills (src/include/job.h), -24 to -29; others keep their number.
+_KILLS = ("NCPUS_BURST", "NCPUS_SUM", "VMEM", "MEM", "CPUT", "WALLTIME")
+_PBS_CODES = {-24 - i: f"JOB_EXEC_KILL_{name}" for i, name in enumerate(_KILLS)}
+# E is exiting: Exit_status not final yet. F (finished) and X (subjob expired) are ends.
+_STATES = dict.fromkeys("QHWTM", JobStatus.PENDING) | dict.fromkeys("RSUBE", JobStatus.RUNNING)
+_TERMINATED = 91  # JOB_SUBSTATE_TERMINATED: deleted (qdel)
+_KILLED_COMMENT = re.compile(r"\band terminated\b|^Subjob terminated")
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+
+
+# -- directives --------------------------------------------------------------------------
+def quote(field: str, value: str) -> str:
+    """``value`` as qsub's directive parser reads it: bare, or in ' or " quotes (inside
+    which nothing is special); a value with both cannot be written and is refused."""
+    if _BARE.match(value):
+        return value
+    for mark in "'\"":
+        if mark not in value:
+            return f"{mark}{value}{mark}"
+    raise ValueError(f"{field} {value!r} holds both ' and \", which a #PBS line cannot carry")
+
+
+def checked_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
+    if not _NAME_CHARS.match(name) or len(name) > limit:
+        raise ValueError(f"job name {name!r} must be 1-{limit} of A-Z a-z 0-9 _ . + - for PBS")
+    return name
+
+
+def log_path(field: str, given: str | None, work_dir: str) -> str:
+    """A ``-o``/``-e`` path: the one given (relative to work_dir), else the work dir as a
+    folder (trailing ``/``), in which the scheduler names the file after the job id. A
+    ``:`` would be read as ``host:path``: refused."""
+    path = posixpath.join(work_dir, given) if given else work_dir.rstrip("/") + "/"
+    if ":" in path:
+        field = field if given else "ResourceSpec.work_dir"
+        raise ValueError(f"{field} {path!r} contains ':', which PBS reads as host:path")
+    return quote(field, path)
+
+
+def walltime(value: str | int) -> str:
+    seconds = parse_walltime_seconds(value)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def memory(value: str) -> str:
+    """Memory in PBS's ``mb`` (which means MiB), rounded up."""
+    return f"{format_memory(parse_memory_bytes(value), 'MB')}mb"
+
+
+def common_options(spec: JobSpec, depend: list[str], suppress_email: bool) -> list[str]:
+    """The options PBS Pro and Torque write alike: names, logs, token, queue, limits."""
+    res = spec.resources
+    options = [f"-N {checked_name(spec.name)}"]
+    options.append(f"-o {log_path('ResourceSpec.stdout_path', res.stdout_path, res.work_dir)}")
+    options.append(f"-e {log_path('ResourceSpec.stderr_path', res.stderr_path, res.work_dir)}")
+    if spec.token:  # the script's file name: already [A-Za-z0-9_.-]
+        options.append(f"-v {TOKEN_VARIABLE}={quote('token', checked_name(spec.token))}")
+    if res.queue:
+        options.append(f"-q {quote('ResourceSpec.queue', res.queue)}")
+    if res.walltime:
+        options.append(f"-l walltime={walltime(res.walltime)}")
+    if res.account:
+        options.append(f"-A {quote('ResourceSpec.account', res.account)}")
+    for job_id in spec.depends_on:
+        if not JOB_ID_PATTERN.match(job_id):
+            raise ValueError(f"depends_on {job_id!r} is not a PBS job id ({JOB_ID_EXAMPLE})")
+    if depend:
+        options.append(f"-W depend={','.join(depend)}")
+    options += ["-V"] if spec.inherit_env else []
+    options += ["-m n"] if suppress_email else []
+    return [*options, *(res.extra_directives or [])]
+
+
+def directives(spec: JobSpec, *, suppress_email: bool = True) -> list[str]:
+    """The qsub options of one job, one per string (``-l select=1:ncpus=4``)."""
+    res = spec.resources
+    own = []
+    if spec.array_range is not None:
+        start, end = spec.array_range
+        if start >= end:
+            raise ValueError(f"PBS array jobs need at least two indices, got {spec.array_range}")
+        own.append(f"-J {start}-{end}{f'%{spec.max_concurrent}' if spec.max_concurrent else ''}")
+    chunk = [f"ncpus={res.cpus}"] if res.cpus else []
+    chunk += [f"ngpus={res.gpus}"] if res.gpus else []
+    chunk += [f"mem={memory(res.memory)}"] if res.memory else []
+    own += [f"-l select=1:{':'.join(chunk)}"] if chunk else []
+    depend = [f"afterok:{':'.join(spec.depends_on)}"] if spec.depends_on else []
+    return own + common_options(spec, depend, suppress_email)
+
+
+def work_dir_lines(work_dir: str) -> list[str]:
+    """Script lines that move the job to its work dir (it starts in ``$HOME``)."""
+    return [f"cd {shell_word(work_dir)} || exit 1"]
+
+
+# -- submit ------------------------------------------------------------------------------
+def submit_argv(
+    script_path: str, extra_args: Iterable[str] = (), *, use_stdin: bool = False
+) -> tuple[list[str], str | None]:
+    """(argv, file for stdin). qsub reads the ``#PBS`` lines either way; ``-f`` keeps it
+    from leaving a background helper process behind (qsub.1B) that outlives the command."""
+    argv = ["qsub", "-f", *extra_args]
+    return (argv, script_path) if use_stdin else ([*argv, script_path], None)
+
+
+def parse_submit(stdout: str) -> str:
+    """The job id qsub printed (its last line, kept whole: ``123.srv``, ``123[].srv``)."""
+    lines = stdout.strip().splitlines()
+    if lines and JOB_ID_PATTERN.match(lines[-1].strip()):
+        return lines[-1].strip()
+    raise SubmitError(f"qsub did not report a job id: {stdout.strip()[:500]!r}")
+
+
+# -- values ------------------------------------------------------------------------------
+def text(value: Any) -> str | None:
+    """A qstat value as text (JSON turns numeric strings into numbers); None if empty."""
+    if value is None or isinstance(value, (bool, dict, list)):
+        return None
+    return str(value).strip() or None
+
+
+def integer(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    found = re.fullmatch(r"-?[0-9]+", text(value) or "")
+    return int(found.group()) if found else None
+
+
+_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+_CTIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
+
+
+def moment(value: Any) -> datetime | None:
+    """A ``qstat -f`` time: ``ctime()`` text in local time (``Fri Nov 11 17:57:05 2016``)."""
+    found = _CTIME.fullmatch(text(value) or "")
+    month = _MONTHS.find(found.group(1)) // 3 + 1 if found else 0
+    try:
+        day, hour, minute, second, year = map(int, found.groups()[1:])  # type: ignore[union-attr]
+        local = datetime(year, month, day, hour, minute, second)
+        return local.astimezone().astimezone(timezone.utc)
+    except (AttributeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def hosts(value: Any) -> str | None:
+    """``exec_host`` (``n1/0*2+n2/1``) as its host names, once each: ``n1,n2``."""
+    names = [part.split("/", 1)[0] for part in (text(value) or "").split("+")]
+    return ",".join(dict.fromkeys(n for n in names if n)) or None
+
+
+def ending(
+    code: int | None, negative: Mapping[int, str]
+) -> tuple[JobStatus, int | None, str | None]:
+    """(status, exit code, reason) from a finished job's exit status: 0 DONE, 1-255 FAILED,
+    256+signal FAILED by it (as 128+signal), below 0 FAILED with the scheduler's reason."""
+    if code is None:
+        return JobStatus.FAILED, None, "ended without an exit status"
+    if code >= 256:
+        return JobStatus.FAILED, code - 128, _SIGNALS.get(code - 256, f"signal {code - 256}")
+    if code < 0:
+        return JobStatus.FAILED, None, negative.get(code, f"exit status {code}")
+    return (JobStatus.DONE, 0, None) if code == 0 else (JobStatus.FAILED, code, None)
+
+
+def observe(attrs: Mapping[str, Any]) -> Observation | None:
+    """One ``qstat -f -F json`` job object as an Observation; None for an unknown state."""
+    state = text(attrs.get("job_state")) or ""
+    used = attrs.get("resources_used")
+    obs = Observation(
+        _STATES.get(state, JobStatus.PENDING),
+        exec_host=hosts(attrs.get("exec_host")),
+        max_mem=text(used.get("mem")) if isinstance(used, dict) else None,
+        submit_time=moment(attrs.get("qtime")) or moment(attrs.get("ctime")),
+    )
+    if state in ("F", "X"):
+        comment = text(attrs.get("comment")) or ""
+        code = integer(attrs.get("Exit_status"))
+        obs.status, obs.exit_code, obs.reason = ending(code, _PBS_CODES)
+        if integer(attrs.get("substate")) == _TERMINATED or _KILLED_COMMENT.search(comment):
+            obs.status, obs.reason = JobStatus.KILLED, comment or "terminated"
+        elif code is None and comment == "Subjob finished":  # its exit status is gone
+            obs.status, obs.exit_code, obs.reason = JobStatus.DONE, 0, None
+        obs.finish_time = moment(attrs.get("obittime")) or moment(attrs.get("mtime"))
+    elif state not in _STATES:
+        return None
+    if obs.status is not JobStatus.PENDING:
+        obs.start_time = moment(attrs.get("stime"))
+    return obs
+
+
+# -- answers -----------------------------------------------------------------------------
+def ids_named(stderr: str, phrases: Collection[str]) -> set[str]:
+    """The job ids in the stderr lines holding one of ``phrases``
+    (``qstat: Unknown Job Id 12.srv``, ``qstat: 12.srv Job has finished, use -x ...``)."""
+    found: set[str] = set()
+    for line in stderr.splitlines():
+        words = re.findall(r"[^\s,:]+", line)
+        if words and any(p in line for p in phrases):
+            found.update(w for w in words if JOB_ID_PATTERN.match(w) and not w.isdigit())
+            found.update(words[-1:] if words[-1].isdigit() else [])
+    return found
+
+
+def sort_jobs(
+    objects: Mapping[str, Any],
+    wanted: Collection[str] | None,
+    observe: Callable[[Mapping[str, Any]], Observation | None],
+) -> QueryResult:
+    """Job objects into plain jobs and array elements (``123[4].srv``: element 4 of
+    ``123[].srv``, whose own entry tells nothing more); odd ones are logged and skipped."""
+    result = QueryResult()
+    for job_id, attrs in objects.items():
+        parts = JOB_ID_PATTERN.match(job_id)
+        obs = observe(attrs) if parts and isinstance(attrs, dict) else None
+        if parts is None or obs is None:
+            logger.warning("skipping an unreadable qstat record for job %r", job_id)
+            continue
+        number, index, server = parts.groups()
+        key = job_id if not index else f"{number}[]{server or ''}"
+        if wanted is not None and key not in wanted:
+            continue
+        if index is None:
+            result.jobs[key] = obs
+        elif index:
+            result.elements.setdefault(key, {})[int(index)] = obs
+    return result
+
+
+def job_objects(stdout: str, stderr: str = "") -> dict[str, Any]:
+    """The ``Jobs`` of a ``qstat -F json`` answer; ClusterAPIError if it is not one."""
+    start = stdout.find("{")
+    if start < 0:
+        if stdout.strip() or not ids_named(stderr, GONE):
+            raise ClusterAPIError(f"qstat printed no JSON: {(stdout or stderr).strip()[:200]!r}")
+        return {}
+    try:  # strict=False: control characters inside values (Variable_List) are kept
+        data = json.JSONDecoder(strict=False).raw_decode(stdout[start:])[0]
+    except (ValueError, RecursionError) as exc:
+        raise ClusterAPIError(f"qstat printed invalid JSON ({exc}): {stdout[:200]!r}") from None
+    jobs = data.get("Jobs", {}) if isinstance(data, dict) else None
+    if not isinstance(jobs, dict):
+        raise ClusterAPIError(f"qstat JSON has no Jobs object: {stdout.strip()[:200]!r}")
+    return jobs
+
+
+def status_argv(ids: Iterable[str]) -> list[str]:
+    """One qstat for every tracked id; ``-t`` lists each subjob of an array."""
+    return ["qstat", "-f", "-F", "json", "-t", *ids]
+
+
+def parse_status(
+    stdout: str, stderr: str = "", wanted: Collection[str] | None = None
+) -> QueryResult:
+    """What qstat listed, and in not_found the ids it said are gone (ended: purged, or in
+    the history). qstat then exits non-zero (153, 35) with the others still on stdout."""
+    result = sort_jobs(job_objects(stdout, stderr), wanted, observe)
+    gone = ids_named(stderr, GONE)
+    result.not_found = gone if wanted is None else gone & set(wanted)
+    return result
+
+
+def history_argv(ids: Iterable[str]) -> list[str]:
+    """Finished jobs and subjobs, where the server keeps history."""
+    return ["qstat", "-f", "-F", "json", "-x", "-t", *ids]
+
+
+def parse_history(
+    stdout: str, stderr: str = "", wanted: Collection[str] | None = None
+) -> QueryResult:
+    """The final observations in a history answer; jobs not ended yet are left out."""
+    result = parse_status(stdout, stderr, wanted)
+    result.jobs = {k: o for k, o in result.jobs.items() if o.status.is_terminal}
+    for key, elements in result.elements.items():
+        result.elements[key] = {i: o for i, o in elements.items() if o.status.is_terminal}
+    return result
+
+
+# -- cancel ------------------------------------------------------------------------------
+def cancel_argv(ids: Collection[str]) -> list[str]:
+    """qdel for up to CANCEL_BATCH ids. A malformed id is refused: Torque's qdel stops at
+    the first one it cannot read and leaves the rest undeleted."""
+    for job_id in ids:
+        if not JOB_ID_PATTERN.match(job_id):
+            raise ValueError(f"not a PBS job id: {job_id!r} ({JOB_ID_EXAMPLE})")
+    return ["qdel", *ids]
+
+
+def parse_cancel(
+    stdout: str, stderr: str, returncode: int, ids: Collection[str]
+) -> tuple[set[str], set[str]]:
+    """(accepted ids, ids already ended). qdel names on stderr each job it refuses (``qdel:
+    Job has finished 12.srv``); a failing qdel with a line about no job in particular (no
+    server) accepted none."""
+    named = ids_named(stderr, [""]) & set(ids)
+    ended = ids_named(stderr, GONE) & set(ids)
+    general = [s for s in stderr.splitlines() if s.strip() and not named & set(s.split())]
+    if returncode != 0 and general:
+        return set(), ended
+    return set(ids) - named, ended
+
+
+# -- lookup and listing ------------------------------------------------------------------
+def lookup_argv(history: bool = False) -> list[str]:
+    """Every job on the server (``qstat -f`` selects by id or queue only), to find a token;
+    ``history`` adds finished jobs, only where the server keeps history."""
+    return ["qstat", "-f", "-F", "json", *(["-x"] if history else [])]
+
+
+def token_of(attrs: Mapping[str, Any]) -> str | None:
+    variables = attrs.get("Variable_List")
+    return text(variables.get(TOKEN_VARIABLE)) if isinstance(variables, dict) else None
+
+
+def find_token(
+    objects: Mapping[str, Any], name: str, token: str, token_of: Callable[[Any], str | None]
+) -> str | None:
+    """The id of the job called ``name`` that carries ``token`` (the last, if several)."""
+    found = [
+        job_id
+        for job_id, attrs in objects.items()
+        if isinstance(attrs, dict) and JOB_ID_PATTERN.match(job_id)
+        if text(attrs.get("Job_Name")) == name and token_of(attrs) == token
+    ]
+    return found[-1] if found else None
+
+
+def parse_lookup(stdout: str, stderr: str, name: str, token: str) -> str | None:
+    """The id of the submission carrying ``token``; None only when qstat answered and has
+    no such job. A refused history query or an unreadable answer raises ClusterAPIError:
+    "not found" must never be a guess, or the job would be submitted twice."""
+    if HISTORY_OFF in stderr:
+        raise ClusterAPIError(f"qstat -x is refused here ({HISTORY_OFF}); look up without -x")
+    return find_token(job_objects(stdout or "{}", stderr), name, token, token_of)
+
+
+def listing_argv() -> list[str]:
+    """Every unfinished job and subjob on the server, for reconnect to pick its own."""
+    return ["qstat", "-f", "-F", "json", "-t"]
+
+
+def ours(objects: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    named = {k: a for k, a in objects.items() if isinstance(a, dict)}
+    return {k: a for k, a in named.items() if (text(a.get("Job_Name")) or "").startswith(prefix)}
+
+
+def parse_listing(stdout: str, prefix: str) -> tuple[QueryResult, dict[str, str]]:
+    """Our jobs (names starting ``prefix-``) and the name of each job or array."""
+    mine = ours(job_objects(stdout or "{}"), f"{prefix}-")
+    names = {k: str(a.get("Job_Name")) for k, a in mine.items() if "[" not in k or "[]" in k}
+    return sort_jobs(mine, None, observe), names
