@@ -12,6 +12,7 @@ import re
 import signal
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from ..core import JobSpec, Observation, QueryResult
@@ -24,23 +25,18 @@ logger = logging.getLogger("cluster_api")
 
 DIRECTIVE = "#PBS"
 ARRAY_INDEX_VARIABLE = "PBS_ARRAY_INDEX"
-#: Replaced by the subjob's index in ``-o``/``-e`` paths (OpenPBS ``subst_array_index``).
-ARRAY_INDEX_PLACEHOLDER = "^array_index^"
+ARRAY_INDEX_PLACEHOLDER = "^array_index^"  # in -o/-e paths (OpenPBS subst_array_index)
 CAN_CAP_ARRAY = True  # -J X-Y%max sets max_run_subjobs
 SCRIPT_MUST_CD = True  # no -d: jobs start in $HOME (sandbox=HOME); see work_dir_lines
-#: The exactly-once token travels in the job's Variable_List (``-v``), read back by lookup.
-TOKEN_VARIABLE = "CLUSTER_API_TOKEN"
+TOKEN_VARIABLE = "CLUSTER_API_TOKEN"  # carries the exactly-once token in Variable_List (-v)
 MAX_NAME_LENGTH = 230  # PBS_MAXJOBNAME
 CANCEL_BATCH = 100
 JOB_ID_PATTERN = re.compile(r"^(\d+)(?:\[(\d*)\])?(\.[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 JOB_ID_EXAMPLE = "123.server or 123[].server"
 #: qsub/qstat messages worth one more try (ERT retries PBSE_BADCRED/PROTOCOL/SYSTEM).
-TRANSIENT = re.compile(
-    r"cannot connect to server|Batch protocol error|Premature end of message|"
-    r"No free connections|Invalid credential|System error|Connection refused|timed out",
-    re.IGNORECASE,
-)
-#: On stderr (exit 0, no ``Jobs``) where ``job_history_enable`` is off: ask no more.
+_RETRY = "cannot connect to server|Batch protocol error|Premature end of message|System error"
+TRANSIENT = re.compile(f"{_RETRY}|No free connections|Invalid credential|refused|timed out", re.I)
+#: On stderr (exit 0, no ``Jobs``) where job_history_enable is off: ask no more.
 HISTORY_OFF = "PBS is not configured to maintain job history"
 GONE = ("Unknown Job Id", "Job has finished", "nonexistent job id")
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -53,9 +49,12 @@ _STATES = dict.fromkeys("QHWTM", JobStatus.PENDING) | dict.fromkeys("RSUBE", Job
 _TERMINATED = 91  # JOB_SUBSTATE_TERMINATED: deleted (qdel)
 _KILLED_COMMENT = re.compile(r"\band terminated\b|^Subjob terminated")
 _SIGNALS = {int(s): s.name for s in signal.Signals}
+_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+_CTIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
+Ending = tuple[JobStatus, int | None, str | None]
+Observe = Callable[[Mapping[str, Any]], Observation | None]
 
 
-# -- directives --------------------------------------------------------------------------
 def quote(field: str, value: str) -> str:
     """``value`` as qsub's directive parser reads it: bare, or in ' or " quotes (inside
     which nothing is special); a value with both cannot be written and is refused."""
@@ -75,18 +74,12 @@ def checked_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
 
 def log_path(field: str, given: str | None, work_dir: str) -> str:
     """A ``-o``/``-e`` path: the one given (relative to work_dir), else the work dir as a
-    folder (trailing ``/``), in which the scheduler names the file after the job id. A
-    ``:`` would be read as ``host:path``: refused."""
+    folder (``dir/``: the scheduler names the file after the job id). ``:`` is refused."""
     path = posixpath.join(work_dir, given) if given else work_dir.rstrip("/") + "/"
     if ":" in path:
         field = field if given else "ResourceSpec.work_dir"
         raise ValueError(f"{field} {path!r} contains ':', which PBS reads as host:path")
     return quote(field, path)
-
-
-def walltime(value: str | int) -> str:
-    seconds = parse_walltime_seconds(value)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def memory(value: str) -> str:
@@ -97,25 +90,25 @@ def memory(value: str) -> str:
 def common_options(spec: JobSpec, depend: list[str], suppress_email: bool) -> list[str]:
     """The options PBS Pro and Torque write alike: names, logs, token, queue, limits."""
     res = spec.resources
-    options = [f"-N {checked_name(spec.name)}"]
-    options.append(f"-o {log_path('ResourceSpec.stdout_path', res.stdout_path, res.work_dir)}")
-    options.append(f"-e {log_path('ResourceSpec.stderr_path', res.stderr_path, res.work_dir)}")
-    if spec.token:  # the script's file name: already [A-Za-z0-9_.-]
-        options.append(f"-v {TOKEN_VARIABLE}={quote('token', checked_name(spec.token))}")
-    if res.queue:
-        options.append(f"-q {quote('ResourceSpec.queue', res.queue)}")
-    if res.walltime:
-        options.append(f"-l walltime={walltime(res.walltime)}")
-    if res.account:
-        options.append(f"-A {quote('ResourceSpec.account', res.account)}")
+    seconds = parse_walltime_seconds(res.walltime) if res.walltime else 0
     for job_id in spec.depends_on:
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"depends_on {job_id!r} is not a PBS job id ({JOB_ID_EXAMPLE})")
-    if depend:
-        options.append(f"-W depend={','.join(depend)}")
+    written = {  # option -> value, in this order; unset ones are left out
+        "-N": checked_name(spec.name),
+        "-o": log_path("ResourceSpec.stdout_path", res.stdout_path, res.work_dir),
+        "-e": log_path("ResourceSpec.stderr_path", res.stderr_path, res.work_dir),
+        # the token is the script's file name: already [A-Za-z0-9_.-]
+        "-v": spec.token and f"{TOKEN_VARIABLE}={quote('token', checked_name(spec.token))}",
+        "-q": res.queue and quote("ResourceSpec.queue", res.queue),
+        "-l": seconds
+        and f"walltime={seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",
+        "-A": res.account and quote("ResourceSpec.account", res.account),
+        "-W": depend and f"depend={','.join(depend)}",
+    }
+    options = [f"{flag} {value}" for flag, value in written.items() if value]
     options += ["-V"] if spec.inherit_env else []
-    options += ["-m n"] if suppress_email else []
-    return [*options, *(res.extra_directives or [])]
+    return [*options, *(["-m n"] if suppress_email else []), *(res.extra_directives or [])]
 
 
 def directives(spec: JobSpec, *, suppress_email: bool = True) -> list[str]:
@@ -140,12 +133,10 @@ def work_dir_lines(work_dir: str) -> list[str]:
     return [f"cd {shell_word(work_dir)} || exit 1"]
 
 
-# -- submit ------------------------------------------------------------------------------
 def submit_argv(
     script_path: str, extra_args: Iterable[str] = (), *, use_stdin: bool = False
 ) -> tuple[list[str], str | None]:
-    """(argv, file for stdin). qsub reads the ``#PBS`` lines either way; ``-f`` keeps it
-    from leaving a background helper process behind (qsub.1B) that outlives the command."""
+    """(argv, stdin file). ``-f``: no background helper left behind (qsub.1B)."""
     argv = ["qsub", "-f", *extra_args]
     return (argv, script_path) if use_stdin else ([*argv, script_path], None)
 
@@ -158,7 +149,6 @@ def parse_submit(stdout: str) -> str:
     raise SubmitError(f"qsub did not report a job id: {stdout.strip()[:500]!r}")
 
 
-# -- values ------------------------------------------------------------------------------
 def text(value: Any) -> str | None:
     """A qstat value as text (JSON turns numeric strings into numbers); None if empty."""
     if value is None or isinstance(value, (bool, dict, list)):
@@ -173,10 +163,6 @@ def integer(value: Any) -> int | None:
     return int(found.group()) if found else None
 
 
-_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
-_CTIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
-
-
 def moment(value: Any) -> datetime | None:
     """A ``qstat -f`` time: ``ctime()`` text in local time (``Fri Nov 11 17:57:05 2016``)."""
     found = _CTIME.fullmatch(text(value) or "")
@@ -189,15 +175,7 @@ def moment(value: Any) -> datetime | None:
         return None
 
 
-def hosts(value: Any) -> str | None:
-    """``exec_host`` (``n1/0*2+n2/1``) as its host names, once each: ``n1,n2``."""
-    names = [part.split("/", 1)[0] for part in (text(value) or "").split("+")]
-    return ",".join(dict.fromkeys(n for n in names if n)) or None
-
-
-def ending(
-    code: int | None, negative: Mapping[int, str]
-) -> tuple[JobStatus, int | None, str | None]:
+def ending(code: int | None, negative: Mapping[int, str]) -> Ending:
     """(status, exit code, reason) from a finished job's exit status: 0 DONE, 1-255 FAILED,
     256+signal FAILED by it (as 128+signal), below 0 FAILED with the scheduler's reason."""
     if code is None:
@@ -209,16 +187,24 @@ def ending(
     return (JobStatus.DONE, 0, None) if code == 0 else (JobStatus.FAILED, code, None)
 
 
+def first_look(
+    attrs: Mapping[str, Any], states: Mapping[str, JobStatus], when: Callable[[Any], Any]
+) -> tuple[str, Observation]:
+    """A record's state letter, and its status (from ``states``), hosts, memory, submit."""
+    state, used = text(attrs.get("job_state")) or "", attrs.get("resources_used")
+    # exec_host n1/0*2+n2/1: the host names, once each
+    names = [part.split("/", 1)[0] for part in (text(attrs.get("exec_host")) or "").split("+")]
+    return state, Observation(
+        states.get(state, JobStatus.PENDING),
+        exec_host=",".join(dict.fromkeys(n for n in names if n)) or None,
+        max_mem=text(used.get("mem")) if isinstance(used, dict) else None,
+        submit_time=when(attrs.get("qtime")) or when(attrs.get("ctime")),
+    )
+
+
 def observe(attrs: Mapping[str, Any]) -> Observation | None:
     """One ``qstat -f -F json`` job object as an Observation; None for an unknown state."""
-    state = text(attrs.get("job_state")) or ""
-    used = attrs.get("resources_used")
-    obs = Observation(
-        _STATES.get(state, JobStatus.PENDING),
-        exec_host=hosts(attrs.get("exec_host")),
-        max_mem=text(used.get("mem")) if isinstance(used, dict) else None,
-        submit_time=moment(attrs.get("qtime")) or moment(attrs.get("ctime")),
-    )
+    state, obs = first_look(attrs, _STATES, moment)
     if state in ("F", "X"):
         comment = text(attrs.get("comment")) or ""
         code = integer(attrs.get("Exit_status"))
@@ -235,7 +221,6 @@ def observe(attrs: Mapping[str, Any]) -> Observation | None:
     return obs
 
 
-# -- answers -----------------------------------------------------------------------------
 def ids_named(stderr: str, phrases: Collection[str]) -> set[str]:
     """The job ids in the stderr lines holding one of ``phrases``
     (``qstat: Unknown Job Id 12.srv``, ``qstat: 12.srv Job has finished, use -x ...``)."""
@@ -249,13 +234,13 @@ def ids_named(stderr: str, phrases: Collection[str]) -> set[str]:
 
 
 def sort_jobs(
-    objects: Mapping[str, Any],
-    wanted: Collection[str] | None,
-    observe: Callable[[Mapping[str, Any]], Observation | None],
+    objects: Mapping[str, Any], wanted: Collection[str] | None, observe: Observe, stderr: str = ""
 ) -> QueryResult:
     """Job objects into plain jobs and array elements (``123[4].srv``: element 4 of
-    ``123[].srv``, whose own entry tells nothing more); odd ones are logged and skipped."""
-    result = QueryResult()
+    ``123[].srv``, whose own entry tells nothing more; odd ones logged and skipped), and
+    the ids stderr says are gone (ended) into not_found."""
+    gone = ids_named(stderr, GONE)
+    result = QueryResult(not_found=gone if wanted is None else gone & set(wanted))
     for job_id, attrs in objects.items():
         parts = JOB_ID_PATTERN.match(job_id)
         obs = observe(attrs) if parts and isinstance(attrs, dict) else None
@@ -290,42 +275,38 @@ def job_objects(stdout: str, stderr: str = "") -> dict[str, Any]:
     return jobs
 
 
-def status_argv(ids: Iterable[str]) -> list[str]:
-    """One qstat for every tracked id; ``-t`` lists each subjob of an array."""
-    return ["qstat", "-f", "-F", "json", "-t", *ids]
+def qstat_argv(
+    ids: Iterable[str] = (), *, history: bool = False, subjobs: bool = True
+) -> list[str]:
+    """One ``qstat -f -F json`` for all ``ids`` (none: every job on the server); ``-t``
+    lists each subjob, ``-x`` adds finished jobs (only where the server keeps history)."""
+    flags = [*(["-x"] if history else []), *(["-t"] if subjobs else [])]
+    return ["qstat", "-f", "-F", "json", *flags, *ids]
+
+
+status_argv = listing_argv = qstat_argv  # the status poll; every job, for reconnect
+history_argv = partial(qstat_argv, history=True)  # ids the status poll said are gone
+lookup_argv = partial(qstat_argv, subjobs=False)  # every job, to find a token: history=...
 
 
 def parse_status(
-    stdout: str, stderr: str = "", wanted: Collection[str] | None = None
+    stdout: str, stderr: str = "", wanted: Collection[str] | None = None, *, final: bool = False
 ) -> QueryResult:
-    """What qstat listed, and in not_found the ids it said are gone (ended: purged, or in
-    the history). qstat then exits non-zero (153, 35) with the others still on stdout."""
-    result = sort_jobs(job_objects(stdout, stderr), wanted, observe)
-    gone = ids_named(stderr, GONE)
-    result.not_found = gone if wanted is None else gone & set(wanted)
+    """What qstat listed, and ids it says are gone (ended: purged or in the history; exit
+    153 or 35, the others still on stdout). ``final`` keeps only ended jobs (history)."""
+    result = sort_jobs(job_objects(stdout, stderr), wanted, observe, stderr)
+    if final:
+        result.jobs = {k: o for k, o in result.jobs.items() if o.status.is_terminal}
+        for key, elements in result.elements.items():
+            result.elements[key] = {i: o for i, o in elements.items() if o.status.is_terminal}
     return result
 
 
-def history_argv(ids: Iterable[str]) -> list[str]:
-    """Finished jobs and subjobs, where the server keeps history."""
-    return ["qstat", "-f", "-F", "json", "-x", "-t", *ids]
+parse_history = partial(parse_status, final=True)
 
 
-def parse_history(
-    stdout: str, stderr: str = "", wanted: Collection[str] | None = None
-) -> QueryResult:
-    """The final observations in a history answer; jobs not ended yet are left out."""
-    result = parse_status(stdout, stderr, wanted)
-    result.jobs = {k: o for k, o in result.jobs.items() if o.status.is_terminal}
-    for key, elements in result.elements.items():
-        result.elements[key] = {i: o for i, o in elements.items() if o.status.is_terminal}
-    return result
-
-
-# -- cancel ------------------------------------------------------------------------------
 def cancel_argv(ids: Collection[str]) -> list[str]:
-    """qdel for up to CANCEL_BATCH ids. A malformed id is refused: Torque's qdel stops at
-    the first one it cannot read and leaves the rest undeleted."""
+    """qdel for up to CANCEL_BATCH ids; malformed ones refused (Torque's qdel stops there)."""
     for job_id in ids:
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"not a PBS job id: {job_id!r} ({JOB_ID_EXAMPLE})")
@@ -335,27 +316,14 @@ def cancel_argv(ids: Collection[str]) -> list[str]:
 def parse_cancel(
     stdout: str, stderr: str, returncode: int, ids: Collection[str]
 ) -> tuple[set[str], set[str]]:
-    """(accepted ids, ids already ended). qdel names on stderr each job it refuses (``qdel:
-    Job has finished 12.srv``); a failing qdel with a line about no job in particular (no
-    server) accepted none."""
+    """(accepted ids, ids already ended). qdel names each job it refuses on stderr (``qdel:
+    Job has finished 12.srv``); failing with a line about no job (no server), it took none."""
     named = ids_named(stderr, [""]) & set(ids)
     ended = ids_named(stderr, GONE) & set(ids)
     general = [s for s in stderr.splitlines() if s.strip() and not named & set(s.split())]
     if returncode != 0 and general:
         return set(), ended
     return set(ids) - named, ended
-
-
-# -- lookup and listing ------------------------------------------------------------------
-def lookup_argv(history: bool = False) -> list[str]:
-    """Every job on the server (``qstat -f`` selects by id or queue only), to find a token;
-    ``history`` adds finished jobs, only where the server keeps history."""
-    return ["qstat", "-f", "-F", "json", *(["-x"] if history else [])]
-
-
-def token_of(attrs: Mapping[str, Any]) -> str | None:
-    variables = attrs.get("Variable_List")
-    return text(variables.get(TOKEN_VARIABLE)) if isinstance(variables, dict) else None
 
 
 def find_token(
@@ -372,26 +340,27 @@ def find_token(
 
 
 def parse_lookup(stdout: str, stderr: str, name: str, token: str) -> str | None:
-    """The id of the submission carrying ``token``; None only when qstat answered and has
-    no such job. A refused history query or an unreadable answer raises ClusterAPIError:
-    "not found" must never be a guess, or the job would be submitted twice."""
+    """The id of the submission carrying ``token``; None only when qstat answered without
+    it. Anything unclear raises ClusterAPIError: a wrong "not found" submits twice."""
     if HISTORY_OFF in stderr:
         raise ClusterAPIError(f"qstat -x is refused here ({HISTORY_OFF}); look up without -x")
-    return find_token(job_objects(stdout or "{}", stderr), name, token, token_of)
+    return find_token(job_objects(stdout or "{}", stderr), name, token, _token)
 
 
-def listing_argv() -> list[str]:
-    """Every unfinished job and subjob on the server, for reconnect to pick its own."""
-    return ["qstat", "-f", "-F", "json", "-t"]
+def _token(attrs: Mapping[str, Any]) -> str | None:
+    variables = attrs.get("Variable_List")
+    return text(variables.get(TOKEN_VARIABLE)) if isinstance(variables, dict) else None
 
 
-def ours(objects: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    named = {k: a for k, a in objects.items() if isinstance(a, dict)}
-    return {k: a for k, a in named.items() if (text(a.get("Job_Name")) or "").startswith(prefix)}
+def listing(
+    objects: Mapping[str, Any], prefix: str, observe: Observe
+) -> tuple[QueryResult, dict[str, str]]:
+    """Our jobs (names starting ``prefix-``) and the name of each job or array."""
+    names = {k: str(text(a.get("Job_Name"))) for k, a in objects.items() if isinstance(a, dict)}
+    mine = {k: objects[k] for k, name in names.items() if name.startswith(f"{prefix}-")}
+    arrays_and_jobs = {k: names[k] for k in mine if "[" not in k or "[]" in k}
+    return sort_jobs(mine, None, observe), arrays_and_jobs
 
 
 def parse_listing(stdout: str, prefix: str) -> tuple[QueryResult, dict[str, str]]:
-    """Our jobs (names starting ``prefix-``) and the name of each job or array."""
-    mine = ours(job_objects(stdout or "{}"), f"{prefix}-")
-    names = {k: str(a.get("Job_Name")) for k, a in mine.items() if "[" not in k or "[]" in k}
-    return sort_jobs(mine, None, observe), names
+    return listing(job_objects(stdout or "{}"), prefix, observe)

@@ -26,11 +26,11 @@ from .pbs import (
     common_options,
     ending,
     find_token,
-    hosts,
+    first_look,
     ids_named,
     integer,
+    listing,
     memory,
-    ours,
     quote,
     sort_jobs,
     text,
@@ -144,14 +144,7 @@ def _out_of_walltime(attrs: Mapping[str, Any]) -> bool:
 
 def observe(attrs: Mapping[str, Any]) -> Observation | None:
     """One ``<Job>`` as an Observation; None for an unknown state."""
-    state = text(attrs.get("job_state")) or ""
-    used = attrs.get("resources_used")
-    obs = Observation(
-        _STATES.get(state, JobStatus.PENDING),
-        exec_host=hosts(attrs.get("exec_host")),
-        max_mem=text(used.get("mem")) if isinstance(used, dict) else None,
-        submit_time=_epoch(attrs.get("qtime")) or _epoch(attrs.get("ctime")),
-    )
+    state, obs = first_look(attrs, _STATES, _epoch)
     if state == "C":
         code = integer(attrs.get("exit_status"))
         obs.status, obs.exit_code, obs.reason = ending(code, _TORQUE_CODES)
@@ -177,10 +170,7 @@ def parse_status(
 ) -> QueryResult:
     """What qstat listed (ended jobs as ``C`` while Torque keeps them), and in not_found
     the ids it no longer knows (``qstat: Unknown Job Id Error 12.srv``, exit 153)."""
-    result = sort_jobs(job_objects(stdout, stderr), wanted, observe)
-    gone = ids_named(stderr, GONE)
-    result.not_found = gone if wanted is None else gone & set(wanted)
-    return result
+    return sort_jobs(job_objects(stdout, stderr), wanted, observe, stderr)
 
 
 # -- lookup and listing ------------------------------------------------------------------
@@ -208,8 +198,5 @@ def listing_argv() -> list[str]:
 
 
 def parse_listing(stdout: str, prefix: str) -> tuple[QueryResult, dict[str, str]]:
-    """Our jobs (names starting ``prefix-``; a subjob's is ``name-4``) and each job's or
-    array's name."""
-    mine = ours(job_objects(stdout or "<Data></Data>"), f"{prefix}-")
-    names = {k: str(a.get("Job_Name")) for k, a in mine.items() if "[" not in k or "[]" in k}
-    return sort_jobs(mine, None, observe), names
+    """Our jobs and arrays by name (a subjob's name is the array's plus ``-4``)."""
+    return listing(job_objects(stdout or "<Data></Data>"), prefix, observe)
