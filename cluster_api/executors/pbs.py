@@ -46,18 +46,19 @@ _KILLS = ("NCPUS_BURST", "NCPUS_SUM", "VMEM", "MEM", "CPUT", "WALLTIME")
 _PBS_CODES = {-24 - i: f"JOB_EXEC_KILL_{name}" for i, name in enumerate(_KILLS)}
 # E is exiting: Exit_status not final yet. F (finished) and X (subjob expired) are ends.
 _STATES = dict.fromkeys("QHWTM", JobStatus.PENDING) | dict.fromkeys("RSUBE", JobStatus.RUNNING)
-_TERMINATED = 91  # JOB_SUBSTATE_TERMINATED: deleted (qdel)
 _KILLED_COMMENT = re.compile(r"\band terminated\b|^Subjob terminated")
 _SIGNALS = {int(s): s.name for s in signal.Signals}
 _MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 _CTIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
 Ending = tuple[JobStatus, int | None, str | None]
 Observe = Callable[[Mapping[str, Any]], Observation | None]
+Cancelled = tuple[set[str], set[str]]  # ids a qdel accepted, ids it said had already ended
+Listing = tuple[QueryResult, dict[str, str]]  # observations, and each job's or array's name
 
 
 def quote(field: str, value: str) -> str:
-    """``value`` as qsub's directive parser reads it: bare, or in ' or " quotes (inside
-    which nothing is special); a value with both cannot be written and is refused."""
+    """``value`` as qsub's directive parser reads it: bare, or in ' or " (nothing special
+    inside); a value with both cannot be written and is refused."""
     if _BARE.match(value):
         return value
     for mark in "'\"":
@@ -82,11 +83,6 @@ def log_path(field: str, given: str | None, work_dir: str) -> str:
     return quote(field, path)
 
 
-def memory(value: str) -> str:
-    """Memory in PBS's ``mb`` (which means MiB), rounded up."""
-    return f"{format_memory(parse_memory_bytes(value), 'MB')}mb"
-
-
 def common_options(spec: JobSpec, depend: list[str], suppress_email: bool) -> list[str]:
     """The options PBS Pro and Torque write alike: names, logs, token, queue, limits."""
     res = spec.resources
@@ -98,7 +94,6 @@ def common_options(spec: JobSpec, depend: list[str], suppress_email: bool) -> li
         "-N": checked_name(spec.name),
         "-o": log_path("ResourceSpec.stdout_path", res.stdout_path, res.work_dir),
         "-e": log_path("ResourceSpec.stderr_path", res.stderr_path, res.work_dir),
-        # the token is the script's file name: already [A-Za-z0-9_.-]
         "-v": spec.token and f"{TOKEN_VARIABLE}={quote('token', checked_name(spec.token))}",
         "-q": res.queue and quote("ResourceSpec.queue", res.queue),
         "-l": seconds
@@ -122,7 +117,7 @@ def directives(spec: JobSpec, *, suppress_email: bool = True) -> list[str]:
         own.append(f"-J {start}-{end}{f'%{spec.max_concurrent}' if spec.max_concurrent else ''}")
     chunk = [f"ncpus={res.cpus}"] if res.cpus else []
     chunk += [f"ngpus={res.gpus}"] if res.gpus else []
-    chunk += [f"mem={memory(res.memory)}"] if res.memory else []
+    chunk += [f"mem={format_memory(parse_memory_bytes(res.memory), 'MB')}mb"] if res.memory else []
     own += [f"-l select=1:{':'.join(chunk)}"] if chunk else []
     depend = [f"afterok:{':'.join(spec.depends_on)}"] if spec.depends_on else []
     return own + common_options(spec, depend, suppress_email)
@@ -143,9 +138,9 @@ def submit_argv(
 
 def parse_submit(stdout: str) -> str:
     """The job id qsub printed (its last line, kept whole: ``123.srv``, ``123[].srv``)."""
-    lines = stdout.strip().splitlines()
-    if lines and JOB_ID_PATTERN.match(lines[-1].strip()):
-        return lines[-1].strip()
+    last = (stdout.strip().splitlines() or [""])[-1].strip()
+    if JOB_ID_PATTERN.match(last):
+        return last
     raise SubmitError(f"qsub did not report a job id: {stdout.strip()[:500]!r}")
 
 
@@ -192,7 +187,6 @@ def first_look(
 ) -> tuple[str, Observation]:
     """A record's state letter, and its status (from ``states``), hosts, memory, submit."""
     state, used = text(attrs.get("job_state")) or "", attrs.get("resources_used")
-    # exec_host n1/0*2+n2/1: the host names, once each
     names = [part.split("/", 1)[0] for part in (text(attrs.get("exec_host")) or "").split("+")]
     return state, Observation(
         states.get(state, JobStatus.PENDING),
@@ -205,11 +199,11 @@ def first_look(
 def observe(attrs: Mapping[str, Any]) -> Observation | None:
     """One ``qstat -f -F json`` job object as an Observation; None for an unknown state."""
     state, obs = first_look(attrs, _STATES, moment)
-    if state in ("F", "X"):
+    if state in ("F", "X"):  # substate 91 is JOB_SUBSTATE_TERMINATED: deleted (qdel)
         comment = text(attrs.get("comment")) or ""
         code = integer(attrs.get("Exit_status"))
         obs.status, obs.exit_code, obs.reason = ending(code, _PBS_CODES)
-        if integer(attrs.get("substate")) == _TERMINATED or _KILLED_COMMENT.search(comment):
+        if integer(attrs.get("substate")) == 91 or _KILLED_COMMENT.search(comment):
             obs.status, obs.reason = JobStatus.KILLED, comment or "terminated"
         elif code is None and comment == "Subjob finished":  # its exit status is gone
             obs.status, obs.exit_code, obs.reason = JobStatus.DONE, 0, None
@@ -222,8 +216,7 @@ def observe(attrs: Mapping[str, Any]) -> Observation | None:
 
 
 def ids_named(stderr: str, phrases: Collection[str]) -> set[str]:
-    """The job ids in the stderr lines holding one of ``phrases``
-    (``qstat: Unknown Job Id 12.srv``, ``qstat: 12.srv Job has finished, use -x ...``)."""
+    """The job ids in stderr lines holding one of ``phrases`` (``qstat: Unknown Job Id 1.s``)."""
     found: set[str] = set()
     for line in stderr.splitlines():
         words = re.findall(r"[^\s,:]+", line)
@@ -236,9 +229,8 @@ def ids_named(stderr: str, phrases: Collection[str]) -> set[str]:
 def sort_jobs(
     objects: Mapping[str, Any], wanted: Collection[str] | None, observe: Observe, stderr: str = ""
 ) -> QueryResult:
-    """Job objects into plain jobs and array elements (``123[4].srv``: element 4 of
-    ``123[].srv``, whose own entry tells nothing more; odd ones logged and skipped), and
-    the ids stderr says are gone (ended) into not_found."""
+    """Job objects into jobs and array elements (``123[4].srv``: element 4 of ``123[].srv``,
+    whose own entry adds nothing), odd ones skipped; ids stderr says are gone: not_found."""
     gone = ids_named(stderr, GONE)
     result = QueryResult(not_found=gone if wanted is None else gone & set(wanted))
     for job_id, attrs in objects.items():
@@ -275,18 +267,16 @@ def job_objects(stdout: str, stderr: str = "") -> dict[str, Any]:
     return jobs
 
 
-def qstat_argv(
-    ids: Iterable[str] = (), *, history: bool = False, subjobs: bool = True
-) -> list[str]:
+def qstat_argv(ids: Iterable[str] = (), *, history: bool = False, subjob: bool = True) -> list[str]:
     """One ``qstat -f -F json`` for all ``ids`` (none: every job on the server); ``-t``
     lists each subjob, ``-x`` adds finished jobs (only where the server keeps history)."""
-    flags = [*(["-x"] if history else []), *(["-t"] if subjobs else [])]
+    flags = [*(["-x"] if history else []), *(["-t"] if subjob else [])]
     return ["qstat", "-f", "-F", "json", *flags, *ids]
 
 
 status_argv = listing_argv = qstat_argv  # the status poll; every job, for reconnect
 history_argv = partial(qstat_argv, history=True)  # ids the status poll said are gone
-lookup_argv = partial(qstat_argv, subjobs=False)  # every job, to find a token: history=...
+lookup_argv = partial(qstat_argv, subjob=False)  # every job, to find a token: history=...
 
 
 def parse_status(
@@ -313,9 +303,7 @@ def cancel_argv(ids: Collection[str]) -> list[str]:
     return ["qdel", *ids]
 
 
-def parse_cancel(
-    stdout: str, stderr: str, returncode: int, ids: Collection[str]
-) -> tuple[set[str], set[str]]:
+def parse_cancel(stdout: str, stderr: str, returncode: int, ids: Collection[str]) -> Cancelled:
     """(accepted ids, ids already ended). qdel names each job it refuses on stderr (``qdel:
     Job has finished 12.srv``); failing with a line about no job (no server), it took none."""
     named = ids_named(stderr, [""]) & set(ids)
@@ -326,16 +314,18 @@ def parse_cancel(
     return set(ids) - named, ended
 
 
-def find_token(
-    objects: Mapping[str, Any], name: str, token: str, token_of: Callable[[Any], str | None]
-) -> str | None:
-    """The id of the job called ``name`` that carries ``token`` (the last, if several)."""
-    found = [
-        job_id
-        for job_id, attrs in objects.items()
-        if isinstance(attrs, dict) and JOB_ID_PATTERN.match(job_id)
-        if text(attrs.get("Job_Name")) == name and token_of(attrs) == token
-    ]
+def find_token(objects: Mapping[str, Any], name: str, token: str) -> str | None:
+    """The id of the job called ``name`` whose Variable_List (an object in JSON, ``A=1,B=2``
+    in Torque's XML) carries ``token`` (the last such job, if several)."""
+    found = []
+    for job_id, attrs in objects.items():
+        if not isinstance(attrs, dict) or text(attrs.get("Job_Name")) != name:
+            continue
+        variables = attrs.get("Variable_List")
+        if not isinstance(variables, dict):
+            variables = dict(v.partition("=")[::2] for v in str(variables).split(","))
+        if text(variables.get(TOKEN_VARIABLE)) == token and JOB_ID_PATTERN.match(job_id):
+            found.append(job_id)
     return found[-1] if found else None
 
 
@@ -344,17 +334,10 @@ def parse_lookup(stdout: str, stderr: str, name: str, token: str) -> str | None:
     it. Anything unclear raises ClusterAPIError: a wrong "not found" submits twice."""
     if HISTORY_OFF in stderr:
         raise ClusterAPIError(f"qstat -x is refused here ({HISTORY_OFF}); look up without -x")
-    return find_token(job_objects(stdout or "{}", stderr), name, token, _token)
+    return find_token(job_objects(stdout or "{}", stderr), name, token)
 
 
-def _token(attrs: Mapping[str, Any]) -> str | None:
-    variables = attrs.get("Variable_List")
-    return text(variables.get(TOKEN_VARIABLE)) if isinstance(variables, dict) else None
-
-
-def listing(
-    objects: Mapping[str, Any], prefix: str, observe: Observe
-) -> tuple[QueryResult, dict[str, str]]:
+def listing(objects: Mapping[str, Any], prefix: str, observe: Observe) -> Listing:
     """Our jobs (names starting ``prefix-``) and the name of each job or array."""
     names = {k: str(text(a.get("Job_Name"))) for k, a in objects.items() if isinstance(a, dict)}
     mine = {k: objects[k] for k, name in names.items() if name.startswith(f"{prefix}-")}
@@ -362,5 +345,5 @@ def listing(
     return sort_jobs(mine, None, observe), arrays_and_jobs
 
 
-def parse_listing(stdout: str, prefix: str) -> tuple[QueryResult, dict[str, str]]:
+def parse_listing(stdout: str, prefix: str) -> Listing:
     return listing(job_objects(stdout or "{}"), prefix, observe)

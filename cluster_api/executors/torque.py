@@ -19,10 +19,11 @@ from typing import Any
 from ..core import JobSpec, Observation, QueryResult
 from ..errors import ClusterAPIError
 from ..models import JobStatus
-from ..units import parse_walltime_seconds
+from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
 from . import pbs
 from .pbs import (
     GONE,
+    Listing,
     common_options,
     ending,
     find_token,
@@ -30,7 +31,6 @@ from .pbs import (
     ids_named,
     integer,
     listing,
-    memory,
     quote,
     sort_jobs,
     text,
@@ -69,7 +69,7 @@ def directives(spec: JobSpec, *, suppress_email: bool = True) -> list[str]:
     node = ["nodes=1", *([f"ppn={res.cpus}"] if res.cpus else [])]
     node += [f"gpus={res.gpus}"] if res.gpus else []
     own += [f"-l {':'.join(node)}"] if len(node) > 1 else []
-    own += [f"-l mem={memory(res.memory)}"] if res.memory else []
+    own += [f"-l mem={format_memory(parse_memory_bytes(res.memory), 'MB')}mb"] if res.memory else []
     own.append(f"-d {quote('ResourceSpec.work_dir', res.work_dir)}")
     # An array is waited for with afterokarray (all its subjobs), a plain job with afterok.
     plain = [i for i in spec.depends_on if "[]" not in i]
@@ -179,17 +179,10 @@ def lookup_argv() -> list[str]:
     return ["qstat", "-f", "-x"]
 
 
-def token_of(attrs: Mapping[str, Any]) -> str | None:
-    """The token in ``Variable_List`` (``A=1,CLUSTER_API_TOKEN=x,...`` on Torque)."""
-    variables = text(attrs.get("Variable_List")) or ""
-    found = re.search(rf"(?:^|,){TOKEN_VARIABLE}=([^,]*)", variables)
-    return found.group(1) if found else None
-
-
 def parse_lookup(stdout: str, stderr: str, name: str, token: str) -> str | None:
     """The id of the submission carrying ``token``; None only when qstat answered and has
     no such job; ClusterAPIError for an answer that cannot be read."""
-    return find_token(job_objects(stdout or "<Data></Data>", stderr), name, token, token_of)
+    return find_token(job_objects(stdout or "<Data></Data>", stderr), name, token)
 
 
 def listing_argv() -> list[str]:
@@ -197,6 +190,6 @@ def listing_argv() -> list[str]:
     return ["qstat", "-f", "-x", "-t"]
 
 
-def parse_listing(stdout: str, prefix: str) -> tuple[QueryResult, dict[str, str]]:
+def parse_listing(stdout: str, prefix: str) -> Listing:
     """Our jobs and arrays by name (a subjob's name is the array's plus ``-4``)."""
     return listing(job_objects(stdout or "<Data></Data>"), prefix, observe)
