@@ -121,6 +121,9 @@ def test_unwritable_values_refused_naming_the_field(resources: ResourceSpec, fie
 def test_bad_names_and_dependencies_refused() -> None:
     with pytest.raises(ValueError, match="job name"):
         pbs.directives(spec(name="x" * 231))
+    assert "-v CLUSTER_API_TOKEN=" + "x" * 230 + ".12" in pbs.directives(
+        spec(name="x" * 230, token="x" * 230 + ".12")
+    )
     with pytest.raises(ValueError, match="depends_on"):
         pbs.directives(spec(depends_on=["41.srv; rm -rf /"]))
 

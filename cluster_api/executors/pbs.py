@@ -67,9 +67,9 @@ def quote(field: str, value: str) -> str:
     raise ValueError(f"{field} {value!r} holds both ' and \", which a #PBS line cannot carry")
 
 
-def checked_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
+def checked_name(name: str, limit: int = MAX_NAME_LENGTH, what: str = "job name") -> str:
     if not _NAME_CHARS.match(name) or len(name) > limit:
-        raise ValueError(f"job name {name!r} must be 1-{limit} of A-Z a-z 0-9 _ . + - for PBS")
+        raise ValueError(f"{what} {name!r} must be 1-{limit} of A-Z a-z 0-9 _ . + - for PBS")
     return name
 
 
@@ -94,7 +94,7 @@ def common_options(spec: JobSpec, depend: list[str], suppress_email: bool) -> li
         "-N": checked_name(spec.name),
         "-o": log_path("ResourceSpec.stdout_path", res.stdout_path, res.work_dir),
         "-e": log_path("ResourceSpec.stderr_path", res.stderr_path, res.work_dir),
-        "-v": spec.token and f"{TOKEN_VARIABLE}={quote('token', checked_name(spec.token))}",
+        "-v": spec.token and f"{TOKEN_VARIABLE}={checked_name(spec.token, 4096, 'token')}",
         "-q": res.queue and quote("ResourceSpec.queue", res.queue),
         "-l": seconds
         and f"walltime={seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",

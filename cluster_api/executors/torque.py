@@ -44,7 +44,6 @@ ARRAY_INDEX_VARIABLE = "PBS_ARRAYID"
 CAN_CAP_ARRAY = True  # -t X-Y%slots
 SCRIPT_MUST_CD = False  # -d sets the working directory (the default is $HOME)
 HAS_HISTORY = False  # no history command: ended jobs show as C for keep_completed seconds
-MAX_NAME_LENGTH = 256  # PBS_MAXJOBNAMELEN in Torque's ck_job_name.c
 #: What Torque reports for a running job it cancelled (server's exit_code_canceled_job).
 CANCELLED_EXIT = 271
 _TORQUE_CODES = {
