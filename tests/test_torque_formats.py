@@ -168,5 +168,5 @@ def test_parsers_never_crash(parts: list[str], stderr: str) -> None:
         torque.parse_listing(text, "capi")
 
 
-def test_helpers_typed(tmp_path: Any) -> None:
+def test_classic_pbs_rules_are_shared() -> None:
     assert torque.DIRECTIVE == "#PBS" and torque.JOB_ID_PATTERN.match("189[299].napali")
