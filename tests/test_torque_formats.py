@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
