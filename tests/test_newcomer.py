@@ -195,7 +195,7 @@ def test_unknown_executor_names_file_key_and_nearest(
     message = str(raised.value)
     assert message.startswith(origin.format(path=path) + ": config.executor: ")
     assert "unknown executor 'slurmm' (did you mean 'slurm'?)" in message
-    assert "known executors: local, lsf, slurm" in message
+    assert "known executors: local, lsf, pbs, slurm, torque" in message
 
 
 def test_unknown_executor_as_keyword_says_override() -> None:

@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_TARGETS = {
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
+    "pbs": "cluster_api.executors.pbs:PBSExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",
+    "torque": "cluster_api.executors.torque:TorqueExecutor",
 }
 
 PLUGIN_MODULE = '''

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_pbs_formats import spec, words
 
 from cluster_api.errors import ClusterAPIError
-from cluster_api.executors import torque
+from cluster_api.executors import torque_formats as torque
 from cluster_api.models import JobStatus, ResourceSpec
 
 DATA = Path(__file__).parent / "data" / "torque"
@@ -37,13 +37,13 @@ def test_directive_table() -> None:
     ]
     assert "-l walltime=00:10:00" in options
     assert "-W depend=afterok:7.h,afterokarray:8[].h" in options
-    assert torque.ARRAY_INDEX_VARIABLE == "PBS_ARRAYID" and torque.CAN_CAP_ARRAY
+    assert torque.ARRAY_INDEX_VARIABLE == "PBS_ARRAYID"
 
 
 def test_work_dir_is_a_directive() -> None:
     options = torque.directives(spec(resources=ResourceSpec(work_dir="/my runs")))
     assert words(next(o for o in options if o.startswith("-d "))) == ["-d", "/my runs"]
-    assert not torque.SCRIPT_MUST_CD and torque.work_dir_lines("/my runs") == []
+    assert torque.work_dir_lines("/my runs") == []
 
 
 def test_single_task_arrays_allowed_and_no_cpus_no_nodes() -> None:
@@ -120,7 +120,6 @@ def test_unusable_answers_raise(stdout: str) -> None:
 
 def test_argv() -> None:
     assert torque.status_argv(["1.h"]) == ["qstat", "-f", "-x", "-t", "1.h"]
-    assert not torque.HAS_HISTORY
 
 
 # -- cancel, lookup, listing -------------------------------------------------------------

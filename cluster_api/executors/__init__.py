@@ -20,7 +20,9 @@ ENTRY_POINT_GROUP = "cluster_api.executors"
 _BUILTIN = {
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
+    "pbs": "cluster_api.executors.pbs:PBSExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",
+    "torque": "cluster_api.executors.torque:TorqueExecutor",
 }
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 
+from cluster_api.testing.pbs_simulator import PBSSimulator, install_pbs_simulator
 from cluster_api.testing.simulator import Call, LSFSimulator, install_simulator
 
-__all__ = ["Call", "LSFSimulator", "install_simulator"]
+__all__ = ["Call", "LSFSimulator", "PBSSimulator", "install_pbs_simulator", "install_simulator"]
 
 # ``pytest -p cluster_api.testing`` provides the fixture too; without pytest installed the
 # simulator still works.
 with contextlib.suppress(ImportError):
-    from cluster_api.testing.plugin import lsf_simulator  # noqa: F401
+    from cluster_api.testing.plugin import lsf_simulator, pbs_simulator  # noqa: F401

@@ -1,4 +1,5 @@
-"""pytest plugin (entry point ``cluster_api``): the ``lsf_simulator`` fixture.
+"""pytest plugin (entry point ``cluster_api``): the ``lsf_simulator`` and
+``pbs_simulator`` fixtures.
 
 Use it by installing the package (the ``pytest11`` entry point registers it) or with
 ``pytest -p cluster_api.testing.plugin``::
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from cluster_api.testing.pbs_simulator import PBSSimulator, install_pbs_simulator
 from cluster_api.testing.simulator import LSFSimulator, install_simulator
 
-__all__ = ["lsf_simulator"]
+__all__ = ["lsf_simulator", "pbs_simulator"]
 
 ENTRY_POINT_NAME = "cluster_api"
 
@@ -41,6 +43,20 @@ def lsf_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[L
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LSB_DISPLAY_YEAR", raising=False)
     monkeypatch.delenv("LSB_BJOBS_FORMAT", raising=False)
+    try:
+        yield simulator
+    finally:
+        simulator.kill_everything()
+
+
+@pytest.fixture
+def pbs_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PBSSimulator]:
+    """A private simulated PBS Pro server (``set(flavour="torque")`` for Torque) whose
+    ``qsub``, ``qstat`` and ``qdel`` come first on ``PATH``; every job still running at
+    teardown is killed, with its whole process tree."""
+    simulator = install_pbs_simulator(tmp_path / "pbssim")
+    for name, value in simulator.env.items():
+        monkeypatch.setenv(name, value)
     try:
         yield simulator
     finally:
