@@ -154,8 +154,8 @@ asyncio.run(main())
 
 async def test_reconnect_in_a_fresh_process(cluster: Cluster) -> None:
     first = cluster.executor()
-    job = await first.submit("sleep 1; exit 5", "survivor", resources=cluster.resources())
-    array = await first.submit_array("sleep 1", "arr", (1, 3), resources=cluster.resources())
+    job = await first.submit("sleep 6; exit 5", "survivor", resources=cluster.resources())
+    array = await first.submit_array("sleep 5", "arr", (1, 3), resources=cluster.resources())
     out = subprocess.run(
         [sys.executable, "-c", RECONNECT, json.dumps(cluster.config)],
         capture_output=True,

@@ -38,11 +38,11 @@ class PBSSimulator(SimulatorHandle):
     def qsub_answer_delay(self, seconds: float) -> None:
         """Every qsub submits the job, then waits ``seconds`` before printing its id
         (0 to stop): a client killed meanwhile never learns the id of a job that exists."""
-        self._update_control(None, {"qsub_answer_delay": float(seconds) or None})
+        self._submit_answer_delay("qsub", seconds)
 
     def qsub_hang_after_submit(self, seconds: float, times: int = 1) -> None:
         """The next qsub call(s) submit and start the job, then sleep before printing."""
-        self._update_control(None, {"qsub_hang": float(seconds), "qsub_hang_count": times})
+        self._submit_hang("qsub", seconds, times)
 
 
 def install_pbs_simulator(state_dir: str | os.PathLike[str], flavour: str = "pbs") -> PBSSimulator:

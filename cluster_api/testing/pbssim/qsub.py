@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..simkit.cli import UsageError
-from ..simkit.faults import consume_fault
+from ..simkit.faults import hold_submit_answer
 from ..simkit.jobs import new_element
 from ..simkit.procs import username
 from ..simkit.runner import spawn_runner
@@ -197,11 +197,7 @@ def command_qsub(args: list[str], state_dir: str, control: Json) -> int:
         state = load_state(state_dir)
         state["jobs"][str(job["id"])]["runner_pid"] = pid
         save_state(state_dir, state)
-    hang = float(control["faults"].get("qsub_hang") or 0)
-    if hang > 0:
-        consume_fault(state_dir, "qsub_hang")
-        time.sleep(hang)
-    time.sleep(float(control["faults"].get("qsub_answer_delay") or 0))
+    hold_submit_answer(state_dir, control, "qsub")
     sys.stdout.write(job_id(job) + "\n")
     sys.stdout.flush()
     return 0
