@@ -166,3 +166,28 @@ async def test_reconnect_in_a_fresh_process(cluster: Cluster) -> None:
     )
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found == {job.job_id: ["failed", 5], array.job_id: ["done", 0]}
+
+
+async def test_an_outage_is_waited_out(cluster: Cluster) -> None:
+    executor = cluster.executor()
+    job = await executor.submit("sleep 1", "patient", resources=cluster.resources())
+    cluster.simulator.outage(2.0)
+    cluster.simulator.garbage_output_once("qstat")
+    await run_to_end(executor, job)
+    assert (job.status, job.exit_code) == (JobStatus.DONE, 0)
+
+
+async def test_a_lost_qsub_answer_is_found_by_its_token(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qsub submitted but its answer came too late: the lookup finds the job, which is
+    not submitted twice."""
+    from cluster_api.executors.pbs import PBS
+
+    monkeypatch.setattr(PBS, "submit_retry_delay", 0.2)
+    cluster.simulator.qsub_hang_after_submit(5.0)
+    executor = create_executor(**{**cluster.config, "command_timeout": 1.5})
+    job = await executor.submit("exit 0", "once", resources=cluster.resources())
+    assert len(cluster.simulator.jobs()) == 1
+    await run_to_end(executor, job)
+    assert job.status is JobStatus.DONE
