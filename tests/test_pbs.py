@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from test_scheduler_contract import ScriptedRunner
 
 from cluster_api import ClusterConfig, JobStatus, ResourceSpec, create_executor
 from cluster_api.engine import BatchExecutor
@@ -16,37 +16,14 @@ from cluster_api.executors import available_executors
 from cluster_api.executors.pbs import PBS, PBSExecutor
 from cluster_api.executors.pbs_formats import HISTORY_OFF
 from cluster_api.executors.torque import TorqueExecutor
-from cluster_api.runner import CommandResult
 from cluster_api.scheduler import CommandAnswer
-
-Answer = tuple[str, str, int]
-
-
-class Runner:
-    """Answers each argv with ``answer(argv)``; records every argv."""
-
-    def __init__(self, answer: Callable[[list[str]], Answer]) -> None:
-        self.answer = answer
-        self.argvs: list[list[str]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin_file: str | None = None,
-    ) -> CommandResult:
-        self.argvs.append(list(argv))
-        out, err, rc = self.answer(list(argv))
-        return CommandResult(list(argv), out, err, rc)
 
 
 def jobs_json(jobs: dict[str, dict[str, object]]) -> str:
     return json.dumps({"pbs_version": "2022.1.1", "Jobs": jobs})
 
 
-def make(cls: type[BatchExecutor], runner: Runner, tmp_path: Path) -> BatchExecutor:
+def make(cls: type[BatchExecutor], runner: ScriptedRunner, tmp_path: Path) -> BatchExecutor:
     config = ClusterConfig(executor=cls.name, log_directory=str(tmp_path / "logs"), journal=False)
     return cls(config, runner=runner)
 
@@ -59,7 +36,8 @@ def test_both_are_registered_executors() -> None:
 
 async def test_a_pbs_job_moves_to_its_work_dir_itself(tmp_path: Path) -> None:
     """PBS starts jobs in $HOME; Torque is told the folder with -d."""
-    runner = Runner(lambda argv: ("7.srv\n", "", 0))
+    runner = ScriptedRunner()
+    runner.answers["qsub"] = "7.srv\n"
     work = tmp_path / "my runs"
     work.mkdir()
     for cls in (PBSExecutor, TorqueExecutor):
@@ -73,7 +51,8 @@ async def test_a_pbs_job_moves_to_its_work_dir_itself(tmp_path: Path) -> None:
 
 
 async def test_array_elements_get_array_index_from_the_scheduler_variable(tmp_path: Path) -> None:
-    runner = Runner(lambda argv: ("8[].srv\n", "", 0))
+    runner = ScriptedRunner()
+    runner.answers["qsub"] = "8[].srv\n"
     for cls, variable in ((PBSExecutor, "PBS_ARRAY_INDEX"), (TorqueExecutor, "PBS_ARRAYID")):
         executor = make(cls, runner, tmp_path)
         record = await executor.submit_array(
@@ -90,8 +69,8 @@ async def test_pbs_subjobs_are_elements_of_the_array(tmp_path: Path) -> None:
         "8[2].srv": {"Job_Name": "arr", "job_state": "F", "Exit_status": 3},
         "8[3].srv": {"Job_Name": "arr", "job_state": "R"},
     }
-    answers = {"qsub": ("8[].srv\n", "", 0), "qstat": (jobs_json(subjobs), "", 0)}
-    runner = Runner(lambda argv: answers[argv[0]])
+    runner = ScriptedRunner()
+    runner.answers.update(qsub="8[].srv\n", qstat=jobs_json(subjobs))
     executor = make(PBSExecutor, runner, tmp_path)
     record = await executor.submit_array(
         "true", "arr", (1, 3), resources=ResourceSpec(work_dir=str(tmp_path))
@@ -108,18 +87,15 @@ async def test_a_server_without_history_is_asked_with_x_only_once(tmp_path: Path
     """Where job_history_enable is off, qstat -x says so (exit 0, no Jobs): from then on
     the exit files alone tell how a vanished job ended."""
 
-    def answer(argv: list[str]) -> Answer:
-        if argv[0] == "qsub":
-            return f"{len(runner.argvs)}.srv\n", "", 0
-        if "-x" in argv:
-            return "", f"qstat: {HISTORY_OFF}\n", 0
-        return "", "".join(f"qstat: Unknown Job Id {i}\n" for i in argv[5:]), 153
-
-    runner = Runner(answer)
+    runner = ScriptedRunner()
+    unknown = "qstat: Unknown Job Id 1.srv\nqstat: Unknown Job Id 2.srv\n"
+    runner.answers.update({"qstat": ("", unknown, 153), "qstat -x": ("", HISTORY_OFF, 0)})
     executor = make(PBSExecutor, runner, tmp_path)
     work = ResourceSpec(work_dir=str(tmp_path))
+    runner.answers["qsub"] = "1.srv\n"
     first = await executor.submit("true", "a", resources=work)
     await executor.poll()
+    runner.answers["qsub"] = "2.srv\n"
     second = await executor.submit("true", "b", resources=work)
     await executor.poll()
     await executor.poll()
@@ -129,11 +105,10 @@ async def test_a_server_without_history_is_asked_with_x_only_once(tmp_path: Path
 
 
 async def test_an_outage_is_an_error_not_an_ending(tmp_path: Path) -> None:
-    answers = {
-        "qsub": ("9.srv\n", "", 0),
-        "qstat": ("", "Connection refused\nqstat: cannot connect to server srv (errno=111)\n", 2),
-    }
-    executor = make(PBSExecutor, Runner(lambda argv: answers[argv[0]]), tmp_path)
+    runner = ScriptedRunner()
+    refused = "Connection refused\nqstat: cannot connect to server srv (errno=111)\n"
+    runner.answers.update(qsub="9.srv\n", qstat=("", refused, 2))
+    executor = make(PBSExecutor, runner, tmp_path)
     record = await executor.submit("true", "a", resources=ResourceSpec(work_dir=str(tmp_path)))
     with pytest.raises(ClusterAPIError, match="cannot connect"):
         await executor.poll()
