@@ -442,7 +442,7 @@ def test_config_check_reports_file_key_and_line(project: Project) -> None:
         "    queu: gpu\n"  # 6
         "  big:\n"  # 7
         "    memory: lots\n"  # 8
-        "    executor: pbs\n"  # 9
+        "    executor: condor\n"  # 9
     )
     result = project.run("config", "check", "bad.yaml")
     assert result.code == 2, result
@@ -452,7 +452,7 @@ def test_config_check_reports_file_key_and_line(project: Project) -> None:
         "bad.yaml:3: error: poll_interval must be more than 0, got -1",
         "bad.yaml:8: error: memory: invalid memory 'lots': expected a number and a unit, "
         "e.g. '512 MB' or '8 GB' [profile big]",
-        "bad.yaml:9: error: executor: unknown executor 'pbs'; known executors: "
+        "bad.yaml:9: error: executor: unknown executor 'condor'; known executors: "
         + ", ".join(__import__("cluster_api").available_executors())
         + " [profile big]",
         "bad.yaml: 3 errors",

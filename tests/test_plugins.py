@@ -29,8 +29,10 @@ BUILTIN_TARGETS = {
     "flux": "cluster_api.executors.flux:FluxExecutor",
     "local": "cluster_api.executors.local:LocalExecutor",
     "lsf": "cluster_api.executors.lsf:LSFExecutor",
+    "pbs": "cluster_api.executors.pbs:PBSExecutor",
     "slurm": "cluster_api.executors.slurm:SlurmExecutor",
     "sge": "cluster_api.executors.sge:SGEExecutor",
+    "torque": "cluster_api.executors.torque:TorqueExecutor",
 }
 
 PLUGIN_MODULE = '''

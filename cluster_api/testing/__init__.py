@@ -12,11 +12,24 @@ from __future__ import annotations
 import contextlib
 
 from cluster_api.testing.flux_simulator import FluxSimulator, install_flux_simulator
+from cluster_api.testing.pbs_simulator import PBSSimulator, install_pbs_simulator
 from cluster_api.testing.simulator import Call, LSFSimulator, install_simulator
 
-__all__ = ["Call", "FluxSimulator", "LSFSimulator", "install_flux_simulator", "install_simulator"]
+__all__ = [
+    "Call",
+    "FluxSimulator",
+    "LSFSimulator",
+    "PBSSimulator",
+    "install_flux_simulator",
+    "install_pbs_simulator",
+    "install_simulator",
+]
 
 # ``pytest -p cluster_api.testing`` provides the fixture too; without pytest installed the
 # simulator still works.
 with contextlib.suppress(ImportError):
-    from cluster_api.testing.plugin import flux_simulator, lsf_simulator  # noqa: F401
+    from cluster_api.testing.plugin import (  # noqa: F401
+        flux_simulator,
+        lsf_simulator,
+        pbs_simulator,
+    )

@@ -149,6 +149,17 @@ class SimulatorHandle:
                     current[key] = value
             store.save_control(state_dir, control)
 
+    def _submit_answer_delay(self, command: str, seconds: float) -> None:
+        """Every ``command`` (the submit command) submits the job, then waits ``seconds``
+        before printing its answer (0 to stop)."""
+        self._update_control(None, {f"{command}_answer_delay": float(seconds) or None})
+
+    def _submit_hang(self, command: str, seconds: float, times: int) -> None:
+        """The next ``times`` submissions start the job, then sleep before answering."""
+        self._update_control(
+            None, {f"{command}_hang": float(seconds), f"{command}_hang_count": times}
+        )
+
     def set(self, **settings: Any) -> None:
         """Change knobs (the scheduler's ``DEFAULT_SETTINGS`` name them)."""
         unknown = sorted(set(settings) - set(self.defaults))

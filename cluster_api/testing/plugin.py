@@ -1,5 +1,5 @@
-"""pytest plugin with the ``lsf_simulator`` and ``flux_simulator`` fixtures; opt-in, loaded
-only where asked for.
+"""pytest plugin with the ``lsf_simulator``, ``pbs_simulator`` and ``flux_simulator``
+fixtures; opt-in, loaded only where asked for.
 
 Load it with ``pytest -p cluster_api.testing.plugin``, or in a ``conftest.py``::
 
@@ -22,13 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from cluster_api.testing.flux_simulator import FluxSimulator, install_flux_simulator
+from cluster_api.testing.handle import SimulatorHandle
+from cluster_api.testing.pbs_simulator import PBSSimulator, install_pbs_simulator
 from cluster_api.testing.simulator import LSFSimulator, install_simulator
 
-__all__ = ["flux_simulator", "lsf_simulator"]
+__all__ = ["flux_simulator", "lsf_simulator", "pbs_simulator"]
+
+Handle = TypeVar("Handle", bound=SimulatorHandle)
 
 
 @pytest.fixture
@@ -49,10 +54,21 @@ def lsf_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[L
 
 
 @pytest.fixture
+def pbs_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PBSSimulator]:
+    """A private simulated PBS Pro server (``set(flavour="torque")`` for Torque) whose
+    ``qsub``, ``qstat`` and ``qdel`` come first on ``PATH``; every job still running at
+    teardown is killed, with its whole process tree."""
+    yield from _on_path(install_pbs_simulator(tmp_path / "pbssim"), monkeypatch)
+
+
+@pytest.fixture
 def flux_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FluxSimulator]:
     """A private simulated Flux instance whose ``flux`` comes first on ``PATH``; every
     job still running at teardown is killed, with its whole process tree."""
-    simulator = install_flux_simulator(tmp_path / "fluxsim")
+    yield from _on_path(install_flux_simulator(tmp_path / "fluxsim"), monkeypatch)
+
+
+def _on_path(simulator: Handle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Handle]:
     for name, value in simulator.env.items():
         monkeypatch.setenv(name, value)
     try:

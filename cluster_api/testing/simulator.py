@@ -52,11 +52,11 @@ class LSFSimulator(SimulatorHandle):
     def bsub_answer_delay(self, seconds: float) -> None:
         """Every bsub submits the job, then waits ``seconds`` before printing its answer
         (0 to stop): a client killed meanwhile never learns the id of a job that exists."""
-        self._update_control(None, {"bsub_answer_delay": float(seconds) or None})
+        self._submit_answer_delay("bsub", seconds)
 
     def bsub_hang_after_submit(self, seconds: float, times: int = 1) -> None:
         """The next bsub call(s) submit and start the job, then sleep before printing."""
-        self._update_control(None, {"bsub_hang": float(seconds), "bsub_hang_count": times})
+        self._submit_hang("bsub", seconds, times)
 
     def kill_as_admin(self, job_id: int | str, index: int | str | None = None) -> None:
         """Kill a job as the LSF administrator would: it ends EXIT with TERM_ADMIN."""

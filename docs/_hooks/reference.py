@@ -112,7 +112,14 @@ _EXAMPLES: dict[str, Any] = {
     "stdout_path": "/scratch/me/logs/out.log",
     "stderr_path": "/scratch/me/logs/err.log",
 }
-_EXTRA_DIRECTIVE = {"lsf": "-B", "slurm": "--exclusive", "sge": "-notify", "flux": "--exclusive"}
+_EXTRA_DIRECTIVE = {
+    "lsf": "-B",
+    "slurm": "--exclusive",
+    "sge": "-notify",
+    "flux": "--exclusive",
+    "pbs": "-r n",
+    "torque": "-r n",
+}
 _BASE_DIR = "/scratch/me/run1"
 
 

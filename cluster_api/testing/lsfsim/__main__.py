@@ -1,23 +1,20 @@
 """Start one simulated LSF command: ``python -I -S <this file> bjobs -a``.
 
 The wrapper scripts run this file by path so that a command imports only the simulator
-(standard library, no ``cluster_api``, no yaml or asyncio) and starts fast. The folder
-holding the simulator packages becomes the root of a bare package that is never
-initialised, so their relative imports resolve without running ``cluster_api``'s or
-``cluster_api.testing``'s ``__init__``. ``python -m cluster_api.testing.lsfsim`` works too.
+(standard library, no ``cluster_api``, no yaml or asyncio) and starts fast: see
+``simkit/boot.py``. ``python -m cluster_api.testing.lsfsim`` works too.
 """
 
 import os
 import sys
-import types
 
 if __package__:
     from .main import main
 else:
-    ROOT = "_clusterapi_sim"
-    root = types.ModuleType(ROOT)
-    root.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    sys.modules[ROOT] = root
-    main = __import__(f"{ROOT}.lsfsim.main", fromlist=["main"]).main
+    here = os.path.dirname(os.path.abspath(__file__))
+    boot: dict = {"__file__": os.path.join(os.path.dirname(here), "simkit", "boot.py")}  # type: ignore[type-arg]
+    with open(boot["__file__"], encoding="utf-8") as source:
+        exec(compile(source.read(), boot["__file__"], "exec"), boot)
+    main = boot["main_of"](here)
 
 sys.exit(main())

@@ -11,7 +11,7 @@ import time
 from typing import NamedTuple
 
 from ..simkit.cli import UsageError, answer_help_or_version
-from ..simkit.faults import consume_fault
+from ..simkit.faults import hold_submit_answer
 from ..simkit.jobs import STAT_FINISHED, new_element, sorted_elements
 from ..simkit.procs import hostname, username
 from ..simkit.runner import spawn_runner
@@ -243,11 +243,7 @@ def command_bsub(args: list[str], state_dir: str, control: Json) -> int:
         state = load_state(state_dir)
         state["jobs"][str(job_id)]["runner_pid"] = pid
         save_state(state_dir, state)
-    hang = float(control["faults"].get("bsub_hang") or 0)
-    if hang > 0:
-        consume_fault(state_dir, "bsub_hang")
-        time.sleep(hang)
-    time.sleep(float(control["faults"].get("bsub_answer_delay") or 0))
+    hold_submit_answer(state_dir, control, "bsub")
     sys.stdout.write(f"Job <{job_id}> is submitted to queue <{job['queue']}>.\n")
     sys.stdout.flush()
     if opts.get("-K"):

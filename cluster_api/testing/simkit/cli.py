@@ -44,6 +44,31 @@ class Scheduler(NamedTuple):
     """The ``_runner`` command: supervise one job (usually ``simkit.runner.run_job``)."""
 
 
+def lazy_command(package: str, name: str) -> Handler:
+    """``command_<name>`` of the module ``<package>.<name>``, imported when first called:
+    a command loads only its own module (the status command runs far more often than
+    the submit command with its runner and dependency parser)."""
+
+    def handler(args: list[str], state_dir: str, control: Json) -> int:
+        module = __import__(f"{package}.{name}", fromlist=[f"command_{name}"])
+        run: Handler = getattr(module, f"command_{name}")
+        return run(args, state_dir, control)
+
+    return handler
+
+
+def style_runner(package: str) -> Callable[[list[str], str], int]:
+    """The ``_runner`` command with the job style ``<package>.jobenv.JOB_STYLE``."""
+
+    def run_job(args: list[str], state_dir: str) -> int:
+        from .runner import run_job as supervise
+
+        style = __import__(f"{package}.jobenv", fromlist=["JOB_STYLE"]).JOB_STYLE
+        return supervise(style, args, state_dir)
+
+    return run_job
+
+
 def answer_help_or_version(arg: str, usage: str, version: str) -> None:
     """``-h``/``-help`` and ``-V``, which every command of a scheduler answers alike."""
     if arg in ("-h", "-help"):

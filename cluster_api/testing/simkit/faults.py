@@ -100,3 +100,15 @@ def apply_faults(
         sys.stdout.buffer.flush()
         return 0
     return None
+
+
+def hold_submit_answer(state_dir: str, control: Json, command: str) -> None:
+    """After submitting, before printing the id: sleep for a one-shot ``<command>_hang``
+    and for every ``<command>_answer_delay`` (a client timing out meanwhile never learns
+    the id of a job that exists)."""
+    faults: Json = control["faults"]
+    hang = float(faults.get(f"{command}_hang") or 0)
+    if hang > 0:
+        consume_fault(state_dir, f"{command}_hang")
+        time.sleep(hang)
+    time.sleep(float(faults.get(f"{command}_answer_delay") or 0))

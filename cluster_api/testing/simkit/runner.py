@@ -48,6 +48,7 @@ class JobStyle(NamedTuple):
 
     defaults: Json
     """The scheduler's knobs (the runner reads ``slots``, ``seconds_per_minute``,
+    ``runlimit_signals`` (default USR2 then KILL),
     ``job_terminate_interval`` and ``mem_sample_interval``)."""
     environment: Callable[[Json, str, str], dict[str, str]]
     """(job, element key, working directory) -> the scheduler's job variables."""
@@ -377,7 +378,8 @@ def _enforce(
         and el.request is None
         and now - el.start > float(limit) * float(settings["seconds_per_minute"])
     ):
-        runlimit = {"reason": "TERM_RUNLIMIT", "exit_code": 140, "signals": ["USR2", "KILL"]}
+        signals = settings.get("runlimit_signals", ["USR2", "KILL"])
+        runlimit = {"reason": "TERM_RUNLIMIT", "exit_code": 140, "signals": signals}
         _terminate(el, runlimit, now, settings)
     if now >= el.next_sample:
         el.next_sample = now + float(settings["mem_sample_interval"])
@@ -410,16 +412,22 @@ def _supervise(
     # The job's main process ended: nothing of the job may outlive it.
     signal_group(el.pid, signal.SIGKILL)
     code = os.waitstatus_to_exitcode(status)
+    killed_by = -code if code < 0 else 0
     if code < 0:
         code = 128 - code
     # ru_maxrss is useless here: it counts the runner's own pages copied by fork().
     cpu = float(rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
-    _record_end(state_dir, str(job["id"]), el, code, cpu)
+    _record_end(state_dir, str(job["id"]), el, (code, killed_by), cpu)
     return True
 
 
-def _record_end(state_dir: str, job_key: str, el: Element, code: int, cpu: float) -> None:
-    """How the element ended: as a kill asked for it, else from its exit code."""
+def _record_end(
+    state_dir: str, job_key: str, el: Element, ending: tuple[int, int], cpu: float
+) -> None:
+    """How the element ended: as a kill asked for it, else from its exit code;
+    ``ending`` is (exit code, 128+signal for a signal; the signal or 0). The signal is
+    kept as ``signal`` (PBS reports such an end as 256+signal)."""
+    code, killed_by = ending
     end = time.time()
     with locked(state_dir):
         state = load_state(state_dir)
@@ -427,6 +435,7 @@ def _record_end(state_dir: str, job_key: str, el: Element, code: int, cpu: float
         request = record.get("kill") or el.request
         record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
         record["cpu_time"] = cpu
+        record["signal"] = killed_by
         if record["stat"] not in STAT_FINISHED:
             if request and request.get("as_done"):
                 finish_element(record, "DONE", 0, "", end)
