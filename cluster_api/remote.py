@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
 
@@ -71,9 +70,8 @@ class SSHFailure(enum.Enum):
 
 
 class SSHError(CommandFailedError):
-    """A command could not run on the remote host; ``destination`` and ``cause`` say where
-    and why. A subclass of `CommandFailedError` ("could not be started"), so the engine
-    handles it as it handles a local command that cannot start: as an outage."""
+    """A command could not run on the remote host (``destination``), for ``cause``: to the
+    engine, like a local command that could not start (`CommandFailedError`), an outage."""
 
     def __init__(self, destination: str, cause: SSHFailure, detail: str = "") -> None:
         detail = detail.strip()
@@ -87,23 +85,22 @@ class RemoteFileExistsError(ClusterAPIError):
     """A remote file was not written because one is already there."""
 
 
-_FAILURE_PATTERNS: tuple[tuple[str, SSHFailure], ...] = (
-    ("REMOTE HOST IDENTIFICATION HAS CHANGED", SSHFailure.HOST_KEY_CHANGED),
-    ("Host key verification failed", SSHFailure.HOST_KEY_UNKNOWN),
-    ("Permission denied (", SSHFailure.KEY_REFUSED),
-    ("Could not resolve hostname", SSHFailure.UNREACHABLE),
-    ("Connection refused", SSHFailure.UNREACHABLE),
-    ("timed out", SSHFailure.UNREACHABLE),
-    ("No route to host", SSHFailure.UNREACHABLE),
-    ("Network is unreachable", SSHFailure.UNREACHABLE),
+_UNREACHABLE = (
+    "Could not resolve hostname|Connection refused|timed out|No route to host|unreachable"
+)
+_FAILURE_PATTERNS = (
+    (re.compile("REMOTE HOST IDENTIFICATION HAS CHANGED"), SSHFailure.HOST_KEY_CHANGED),
+    (re.compile("Host key verification failed"), SSHFailure.HOST_KEY_UNKNOWN),
+    (re.compile(r"Permission denied \("), SSHFailure.KEY_REFUSED),
+    (re.compile(_UNREACHABLE), SSHFailure.UNREACHABLE),
 )
 
 
 def classify_ssh_failure(stderr: str) -> SSHFailure | None:
     """The cause OpenSSH's stderr names for an exit 255, or None when it names none (a
     remote command may exit 255 itself)."""
-    for text, failure in _FAILURE_PATTERNS:
-        if text in stderr:
+    for pattern, failure in _FAILURE_PATTERNS:
+        if pattern.search(stderr):
             return failure
     return None
 
@@ -128,8 +125,6 @@ def _parse_host(value: object) -> str:
 def _parse_port(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         raise ValueError(f"ssh_port: expected a port number from 1 to 65535, got {value!r}")
     return value
@@ -259,8 +254,9 @@ class SSHRunner:
         self.control_path = control_path(target, control_directory())
         self._sessions = asyncio.Semaphore(max_concurrent)
         self._master_lock = asyncio.Lock()
-        self._master_up = False
-        self._owns_master = False
+        self._master_up = self._owns_master = False
+        self._master_failures = 0
+        self._master_error: ClusterAPIError | None = None
 
     def _ssh_argv(self, timeout: float, *extra: str) -> list[str]:
         connect = max(1, min(CONNECT_TIMEOUT, math.ceil(timeout)))
@@ -281,12 +277,11 @@ class SSHRunner:
         return self._ssh_argv(timeout, "-o", "ControlMaster=yes", "-o", persist, "-N", "-f")
 
     def command_argv(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0
+        self, argv: Sequence[str], env: Mapping[str, str] | None, timeout: float
     ) -> list[str]:
         """Runs `argv` through the master, and nowhere else (ProxyCommand=false)."""
-        line = remote_command_line(argv, env)
         ssh = self._ssh_argv(timeout, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T")
-        return [*ssh, line]
+        return [*ssh, remote_command_line(argv, env)]
 
     def control_argv(self, operation: str) -> list[str]:
         """``ssh -O check`` or ``-O exit`` for this target's master."""
@@ -297,25 +292,22 @@ class SSHRunner:
         argv: list[str],
         label: Sequence[str],
         deadline: float,
-        stdin_data: bytes | None = None,
-        stdin_file: str | None = None,
+        stdin: bytes | Path | None = None,
     ) -> CommandResult:
         """Runs one local ssh in a session of its own, killed with its group at `deadline`.
-
-        Its stdout and stderr are pipes of our own rather than asyncio's: a mux client
-        hands its descriptors to the master, which keeps them open until the remote command
-        ends, so a timed-out command must be abandoned without waiting for their EOF."""
+        Its stdout and stderr are our own pipes, not asyncio's: a mux client hands them to the
+        master, which holds them until the remote command ends, so none is waited for."""
         loop = asyncio.get_running_loop()
         try:
-            handle = open(stdin_file, "rb") if stdin_file else None  # noqa: SIM115
+            handle = open(stdin, "rb") if isinstance(stdin, Path) else None  # noqa: SIM115
         except OSError as exc:
-            raise CommandFailedError(f"cannot read {stdin_file}: {exc}") from exc
-        feed = asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL
-        stdin: int | IO[bytes] = handle or feed
+            raise CommandFailedError(f"cannot read {stdin!s}: {exc}") from exc
+        data = stdin if isinstance(stdin, bytes) else None
+        feed = asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=stdin, stdout=out_w, stderr=err_w, start_new_session=True
+                *argv, stdin=handle or feed, stdout=out_w, stderr=err_w, start_new_session=True
             )
         except OSError as exc:
             os.close(out_r)
@@ -328,10 +320,9 @@ class SSHRunner:
                 handle.close()
         (out, out_pipe), (err, err_pipe) = await _reader(out_r), await _reader(err_r)
         try:
-            both = asyncio.gather(out.read(), err.read(), _feed_and_wait(proc, stdin_data))
-            out_bytes, err_bytes, code = await asyncio.wait_for(
-                both, max(deadline - loop.time(), 0)
-            )
+            both = asyncio.gather(out.read(), err.read(), _feed_and_wait(proc, data))
+            left = max(deadline - loop.time(), 0)
+            out_bytes, err_bytes, code = await asyncio.wait_for(both, left)
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -340,60 +331,70 @@ class SSHRunner:
             await proc.wait()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise CommandTimeoutError(
-                f"{shlex.join(label)[:300]} on {self.target.destination} timed out"
-            ) from None
+            where = f"{shlex.join(label)[:300]} on {self.target.destination}"
+            raise CommandTimeoutError(f"{where} timed out") from None
         finally:
             out_pipe.close()
             err_pipe.close()
         out_text, err_text = out_bytes.decode(errors="replace"), err_bytes.decode(errors="replace")
         return CommandResult(list(label), out_text, err_text, code)
 
-    async def _ensure_master(self, deadline: float) -> None:
-        """Starts the master once, however many first commands race for it."""
+    async def _ensure_master(self, deadline: float, failures: int) -> None:
+        """Starts the master once, however many first commands race for it: commands issued
+        before a start failed (`failures` counted then) get its error, not a login each."""
         if self._master_up:
             return
         async with self._master_lock:
             if self._master_up:
                 return
-            if await self._control("check"):
-                self._master_up = True
-                return
-            # A killed master leaves its socket, and ControlMaster=yes will not replace it.
-            self.control_path.unlink(missing_ok=True)
-            remaining = deadline - asyncio.get_running_loop().time()
-            start = await self._spawn(self.master_argv(remaining), ["ssh", "-N", "-f"], deadline)
-            if start.returncode != 0:
-                cause = classify_ssh_failure(start.stderr) or SSHFailure.CONNECT_FAILED
-                raise SSHError(self.target.destination, cause, start.stderr)
-            self._master_up = self._owns_master = True
+            if self._master_failures != failures and self._master_error is not None:
+                raise self._master_error
+            try:
+                await self._start_master(deadline)
+            except ClusterAPIError as exc:
+                self._master_error, self._master_failures = exc, self._master_failures + 1
+                raise
+            self._master_error = None
+
+    async def _start_master(self, deadline: float) -> None:
+        if await self._control("check"):
+            self._master_up = True
+            return
+        # A killed master leaves its socket, and ControlMaster=yes will not replace it.
+        self.control_path.unlink(missing_ok=True)
+        remaining = deadline - asyncio.get_running_loop().time()
+        start = await self._spawn(self.master_argv(remaining), ["ssh", "-N", "-f"], deadline)
+        if start.returncode != 0:
+            cause = classify_ssh_failure(start.stderr) or SSHFailure.CONNECT_FAILED
+            raise SSHError(self.target.destination, cause, start.stderr)
+        self._master_up = self._owns_master = True
 
     async def _control(self, operation: str) -> bool:
         """Whether ``ssh -O check`` (or ``exit``) found the master."""
         deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT
-        argv = self.control_argv(operation)
-        return (await self._spawn(argv, ["ssh", "-O", operation], deadline)).returncode == 0
+        check = await self._spawn(self.control_argv(operation), ["ssh", "-O", operation], deadline)
+        return check.returncode == 0
 
     async def _execute(
         self,
         argv: Sequence[str],
         timeout: float,
         env: Mapping[str, str] | None = None,
-        stdin_data: bytes | None = None,
-        stdin_file: str | None = None,
+        stdin: bytes | Path | None = None,
     ) -> CommandResult:
         deadline = asyncio.get_running_loop().time() + timeout
+        failures = self._master_failures
         async with self._sessions:
             for _attempt in (1, 2):
-                await self._ensure_master(deadline)
+                await self._ensure_master(deadline, failures)
                 remaining = deadline - asyncio.get_running_loop().time()
                 ssh = self.command_argv(argv, env, remaining)
-                result = await self._spawn(ssh, argv, deadline, stdin_data, stdin_file)
+                result = await self._spawn(ssh, argv, deadline, stdin)
                 if result.returncode != 255 or _NO_MASTER not in result.stderr:
                     return await self._checked(result)
                 # The master was gone before the command: it never ran, so a retry on a
                 # new master is safe. Twice in a row means the connection will not hold.
-                self._master_up = False
+                self._master_up, failures = False, self._master_failures
             lost = "the master went away before the command, twice"
             raise SSHError(self.target.destination, SSHFailure.CONNECTION_LOST, lost)
 
@@ -422,7 +423,7 @@ class SSHRunner:
         stdin_file: str | None = None,
     ) -> CommandResult:
         """Runs `argv` on the remote host, `stdin_file` (a local file) fed to its stdin."""
-        return await self._execute(argv, timeout, env, stdin_file=stdin_file)
+        return await self._execute(argv, timeout, env, Path(stdin_file) if stdin_file else None)
 
     def _file_error(self, what: str, result: CommandResult) -> CommandFailedError:
         message = f"{self.target.destination}: {what} (exit {result.returncode})"
@@ -430,12 +431,11 @@ class SSHRunner:
         return CommandFailedError(f"{message}: {detail}", result.stdout, result.returncode, detail)
 
     async def write_script(self, path: str, content: str, *, timeout: float) -> None:
-        """Writes an executable (0700) file, creating its folder (0700) if missing; an
-        existing file is never replaced (`RemoteFileExistsError`), and a write that
-        fails half-way leaves nothing at `path`."""
+        """Writes an executable (0700) file, its folder (0700) made if missing; never over an
+        existing file (`RemoteFileExistsError`), nor a half-written one at `path`."""
         _refuse_control_chars("path", path)
         argv = ["sh", "-c", _WRITE_SCRIPT, "sh", posixpath.dirname(path) or ".", path]
-        result = await self._execute(argv, timeout, stdin_data=content.encode())
+        result = await self._execute(argv, timeout, stdin=content.encode())
         if result.returncode == _EXISTS_STATUS:
             raise RemoteFileExistsError(f"{self.target.destination}:{path} already exists")
         if result.returncode != 0:
@@ -447,7 +447,7 @@ class SSHRunner:
         if not paths:
             return {}
         argv = ["xargs", "-0", "sh", "-c", _READ_SCRIPT, "sh"]
-        result = await self._execute(argv, timeout, stdin_data=_nul_joined(paths))
+        result = await self._execute(argv, timeout, stdin=_nul_joined(paths))
         records = result.stdout.split("\x00")
         if result.returncode != 0 or records[-1] != "" or len(records) != len(paths) + 1:
             raise self._file_error(f"reading {len(paths)} files gave {len(records) - 1}", result)
@@ -460,9 +460,8 @@ class SSHRunner:
         """Removes the files (missing ones are fine) in one command."""
         if not paths:
             return
-        result = await self._execute(
-            ["xargs", "-0", "rm", "-f", "--"], timeout, stdin_data=_nul_joined(paths)
-        )
+        argv = ["xargs", "-0", "rm", "-f", "--"]
+        result = await self._execute(argv, timeout, stdin=_nul_joined(paths))
         if result.returncode != 0:
             raise self._file_error(f"cannot remove {len(paths)} files", result)
 

@@ -106,7 +106,7 @@ def test_the_identity_is_expanded_from_the_home_directory(
         ({"ssh": "h", "ssh_port": 0}, "ssh_port"),
         ({"ssh": "h", "ssh_port": 70000}, "ssh_port"),
         ({"ssh": "h", "ssh_port": True}, "ssh_port"),
-        ({"ssh": "h", "ssh_port": "twenty-two"}, "ssh_port"),
+        ({"ssh": "h", "ssh_port": "22"}, "ssh_port"),
         ({"ssh": "h", "ssh_identity": "/no/such/key"}, "ssh_identity"),
         ({"ssh": "h", "ssh_identity": ""}, "ssh_identity"),
         ({"ssh": "h", "ssh_options": "ServerAliveInterval=30"}, "ssh_options"),
@@ -169,9 +169,9 @@ def test_commands_join_the_master_only_and_carry_one_quoted_word() -> None:
 
 def test_the_connect_timeout_never_exceeds_the_command_timeout() -> None:
     runner = SSHRunner(SSHTarget("h"))
-    assert "ConnectTimeout=2" in runner.command_argv(["true"], timeout=1.5)
-    assert "ConnectTimeout=10" in runner.command_argv(["true"], timeout=600)
-    assert "ConnectTimeout=1" in runner.command_argv(["true"], timeout=0.01)
+    assert "ConnectTimeout=2" in runner.command_argv(["true"], None, timeout=1.5)
+    assert "ConnectTimeout=10" in runner.command_argv(["true"], None, timeout=600)
+    assert "ConnectTimeout=1" in runner.command_argv(["true"], None, timeout=0.01)
 
 
 def test_each_user_port_identity_and_option_gets_its_own_short_control_path() -> None:
@@ -527,7 +527,53 @@ async def test_close_stops_the_master_it_started(runner: SSHRunner) -> None:
     pid = master_pid(runner)
     await runner.close()
     deadline = time.monotonic() + TIMEOUT
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while running(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(pid)
     assert not runner.control_path.exists()
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.integration
+async def test_a_local_file_is_streamed_to_the_remote_stdin(
+    runner: SSHRunner, tmp_path: Path
+) -> None:
+    content = "".join(hostile(Path("/tmp/never"))) + "\x00\xff bytes\n"
+    local = tmp_path / "input"
+    local.write_bytes(content.encode("utf-8", errors="surrogateescape"))
+    result = await runner.run(
+        ["sh", "-c", "cat; echo done"], timeout=TIMEOUT, stdin_file=str(local)
+    )
+    assert result.stdout == content + "done\n"
+    with pytest.raises(CommandFailedError, match="cannot read"):
+        await runner.run(["cat"], timeout=TIMEOUT, stdin_file=str(tmp_path / "missing"))
+
+
+@pytest.mark.integration
+async def test_racing_first_commands_share_one_refused_login(sshd: DevSshd, tmp_path: Path) -> None:
+    wrong_key = new_key(tmp_path / "wrong_key")
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(wrong_key)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    ssh = SSHRunner(dev_target(sshd, ssh_identity=str(wrong_key)))
+    offset = sshd.log.stat().st_size
+    outcomes = await asyncio.gather(
+        *(ssh.run(["true"], timeout=TIMEOUT) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(o, SSHError) and o.cause is SSHFailure.KEY_REFUSED for o in outcomes), (
+        outcomes
+    )
+    assert sshd.log_since(offset).count(f"Failed publickey for {REMOTE_USER} ") >= 1
+    assert sshd.log_since(offset).count(fingerprint) == 1
+    # The next command (the engine's retry, after its backoff) tries again.
+    with pytest.raises(SSHError):
+        await ssh.run(["true"], timeout=TIMEOUT)
+    assert sshd.log_since(offset).count(fingerprint) == 2
