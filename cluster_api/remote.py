@@ -214,8 +214,8 @@ def control_path(target: SSHTarget, directory: Path) -> Path:
 
 def remote_command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
     """The one word the remote shell parses back into exactly `argv`, run under `env`."""
-    if not argv:
-        raise ValueError("argv is empty: nothing to run")
+    if not argv or isinstance(argv, str):
+        raise ValueError(f"argv must be a non-empty list of words, got {argv!r}")
     variables = dict(env or {})
     if any("\x00" in word for word in [*argv, *variables, *variables.values()]):
         raise ValueError(f"a NUL byte cannot be sent in a command line: {list(argv)!r}")
@@ -243,8 +243,8 @@ _READ_SCRIPT = (
 class SSHRunner:
     """Runs argvs on `target` through one multiplexed connection, opened on first use and
     re-opened on the first command after it drops (the failed command raises `SSHError`;
-    pacing the retries is the engine's outage backoff). Implements the `CommandRunner`
-    protocol of ``cluster_api.runner``."""
+    pacing the retries is the engine's outage backoff). A `CommandRunner` (the protocol
+    behind ``Executor._call``)."""
 
     def __init__(self, target: SSHTarget, *, max_concurrent: int = 8) -> None:
         if not 1 <= max_concurrent <= MAX_SESSIONS:
@@ -296,7 +296,7 @@ class SSHRunner:
     ) -> CommandResult:
         """Runs one local ssh in a session of its own, killed with its group at `deadline`.
         Its stdout and stderr are our own pipes, not asyncio's: a mux client hands them to the
-        master, which holds them until the remote command ends, so none is waited for."""
+        master, which holds them until the remote command ends, so a timeout closes them."""
         loop = asyncio.get_running_loop()
         try:
             handle = open(stdin, "rb") if isinstance(stdin, Path) else None  # noqa: SIM115

@@ -133,6 +133,7 @@ def test_the_remote_command_line_is_one_word_the_shell_splits_back_into_argv() -
     ("argv", "env"),
     [
         ([], None),
+        ("echo hi", None),
         (["echo", "nul\x00byte"], None),
         (["true"], {"BAD NAME": "x"}),
         (["true"], {"A=B": "x"}),
