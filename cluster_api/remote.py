@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
+from .runner import CommandResult
 
 #: The server's default MaxSessions is 10: a session past it silently logs in again.
 MAX_SESSIONS = 10
@@ -45,16 +46,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _EXISTS_STATUS = 17
 _PATH_HINT = "(a non-login shell's PATH: not what ~/.profile or /etc/profile.d add)"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What one command printed, and how it exited."""
-
-    argv: list[str]
-    stdout: str
-    stderr: str = ""
-    returncode: int = 0
 
 
 class SSHFailure(enum.Enum):
