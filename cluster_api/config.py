@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterConfig", "find_config_file", "load_config", "parse_memory_bytes"]
 
 CONFIG_ENV_VAR = "CLUSTER_API_CONFIG"
+SSH_KEYS = ("ssh", "ssh_port", "ssh_identity", "ssh_options")
 OptionsT = TypeVar("OptionsT")
 
 
@@ -151,6 +152,29 @@ class ClusterConfig:
     max_concurrent_commands: int = option(
         8, "Most scheduler commands one executor runs at once.", minimum=1
     )
+    ssh: str | None = option(
+        None,
+        "Run every scheduler command on this host over SSH (`host`, `user@host` or a Host "
+        "alias of `~/.ssh/config`): job scripts and logs live there, the journal and the "
+        "callbacks stay here. `null`: run them on this machine.",
+    )
+    ssh_port: int | None = option(
+        None, "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).", minimum=1
+    )
+    ssh_identity: str | None = option(
+        None, "Private key offered to the `ssh` host, besides those `~/.ssh/config` names."
+    )
+    ssh_options: list[str] = field(
+        default_factory=list,
+        metadata=described(
+            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them."
+        ),
+    )
+    work_dir: str | None = option(
+        None,
+        "Default `ResourceSpec.work_dir` (a folder on the `ssh` host when it is set, made "
+        "if missing); `null`: the current folder, or `~/cluster-api-jobs` on the `ssh` host.",
+    )
     journal: bool = option(
         False,
         "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a later "
@@ -189,6 +213,7 @@ def validate_config(config: ClusterConfig) -> None:
         except ValueError as exc:
             raise ConfigError(str(exc), key=name) from None
         setattr(config, name, value)
+    _check_ssh(config)
     if not isinstance(config.plugin_options, dict):
         raise ConfigError(
             f"config.plugin_options must be a mapping, got {config.plugin_options!r}",
@@ -196,6 +221,17 @@ def validate_config(config: ClusterConfig) -> None:
         )
     if config.plugin_options:
         _check_plugin_options(config)
+
+
+def _check_ssh(config: ClusterConfig) -> None:
+    """The ssh keys together (a port without a host, a key file that is not there)."""
+    from .remote import SSHTarget
+
+    try:
+        SSHTarget.from_config({key: getattr(config, key) for key in SSH_KEYS})
+    except ValueError as exc:
+        key = str(exc).partition(":")[0]
+        raise ConfigError(f"config.{exc}", key=key if key in SSH_KEYS else "ssh") from None
 
 
 def _check_plugin_options(config: ClusterConfig) -> None:
