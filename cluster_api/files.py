@@ -98,7 +98,9 @@ class RemoteFiles:
         await self.runner.remove_files(list(paths), timeout=self.timeout)
 
     async def refresh(self, paths: Sequence[str]) -> None:
-        self._texts = await self.runner.read_files(list(paths), timeout=self.timeout)
+        self._texts = (
+            await self.runner.read_files(list(paths), timeout=self.timeout) if paths else {}
+        )
 
     def read_text(self, path: str) -> str | None:
         return self._texts.get(path)
