@@ -28,6 +28,7 @@ from .options import (
     Check,
     LocalOptions,
     LSFOptions,
+    SSHOptions,
     check_option,
     check_value,
     declared_field,
@@ -152,29 +153,11 @@ class ClusterConfig:
     max_concurrent_commands: int = option(
         8, "Most scheduler commands one executor runs at once.", minimum=1
     )
-    ssh: str | None = option(
-        None,
-        "Run every scheduler command on this host over SSH (`host`, `user@host` or a Host "
-        "alias of `~/.ssh/config`): job scripts and logs live there, the journal and the "
-        "callbacks stay here. `null`: run them on this machine.",
-    )
-    ssh_port: int | None = option(
-        None, "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).", minimum=1
-    )
-    ssh_identity: str | None = option(
-        None, "Private key offered to the `ssh` host, besides those `~/.ssh/config` names."
-    )
-    ssh_options: list[str] = field(
-        default_factory=list,
-        metadata=described(
-            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them."
-        ),
-    )
-    work_dir: str | None = option(
-        None,
-        "Default `ResourceSpec.work_dir` (a folder on the `ssh` host when it is set, made "
-        "if missing); `null`: the current folder, or `~/cluster-api-jobs` on the `ssh` host.",
-    )
+    ssh: str | None = declared_field(SSHOptions, "ssh")
+    ssh_port: int | None = declared_field(SSHOptions, "ssh_port")
+    ssh_identity: str | None = declared_field(SSHOptions, "ssh_identity")
+    ssh_options: list[str] = declared_field(SSHOptions, "ssh_options")  # noqa: RUF009 (a factory)
+    work_dir: str | None = declared_field(SSHOptions, "work_dir")
     journal: bool = option(
         False,
         "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a later "

@@ -27,6 +27,7 @@ __all__ = [
     "LSFOptions",
     "LocalOptions",
     "NoOptions",
+    "SSHOptions",
     "check_option",
     "check_value",
     "declared_field",
@@ -120,6 +121,35 @@ class LocalOptions:
     )
 
 
+@dataclass(frozen=True)
+class SSHOptions:
+    """Keys of every executor: where its commands run, and where its jobs' files go."""
+
+    ssh: str | None = option(
+        None,
+        "Run every scheduler command on this host over SSH (`host`, `user@host` or a Host "
+        "alias of `~/.ssh/config`): job scripts and logs live there, the journal and the "
+        "callbacks stay here. `null`: run them on this machine.",
+    )
+    ssh_port: int | None = option(
+        None, "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).", minimum=1
+    )
+    ssh_identity: str | None = option(
+        None, "Private key offered to the `ssh` host, besides those `~/.ssh/config` names."
+    )
+    ssh_options: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata=described(
+            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them."
+        ),
+    )
+    work_dir: str | None = option(
+        None,
+        "Default `ResourceSpec.work_dir` (a folder on the `ssh` host when it is set, made "
+        "if missing); `null`: the current folder, or `~/cluster-api-jobs` on the `ssh` host.",
+    )
+
+
 _FIELDS: dict[type[Any], dict[str, tuple[dataclasses.Field[Any], Any]]] = {}
 
 
@@ -151,6 +181,8 @@ def declared_field(options_type: type[Any], name: str) -> Any:
     default and metadata, so the key is still declared once."""
     f, _ = option_fields(options_type)[name]
     metadata = {**f.metadata, "declared_by": options_type}
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=metadata)
     return dataclasses.field(default=f.default, metadata=metadata)
 
 

@@ -127,10 +127,9 @@ def _parse_identity(value: object) -> str | None:
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ValueError(f"ssh_identity: expected the path of a private key, got {value!r}")
     _refuse_control_chars("ssh_identity", str(value))
-    path = Path(value).expanduser().absolute()
-    if not path.is_file():
-        raise ValueError(f"ssh_identity: {path} is not a file")
-    return str(path)
+    # Not required to exist here: one config serves machines with and without the key, and
+    # where it is needed and missing the login fails as "key refused", naming the host.
+    return str(Path(value).expanduser().absolute())
 
 
 def _parse_options(value: object) -> list[str]:

@@ -107,7 +107,6 @@ def test_the_identity_is_expanded_from_the_home_directory(
         ({"ssh": "h", "ssh_port": 70000}, "ssh_port"),
         ({"ssh": "h", "ssh_port": True}, "ssh_port"),
         ({"ssh": "h", "ssh_port": "22"}, "ssh_port"),
-        ({"ssh": "h", "ssh_identity": "/no/such/key"}, "ssh_identity"),
         ({"ssh": "h", "ssh_identity": ""}, "ssh_identity"),
         ({"ssh": "h", "ssh_options": "ServerAliveInterval=30"}, "ssh_options"),
         ({"ssh": "h", "ssh_options": ["ServerAliveInterval"]}, "ssh_options"),

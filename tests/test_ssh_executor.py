@@ -87,7 +87,7 @@ def test_the_ssh_keys_load_and_a_bad_one_is_named() -> None:
         ({"ssh_port": 22}, "ssh_port"),
         ({"ssh": "-oProxyCommand=x"}, "ssh"),
         ({"ssh": "h", "ssh_port": 70000}, "ssh_port"),
-        ({"ssh": "h", "ssh_identity": "/no/such/key"}, "ssh_identity"),
+        ({"ssh": "h", "ssh_identity": ""}, "ssh_identity"),
         ({"ssh": "h", "ssh_options": ["NoValue"]}, "ssh_options"),
     ]:
         with pytest.raises(ConfigError, match=rf"config\.{key}") as caught:
