@@ -20,8 +20,9 @@ from .files import LOCAL_FILES, JobFiles, RemoteFiles
 from .journal import Journal
 from .models import JobRecord, JobStatus, check_single_line
 from .options import NoOptions
-from .remote import MAX_SESSIONS, SSHRunner, SSHTarget
+from .remote import MAX_SESSIONS, SSHRunner
 from .runner import LOCAL_RUNNER, CommandRunner
+from .ssh_target import SSHTarget
 from .table import JobTable
 
 logger = logging.getLogger("cluster_api")

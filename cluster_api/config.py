@@ -208,7 +208,7 @@ def validate_config(config: ClusterConfig) -> None:
 
 def _check_ssh(config: ClusterConfig) -> None:
     """The ssh keys together (a port without a host, a key file that is not there)."""
-    from .remote import SSHTarget
+    from .ssh_target import SSHTarget
 
     try:
         SSHTarget.from_config({key: getattr(config, key) for key in SSH_KEYS})

@@ -12,25 +12,23 @@ one word built with ``shlex.join``: nothing user-provided reaches it unquoted.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import enum
-import hashlib
-import json
 import math
 import os
 import posixpath
 import re
 import shlex
-import shutil
 import signal
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError
 from .runner import CommandResult
+from .ssh_target import SSHTarget as SSHTarget
+from .ssh_target import control_directory as control_directory
+from .ssh_target import control_path as control_path
+from .ssh_target import refuse_control_chars
 
 #: The server's default MaxSessions is 10: a session past it silently logs in again.
 MAX_SESSIONS = 10
@@ -41,9 +39,7 @@ CONNECT_TIMEOUT = 10
 #: What ssh prints when a command could not reach the master: with ProxyCommand=false
 #: the fallback direct connection closes before the banner, so the command never ran.
 _NO_MASTER = "kex_exchange_identification"
-_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]*(=|\s+)\S.*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _EXISTS_STATUS = 17
 _PATH_HINT = "(a non-login shell's PATH: not what ~/.profile or /etc/profile.d add)"
 
@@ -96,112 +92,6 @@ def classify_ssh_failure(stderr: str) -> SSHFailure | None:
     return None
 
 
-def _refuse_control_chars(key: str, value: str) -> None:
-    if _CONTROL_CHARS.search(value):
-        raise ValueError(f"{key}: control characters are not allowed: {value!r}")
-
-
-def _parse_host(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"ssh: expected a host, user@host or ssh config alias, got {value!r}")
-    _refuse_control_chars("ssh", value)
-    user, _, host = value.rpartition("@")
-    if any(c.isspace() for c in value) or not host or (value.count("@") and not user):
-        raise ValueError(f"ssh: {value!r} is not a host name, user@host or alias")
-    if value.startswith("-") or host.startswith("-"):
-        raise ValueError(f"ssh: {value!r} must not start with '-' (it would be an ssh option)")
-    return value
-
-
-def _parse_port(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise ValueError(f"ssh_port: expected a port number from 1 to 65535, got {value!r}")
-    return value
-
-
-def _parse_identity(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-        raise ValueError(f"ssh_identity: expected the path of a private key, got {value!r}")
-    _refuse_control_chars("ssh_identity", str(value))
-    # Not required to exist here: one config serves machines with and without the key, and
-    # where it is needed and missing the login fails as "key refused", naming the host.
-    return str(Path(value).expanduser().absolute())
-
-
-def _parse_options(value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"ssh_options: expected a list of 'Option=value', got {value!r}")
-    for option in value:
-        if not isinstance(option, str) or not _OPTION.fullmatch(option):
-            raise ValueError(f"ssh_options: {option!r} is not an OpenSSH 'Option=value'")
-        _refuse_control_chars("ssh_options", option)
-    return list(value)
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where commands run: the config keys ``ssh``, ``ssh_port``, ``ssh_identity`` and
-    ``ssh_options``. Anything unset is left to the user's ``~/.ssh/config``."""
-
-    host: str
-    port: int | None = None
-    identity: str | None = None
-    options: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_config(cls, values: Mapping[str, object]) -> SSHTarget | None:
-        """The target the config names, or None when ``ssh`` is unset (commands run
-        here). ``ValueError`` names the first bad key."""
-        if values.get("ssh") is None:
-            stray = [k for k in ("ssh_port", "ssh_identity", "ssh_options") if values.get(k)]
-            if stray:
-                raise ValueError(f"{stray[0]}: set without ssh (which host is it for?)")
-            return None
-        return cls(
-            host=_parse_host(values["ssh"]),
-            port=_parse_port(values.get("ssh_port")),
-            identity=_parse_identity(values.get("ssh_identity")),
-            options=_parse_options(values.get("ssh_options")),
-        )
-
-    @property
-    def destination(self) -> str:
-        """The target as error messages name it."""
-        return self.host if self.port is None else f"{self.host}:{self.port}"
-
-    def connection_options(self) -> list[str]:
-        """The ssh arguments for this target; `-i` adds a key to the config's, as ssh does."""
-        port = ["-p", str(self.port)] if self.port is not None else []
-        identity = ["-i", self.identity] if self.identity is not None else []
-        return [*port, *identity, *(word for o in self.options for word in ("-o", o))]
-
-
-_control_dir: Path | None = None
-
-
-def control_directory() -> Path:
-    """This process's private (0700) directory of master sockets: short, because a socket
-    path of 104 bytes or more cannot be bound, and removed when the process exits."""
-    global _control_dir
-    if _control_dir is None or not _control_dir.is_dir():
-        _control_dir = Path(tempfile.mkdtemp(prefix="capi-ssh-", dir="/tmp"))
-        atexit.register(shutil.rmtree, _control_dir, ignore_errors=True)
-    return _control_dir
-
-
-def control_path(target: SSHTarget, directory: Path) -> Path:
-    """The master socket for `target`: a hash of every field, so two targets differing in
-    user, port, identity or options (a ProxyJump, say) never share a connection."""
-    key = json.dumps([target.host, target.port, target.identity, target.options])
-    return directory / hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
 def remote_command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
     """The one word the remote shell parses back into exactly `argv`, run under `env`."""
     if not argv or isinstance(argv, str):
@@ -241,7 +131,7 @@ class SSHRunner:
             limit = f"1 to {MAX_SESSIONS} (sshd's MaxSessions: past it, sessions log in again)"
             raise ValueError(f"max_concurrent: {max_concurrent} is not {limit}")
         self.target = target
-        self.control_path = control_path(target, control_directory())
+        self.control_path = self._own_path = control_path(target, control_directory())
         self._sessions = asyncio.Semaphore(max_concurrent)
         self._master_lock = asyncio.Lock()
         self._master_up = self._owns_master = False
@@ -347,7 +237,8 @@ class SSHRunner:
             self._master_error = None
 
     async def _start_master(self, deadline: float) -> None:
-        if await self._control("check"):
+        self.control_path = self._own_path
+        if await self._control("check") or await self._join_users_master(deadline):
             self._master_up = True
             return
         # A killed master leaves its socket, and ControlMaster=yes will not replace it.
@@ -358,6 +249,23 @@ class SSHRunner:
             cause = classify_ssh_failure(start.stderr) or SSHFailure.CONNECT_FAILED
             raise SSHError(self.target.destination, cause, start.stderr)
         self._master_up = self._owns_master = True
+
+    async def _join_users_master(self, deadline: float) -> bool:
+        """Use the master the user's own OpenSSH setup keeps for this host (``ssh -G``
+        tells its socket), when one runs: how a login made once with a second factor is
+        reused. Not with an ``ssh_identity`` of ours, which must never ride their login."""
+        if self.target.identity is not None:
+            return False
+        argv = ["ssh", "-G", *self.target.connection_options(), "--", self.target.host]
+        resolved = await self._spawn(argv, ["ssh", "-G"], deadline)
+        found = re.search(r"^controlpath (.+)$", resolved.stdout, flags=re.M)
+        if resolved.returncode != 0 or found is None or found.group(1).strip() == "none":
+            return False
+        self.control_path = Path(found.group(1).strip())
+        if await self._control("check"):
+            return True
+        self.control_path = self._own_path
+        return False
 
     async def _control(self, operation: str) -> bool:
         """Whether ``ssh -O check`` (or ``exit``) found the master."""
@@ -423,7 +331,7 @@ class SSHRunner:
     async def write_script(self, path: str, content: str, *, timeout: float) -> None:
         """Writes an executable (0700) file, its folder (0700) made if missing; never over an
         existing file (`RemoteFileExistsError`), nor a half-written one at `path`."""
-        _refuse_control_chars("path", path)
+        refuse_control_chars("path", path)
         argv = ["sh", "-c", _WRITE_SCRIPT, "sh", posixpath.dirname(path) or ".", path]
         result = await self._execute(argv, timeout, stdin=content.encode())
         if result.returncode == _EXISTS_STATUS:
