@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -193,3 +196,37 @@ async def test_a_wrong_key_is_a_clear_error_naming_the_host_and_leaves_nothing(
     assert caught.value.cause is SSHFailure.KEY_REFUSED
     assert "127.0.0.1" in str(caught.value) and "key refused" in str(caught.value)
     assert list(cwd.iterdir()) == [] and executor.jobs == {}
+
+
+async def test_the_users_own_running_master_is_joined_and_left_running(
+    sshd: DevSshd, tmp_path: Path
+) -> None:
+    """A user logged in once (their ``ControlMaster``/``ControlPath``, here given as
+    ssh_options): no second login, and closing leaves their master alone."""
+    control = Path(tempfile.mkdtemp(prefix="capi-user-", dir="/tmp"))
+    base = dev_target(sshd)
+    options = [*base.options, f"IdentityFile={base.identity}", f"ControlPath={control}/%C"]
+    target = dev_target(sshd, ssh_identity=None, ssh_options=options)
+    users = ["ssh", "-o", "BatchMode=yes", *target.connection_options(), target.host]
+    started = subprocess.run(
+        [*users[:1], "-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-N", "-f", *users[1:]],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert started.returncode == 0, started.stderr
+    offset = sshd.log.stat().st_size
+    runner = SSHRunner(target)
+    try:
+        result = await runner.run(["id", "-un"], timeout=TIMEOUT)
+        await runner.close()
+        check = subprocess.run(
+            [*users[:1], "-O", "check", *users[1:]], capture_output=True, timeout=TIMEOUT
+        )
+    finally:
+        subprocess.run([*users[:1], "-O", "exit", *users[1:]], capture_output=True, timeout=TIMEOUT)
+        shutil.rmtree(control, ignore_errors=True)
+    assert result.stdout == f"{REMOTE_USER}\n"
+    assert runner.control_path.parent == control
+    assert f"Accepted publickey for {REMOTE_USER} " not in sshd.log_since(offset)
+    assert check.returncode == 0  # still running after close()
