@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from .config import SSH_KEYS, ClusterConfig
+from .config import ClusterConfig
 from .files import LOCAL_FILES, JobFiles, RemoteFiles
 from .journal import Journal
 from .models import JobRecord, JobStatus, check_single_line
@@ -165,7 +165,9 @@ class ExecutorBase(ABC):
 def runner_for(config: ClusterConfig) -> CommandRunner:
     """This machine's runner, or one SSH connection to the config's ``ssh`` host (at most
     sshd's MaxSessions commands at once over it: past that, sessions log in again)."""
-    target = SSHTarget.from_config({key: getattr(config, key) for key in SSH_KEYS})
-    if target is None:
-        return LOCAL_RUNNER
+    if config.ssh is None:
+        return LOCAL_RUNNER  # the other ssh keys only say how to reach a host, if any
+    keys = ("ssh", "ssh_port", "ssh_identity", "ssh_options")
+    target = SSHTarget.from_config({key: getattr(config, key) for key in keys})
+    assert target is not None
     return SSHRunner(target, max_concurrent=min(config.max_concurrent_commands, MAX_SESSIONS))

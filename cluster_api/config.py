@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ClusterConfig", "find_config_file", "load_config", "parse_memory_bytes"]
 
 CONFIG_ENV_VAR = "CLUSTER_API_CONFIG"
-SSH_KEYS = ("ssh", "ssh_port", "ssh_identity", "ssh_options")
 OptionsT = TypeVar("OptionsT")
 
 
@@ -196,7 +195,6 @@ def validate_config(config: ClusterConfig) -> None:
         except ValueError as exc:
             raise ConfigError(str(exc), key=name) from None
         setattr(config, name, value)
-    _check_ssh(config)
     if not isinstance(config.plugin_options, dict):
         raise ConfigError(
             f"config.plugin_options must be a mapping, got {config.plugin_options!r}",
@@ -204,17 +202,6 @@ def validate_config(config: ClusterConfig) -> None:
         )
     if config.plugin_options:
         _check_plugin_options(config)
-
-
-def _check_ssh(config: ClusterConfig) -> None:
-    """The ssh keys together (a port without a host, a key file that is not there)."""
-    from .ssh_target import SSHTarget
-
-    try:
-        SSHTarget.from_config({key: getattr(config, key) for key in SSH_KEYS})
-    except ValueError as exc:
-        key = str(exc).partition(":")[0]
-        raise ConfigError(f"config.{exc}", key=key if key in SSH_KEYS else "ssh") from None
 
 
 def _check_plugin_options(config: ClusterConfig) -> None:

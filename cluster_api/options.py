@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from .models import check_single_line
+from .ssh_target import parse_host, parse_identity, parse_options, parse_port
 
 __all__ = [
     "BatchOptions",
@@ -121,6 +122,18 @@ class LocalOptions:
     )
 
 
+def _ssh_rule(parse: Callable[[Any], Any]) -> Check:
+    """The rule of one ssh key: its parser in `.ssh_target` (which names the key) accepts it."""
+
+    def check(what: str, value: Any) -> None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {str(exc).partition(': ')[2]}") from None
+
+    return check
+
+
 @dataclass(frozen=True)
 class SSHOptions:
     """Keys of every executor: where its commands run, and where its jobs' files go."""
@@ -130,17 +143,23 @@ class SSHOptions:
         "Run every scheduler command on this host over SSH (`host`, `user@host` or a Host "
         "alias of `~/.ssh/config`): job scripts and logs live there, the journal and the "
         "callbacks stay here. `null`: run them on this machine.",
+        check=_ssh_rule(parse_host),
     )
     ssh_port: int | None = option(
-        None, "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).", minimum=1
+        None,
+        "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).",
+        check=_ssh_rule(parse_port),
     )
     ssh_identity: str | None = option(
-        None, "Private key offered to the `ssh` host, besides those `~/.ssh/config` names."
+        None,
+        "Private key offered to the `ssh` host, besides those `~/.ssh/config` names.",
+        check=_ssh_rule(parse_identity),
     )
     ssh_options: list[str] = dataclasses.field(
         default_factory=list,
         metadata=described(
-            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them."
+            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them.",
+            check=_ssh_rule(parse_options),
         ),
     )
     work_dir: str | None = option(

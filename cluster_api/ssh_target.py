@@ -24,7 +24,7 @@ def refuse_control_chars(key: str, value: str) -> None:
         raise ValueError(f"{key}: control characters are not allowed: {value!r}")
 
 
-def _parse_host(value: object) -> str:
+def parse_host(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"ssh: expected a host, user@host or ssh config alias, got {value!r}")
     refuse_control_chars("ssh", value)
@@ -36,7 +36,7 @@ def _parse_host(value: object) -> str:
     return value
 
 
-def _parse_port(value: object) -> int | None:
+def parse_port(value: object) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
@@ -44,7 +44,7 @@ def _parse_port(value: object) -> int | None:
     return value
 
 
-def _parse_identity(value: object) -> str | None:
+def parse_identity(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
@@ -55,7 +55,7 @@ def _parse_identity(value: object) -> str | None:
     return str(Path(value).expanduser().absolute())
 
 
-def _parse_options(value: object) -> list[str]:
+def parse_options(value: object) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, Sequence):
@@ -87,10 +87,10 @@ class SSHTarget:
                 raise ValueError(f"{stray[0]}: set without ssh (which host is it for?)")
             return None
         return cls(
-            host=_parse_host(values["ssh"]),
-            port=_parse_port(values.get("ssh_port")),
-            identity=_parse_identity(values.get("ssh_identity")),
-            options=_parse_options(values.get("ssh_options")),
+            host=parse_host(values["ssh"]),
+            port=parse_port(values.get("ssh_port")),
+            identity=parse_identity(values.get("ssh_identity")),
+            options=parse_options(values.get("ssh_options")),
         )
 
     @property

@@ -16,6 +16,7 @@ from conftest import bjobs_json, bjobs_record
 from test_lsf import FakeLSF
 
 from cluster_api import ClusterConfig, JobStatus, LocalExecutor, LSFExecutor, ResourceSpec
+from cluster_api.cli.config_check import check_config_file
 from cluster_api.config import load_config
 from cluster_api.errors import ConfigError, SubmitError
 from cluster_api.files import LOCAL_FILES, REMOTE_WORK_DIR, RemoteFiles
@@ -84,7 +85,6 @@ def test_the_ssh_keys_load_and_a_bad_one_is_named() -> None:
     )
     assert config.work_dir == "/groups/lab/runs"
     for bad, key in [
-        ({"ssh_port": 22}, "ssh_port"),
         ({"ssh": "-oProxyCommand=x"}, "ssh"),
         ({"ssh": "h", "ssh_port": 70000}, "ssh_port"),
         ({"ssh": "h", "ssh_identity": ""}, "ssh_identity"),
@@ -93,6 +93,28 @@ def test_the_ssh_keys_load_and_a_bad_one_is_named() -> None:
         with pytest.raises(ConfigError, match=rf"config\.{key}") as caught:
             load_config(None, None, bad)
         assert caught.value.key == key
+
+
+def test_config_check_accepts_the_laptop_profile_and_names_each_bad_ssh_key(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "ssh_port: 2200\n"  # for the profile's host: keys are judged alone, then merged
+        "profiles:\n"
+        "  remote:\n"
+        "    executor: lsf\n"
+        "    ssh: login1.janelia.org\n"
+        "    ssh_identity: ~/.ssh/id_ed25519\n"
+        '    ssh_options: ["ServerAliveInterval=30"]\n'
+        "    work_dir: /groups/lab/scratch/runs\n"
+    )
+    assert check_config_file(good).errors == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('ssh: "-oProxyCommand=x"\nssh_port: 0\nssh_options: ["-v"]\n')
+    errors = check_config_file(bad).errors
+    assert [e.split(":")[1] for e in errors] == ["1", "2", "3"], errors
+    assert "ssh_port" in errors[1] and "65535" in errors[1]
 
 
 def test_an_executor_runs_its_commands_over_ssh_when_the_config_names_a_host() -> None:
