@@ -21,11 +21,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from test_integration import require_slurm
 from test_remote_ssh import dev_target, logins, master_pid
 from test_sshd_dev import REMOTE_USER, DevSshd, client_port, new_key
 from test_sshd_dev import dev as _dev_fixture  # noqa: F401 (the dev sshd fixture)
 
-from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec
+from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec, SlurmExecutor
 from cluster_api.errors import ClusterAPIError
 from cluster_api.models import JobRecord
 from cluster_api.remote import SSHError, SSHFailure, SSHRunner
@@ -230,3 +231,41 @@ async def test_the_users_own_running_master_is_joined_and_left_running(
     assert runner.control_path.parent == control
     assert f"Accepted publickey for {REMOTE_USER} " not in sshd.log_since(offset)
     assert check.returncode == 0  # still running after close()
+
+
+async def test_hostile_folder_names_and_env_values_arrive_literally_on_the_remote_side(
+    sshd: DevSshd, remote_lsf: str, tmp_path: Path
+) -> None:
+    value = "two words; $HOME `id` 'quoted' \"dq\" \\ back"
+    work = f"{remote_lsf}/it's a dir; (x) &"  # LSF refuses $, backslash, " and `
+    executor = LSFExecutor(remote_config(sshd, tmp_path, work))
+    runner: SSHRunner = executor.runner  # type: ignore[assignment]
+    try:
+        job = await executor.submit('printf %s "$V" > v.txt', "odd", env={"V": value})
+        await until_ended(executor, [job])
+        folder = f"/home/{REMOTE_USER}/{work}"
+        written = await remote(runner, shlex.join(["cat", "--", f"{folder}/v.txt"]))
+    finally:
+        await runner.close()
+    assert (job.status, job.resources.work_dir, written) == (JobStatus.DONE, folder, value)
+
+
+async def test_real_slurm_jobs_submitted_over_ssh_run_as_the_remote_user(
+    sshd: DevSshd, tmp_path: Path
+) -> None:
+    require_slurm()
+    work = f"/tmp/capi-remote-slurm-{uuid.uuid4().hex[:10]}"
+    executor = SlurmExecutor(
+        remote_config(sshd, tmp_path, work, executor="slurm", job_name_prefix="sshit")
+    )
+    runner: SSHRunner = executor.runner  # type: ignore[assignment]
+    try:
+        ok = await executor.submit("id -un > who.txt", "who")
+        bad = await executor.submit("exit 5", "bad")
+        await until_ended(executor, [ok, bad], limit=120)
+        who = await remote(runner, shlex.join(["cat", f"{work}/who.txt"]))
+    finally:
+        await remote(runner, shlex.join(["rm", "-rf", work]))
+        await runner.close()
+    assert (ok.status, bad.status, bad.exit_code) == (JobStatus.DONE, JobStatus.FAILED, 5)
+    assert who == f"{REMOTE_USER}\n"
