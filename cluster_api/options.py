@@ -152,7 +152,8 @@ class SSHOptions:
     )
     ssh_identity: str | None = option(
         None,
-        "Private key offered to the `ssh` host, besides those `~/.ssh/config` names.",
+        "Private key offered to the `ssh` host, besides those `~/.ssh/config` names (with "
+        "it set, a ControlMaster of your own for that host is not joined).",
         check=_ssh_rule(parse_identity),
     )
     ssh_options: list[str] = dataclasses.field(
