@@ -16,10 +16,13 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from .config import ClusterConfig
+from .files import LOCAL_FILES, JobFiles, RemoteFiles
 from .journal import Journal
 from .models import JobRecord, JobStatus, check_single_line
 from .options import NoOptions
+from .remote import MAX_SESSIONS, SSHRunner
 from .runner import LOCAL_RUNNER, CommandRunner
+from .ssh_target import SSHTarget
 from .table import JobTable
 
 logger = logging.getLogger("cluster_api")
@@ -46,8 +49,15 @@ class ExecutorBase(ABC):
         self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
     ) -> None:
         self.config = config if config is not None else ClusterConfig(executor=self.name or "local")
-        #: Runs this executor's commands behind `_call` (this machine's processes by default).
-        self.runner: CommandRunner = runner if runner is not None else LOCAL_RUNNER
+        #: Runs this executor's commands behind `_call`: this machine's processes, or the
+        #: ``ssh`` host's when the config names one.
+        self.runner: CommandRunner = runner if runner is not None else runner_for(self.config)
+        #: Where its job scripts are written and exit files read: where the commands run.
+        self.files: JobFiles = (
+            RemoteFiles(self.runner, self.config.command_timeout)
+            if isinstance(self.runner, SSHRunner)
+            else LOCAL_FILES
+        )
         self._table = JobTable()
         self._jobs = self._table.records
         self._records_view = MappingProxyType(self._jobs)
@@ -150,3 +160,14 @@ class ExecutorBase(ABC):
     @abstractmethod
     async def poll(self) -> dict[str, JobStatus]:
         """One status query for every active job (`cluster_api.core.Executor.poll`)."""
+
+
+def runner_for(config: ClusterConfig) -> CommandRunner:
+    """This machine's runner, or one SSH connection to the config's ``ssh`` host (at most
+    sshd's MaxSessions commands at once over it: past that, sessions log in again)."""
+    if config.ssh is None:
+        return LOCAL_RUNNER  # the other ssh keys only say how to reach a host, if any
+    keys = ("ssh", "ssh_port", "ssh_identity", "ssh_options")
+    target = SSHTarget.from_config({key: getattr(config, key) for key in keys})
+    assert target is not None
+    return SSHRunner(target, max_concurrent=min(config.max_concurrent_commands, MAX_SESSIONS))

@@ -28,6 +28,7 @@ from .options import (
     Check,
     LocalOptions,
     LSFOptions,
+    SSHOptions,
     check_option,
     check_value,
     declared_field,
@@ -151,6 +152,11 @@ class ClusterConfig:
     max_concurrent_commands: int = option(
         8, "Most scheduler commands one executor runs at once.", minimum=1
     )
+    ssh: str | None = declared_field(SSHOptions, "ssh")
+    ssh_port: int | None = declared_field(SSHOptions, "ssh_port")
+    ssh_identity: str | None = declared_field(SSHOptions, "ssh_identity")
+    ssh_options: list[str] = declared_field(SSHOptions, "ssh_options")  # noqa: RUF009 (a factory)
+    work_dir: str | None = declared_field(SSHOptions, "work_dir")
     journal: bool = option(
         False,
         "Record every job in `{log_directory}/cluster_api_journal.sqlite3` so a later "

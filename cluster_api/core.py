@@ -20,6 +20,7 @@ from abc import abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from .errors import ClusterAPIError
+from .files import reading_from
 from .models import JobRecord, JobStatus, check_single_line
 from .reconnect import Reconnection
 from .runner import ACTIVE_RUNNER, LOCAL_RUNNER
@@ -34,6 +35,7 @@ from .status import (
     gc_paused,
 )
 from .submission import Submission
+from .table import JobTable
 
 logger = logging.getLogger("cluster_api")
 
@@ -54,6 +56,10 @@ class Executor(Submission, Reconnection):
         active = table.to_poll()
         if not active:
             return {}
+        with reading_from(self.files):
+            return await self._poll(table, active)
+
+    async def _poll(self, table: JobTable, active: dict[str, JobRecord]) -> dict[str, JobStatus]:
         asked_at = table.clock()
         self._probe_wanted = False
         try:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from .config import ClusterConfig
 from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
+from .files import exit_paths, reading_from
 from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
 from .jobspec import JobSpec
 from .models import JobRecord, JobStatus
@@ -210,6 +211,7 @@ class BatchExecutor(Executor):
             result = self.scheduler.parse_status(answer, active)
         if result.doomed:
             await self._cancel_doomed(sorted(result.doomed, key=job_id_order))
+        await self.files.refresh(exit_paths(r for i, r in active.items() if not _told(result, i)))
         candidates = untold(active, result)
         lost = [
             r
@@ -279,9 +281,11 @@ class BatchExecutor(Executor):
         if not todo:
             return
         result = QueryResult(not_found={r.job_id for r in todo})
-        finals = await self._history(todo, result, strict=True)
-        for record in todo:
-            apply_history(record, finals, self.scheduler.history_source)
+        with reading_from(self.files):
+            await self.files.refresh(exit_paths(todo))
+            finals = await self._history(todo, result, strict=True)
+            for record in todo:
+                apply_history(record, finals, self.scheduler.history_source)
         self.persist(todo)
 
     # -- dependencies ------------------------------------------------------------------
@@ -411,3 +415,10 @@ def _finished(result: QueryResult, job_id: str) -> bool:
         return all(obs.status.is_terminal for obs in result.elements[job_id].values())
     plain = result.jobs.get(job_id)
     return plain is not None and plain.status.is_terminal
+
+
+def _told(result: QueryResult, job_id: str) -> bool:
+    """Whether the status answer said all there is about a job, so that its exit files
+    cannot add anything: a plain job listed and not failed."""
+    obs = result.jobs.get(job_id)
+    return obs is not None and obs.status is not JobStatus.FAILED and job_id not in result.elements

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import ClusterConfig
-from .models import JobRecord, ResourceSpec, check_single_line, check_utf8
+from .files import REMOTE_WORK_DIR
+from .models import CurrentFolder, JobRecord, ResourceSpec, check_single_line, check_utf8
 from .script import safe_job_name, validate_env
 
 
@@ -82,9 +83,11 @@ def job_spec(
 
 
 def effective_resources(config: ClusterConfig, resources: ResourceSpec | None) -> ResourceSpec:
-    """The job's resources with unset fields taken from the config, and work_dir made
-    absolute: the job starts inside it, so paths into it (the script, the default
-    logs) written relative to it would point somewhere else."""
+    """The job's resources with unset fields taken from the config (work_dir too, when the
+    job left it at the current folder), and work_dir made absolute: the job starts inside
+    it, so paths into it (the script, the default logs) written relative to it would
+    point somewhere else. Over ``ssh`` a relative work_dir is under the remote home, which
+    only the remote side knows: submission makes it absolute there."""
     base = resources if resources is not None else ResourceSpec()
     if not isinstance(base, ResourceSpec):
         raise TypeError(f"resources must be a ResourceSpec, got {type(base).__name__}")
@@ -93,8 +96,13 @@ def effective_resources(config: ClusterConfig, resources: ResourceSpec | None) -
         for name in ("cpus", "gpus", "memory", "walltime", "queue", "account")
         if getattr(base, name) is None
     }
-    if not os.path.isabs(base.work_dir):
-        changes["work_dir"] = os.path.abspath(base.work_dir)
+    work_dir = base.work_dir
+    if isinstance(work_dir, CurrentFolder) and (config.work_dir or config.ssh):
+        work_dir = config.work_dir or REMOTE_WORK_DIR
+    if config.ssh is None and not os.path.isabs(work_dir):
+        work_dir = os.path.abspath(work_dir)  # over ssh: made absolute there, on submission
+    if work_dir != base.work_dir:
+        changes["work_dir"] = work_dir
     return replace(base, **changes) if changes else base
 
 

@@ -106,6 +106,12 @@ def check_utf8(what: str, value: str) -> None:
         ) from None
 
 
+class CurrentFolder(str):
+    """The folder a `ResourceSpec` defaults its work_dir to, marked as a default: the
+    config's ``work_dir`` (or, over ``ssh``, a folder on the remote side) replaces it,
+    never one the job names."""
+
+
 @dataclass
 class ResourceSpec:
     """What one job asks of the scheduler. Unset fields fall back to the config's defaults."""
@@ -116,7 +122,7 @@ class ResourceSpec:
     walltime: str | None = None
     queue: str | None = None
     account: str | None = None
-    work_dir: str = field(default_factory=os.getcwd)
+    work_dir: str = field(default_factory=lambda: CurrentFolder(os.getcwd()))
     stdout_path: str | None = None
     stderr_path: str | None = None
     extra_directives: list[str] | None = None

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from .models import check_single_line
+from .ssh_target import parse_host, parse_identity, parse_options, parse_port
 
 __all__ = [
     "BatchOptions",
     "LSFOptions",
     "LocalOptions",
     "NoOptions",
+    "SSHOptions",
     "check_option",
     "check_value",
     "declared_field",
@@ -120,6 +122,54 @@ class LocalOptions:
     )
 
 
+def _ssh_rule(parse: Callable[[Any], Any]) -> Check:
+    """The rule of one ssh key: its parser in `.ssh_target` (which names the key) accepts it."""
+
+    def check(what: str, value: Any) -> None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {str(exc).partition(': ')[2]}") from None
+
+    return check
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    """Keys of every executor: where its commands run, and where its jobs' files go."""
+
+    ssh: str | None = option(
+        None,
+        "Run every scheduler command on this host over SSH (`host`, `user@host` or a Host "
+        "alias of `~/.ssh/config`): job scripts and logs live there, the journal and the "
+        "callbacks stay here. `null`: run them on this machine.",
+        check=_ssh_rule(parse_host),
+    )
+    ssh_port: int | None = option(
+        None,
+        "Port of the `ssh` host; `null`: as `~/.ssh/config` says (22).",
+        check=_ssh_rule(parse_port),
+    )
+    ssh_identity: str | None = option(
+        None,
+        "Private key offered to the `ssh` host, besides those `~/.ssh/config` names (with "
+        "it set, a ControlMaster of your own for that host is not joined).",
+        check=_ssh_rule(parse_identity),
+    )
+    ssh_options: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata=described(
+            "OpenSSH options (`Option=value`) for the `ssh` host, as `ssh -o` takes them.",
+            check=_ssh_rule(parse_options),
+        ),
+    )
+    work_dir: str | None = option(
+        None,
+        "Default `ResourceSpec.work_dir` (a folder on the `ssh` host when it is set, made "
+        "if missing); `null`: the current folder, or `~/cluster-api-jobs` on the `ssh` host.",
+    )
+
+
 _FIELDS: dict[type[Any], dict[str, tuple[dataclasses.Field[Any], Any]]] = {}
 
 
@@ -151,6 +201,8 @@ def declared_field(options_type: type[Any], name: str) -> Any:
     default and metadata, so the key is still declared once."""
     f, _ = option_fields(options_type)[name]
     metadata = {**f.metadata, "declared_by": options_type}
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=metadata)
     return dataclasses.field(default=f.default, metadata=metadata)
 
 

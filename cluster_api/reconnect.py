@@ -12,6 +12,7 @@ import logging
 
 from .base import ExecutorBase
 from .errors import ClusterAPIError, SubmitError
+from .files import exit_paths, reading_from
 from .models import JobRecord
 from .status import left_an_exit_status
 
@@ -115,7 +116,10 @@ class Reconnection(ExecutorBase):
                 logger.warning("submissions left unresolved until the next reconnect: %s", exc)
                 break
             if job_id is None:
-                if left_an_exit_status(record):
+                await self.files.refresh(exit_paths([record]))
+                with reading_from(self.files):
+                    ran = left_an_exit_status(record)
+                if ran:
                     logger.warning(
                         "job %s ran (its script %s recorded an exit status) but the scheduler "
                         "no longer lists it, so its id is unknown; forgetting it",

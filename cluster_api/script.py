@@ -162,6 +162,17 @@ def script_path(directory: str, name: str, counter: int) -> str:
     return os.path.join(directory, f"{safe_job_name(name)}.{counter}.sh")
 
 
+def encode_script(content: str, name: str) -> bytes:
+    """The script's bytes; ValueError for text that cannot be written."""
+    try:
+        return content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"job script of {name!r} is not valid UTF-8 (undecodable byte in "
+            f"{content[max(exc.start - 40, 0) : exc.end + 40]!r})"
+        ) from None
+
+
 def write_script(directory: str, content: str, name: str, counter: int) -> str:
     """Write ``{directory}/{safe_name}.{counter}.sh`` (mode 0700) and return its path.
 
@@ -171,13 +182,7 @@ def write_script(directory: str, content: str, name: str, counter: int) -> str:
     content is encoded before the file is created: text that cannot be written is a
     ValueError, never an empty script left behind.
     """
-    try:
-        data = content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"job script of {name!r} is not valid UTF-8 (undecodable byte in "
-            f"{content[max(exc.start - 40, 0) : exc.end + 40]!r})"
-        ) from None
+    data = encode_script(content, name)
     try:
         os.makedirs(directory, exist_ok=True)
     except FileExistsError:

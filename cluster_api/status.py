@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .files import ACTIVE_FILES
 from .models import TERMINAL_STATUSES, ArrayElement, JobRecord, JobStatus, can_advance
 from .script import exit_file_path
 
@@ -98,14 +99,13 @@ def left_an_exit_status(record: JobRecord) -> bool:
 
 
 def read_exit_file(path: str) -> int | None:
-    """The exit status a job script recorded, or None if there is none (yet)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text = handle.read().strip()
-    except OSError:
+    """The exit status a job script recorded, or None if there is none (yet); read from
+    the working executor's files (`.files.ACTIVE_FILES`)."""
+    text = ACTIVE_FILES.get().read_text(path)
+    if text is None:
         return None
     try:
-        return int(text)
+        return int(text.strip())
     except ValueError:
         return None
 

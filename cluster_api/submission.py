@@ -6,11 +6,12 @@ Part of `cluster_api.core.Executor`; a scheduler supplies its directives
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import posixpath
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .base import ExecutorBase
@@ -18,7 +19,7 @@ from .errors import ClusterAPIError, SubmitError
 from .jobspec import JobSpec, effective_resources, job_spec, set_array
 from .journal import JournalError
 from .models import ArrayElement, JobRecord, ResourceSpec
-from .script import environment_lines, exit_record_lines, render_script, write_script
+from .script import environment_lines, exit_record_lines, render_script
 from .status import utcnow
 
 logger = logging.getLogger("cluster_api")
@@ -105,7 +106,10 @@ class Submission(ExecutorBase):
         A submission that certainly did not happen leaves nothing behind.
         """
         self._validate(spec)
-        path = self._write_job_script(spec)
+        if not posixpath.isabs(spec.resources.work_dir):
+            work_dir = await self.files.absolute(spec.resources.work_dir)
+            spec.resources = replace(spec.resources, work_dir=work_dir)
+        path = await self._write_job_script(spec)
         record = JobRecord(
             job_id="",
             name=spec.name,
@@ -127,7 +131,7 @@ class Submission(ExecutorBase):
             try:
                 self._journal.intend(key, spec.token, record)
             except JournalError as exc:
-                _remove_file(path)
+                await self._remove_script(path)
                 raise SubmitError(f"job {spec.name} was not submitted: {exc}") from exc
         self._submitting.add(key)
         try:
@@ -136,7 +140,7 @@ class Submission(ExecutorBase):
             if isinstance(exc, SubmitError) and exc.job_may_exist:
                 logger.error("%s (its script %s is kept: the job may run it)", exc, path)
             else:
-                self._forget_submission(key, path)
+                await self._forget_submission(key, path)
             raise
         finally:
             self._submitting.discard(key)
@@ -146,9 +150,9 @@ class Submission(ExecutorBase):
         logger.info("submitted %s as job %s (%s)", spec.name, record.job_id, path)
         return record
 
-    def _forget_submission(self, key: str, path: str) -> None:
+    async def _forget_submission(self, key: str, path: str) -> None:
         """Remove what a submission the scheduler never got left: its script, its intent."""
-        _remove_file(path)
+        await self._remove_script(path)
         if self._journal is not None:
             try:
                 self._journal.discard(key)
@@ -172,13 +176,17 @@ class Submission(ExecutorBase):
     def _after_register(self, record: JobRecord) -> None:
         """Hook for executors that act once a record is tracked (the local one starts it)."""
 
-    def _write_job_script(self, spec: JobSpec) -> str:
+    async def _remove_script(self, path: str) -> None:
+        try:
+            await self.files.remove([path])
+        except ClusterAPIError as exc:
+            logger.error("could not remove the script %s of a refused submission: %s", path, exc)
+
+    async def _write_job_script(self, spec: JobSpec) -> str:
         directory = spec.resources.work_dir
         while True:
             counter = next(self._counter)
             path = os.path.join(directory, f"{spec.name}.{counter}.sh")
-            if os.path.exists(path):
-                continue
             spec.token = f"{spec.name}.{counter}"
             header = self._header_for(spec)
             content = render_script(
@@ -191,7 +199,7 @@ class Submission(ExecutorBase):
                 login_shell=spec.login_shell,
             )
             try:
-                return write_script(directory, content, spec.name, counter)
+                return await self.files.write_script(directory, content, spec.name, counter)
             except FileExistsError:
                 continue
             except NotADirectoryError:
@@ -233,8 +241,3 @@ class Submission(ExecutorBase):
     @abstractmethod
     async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
         """Hand the written script to the scheduler; return the new job id."""
-
-
-def _remove_file(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

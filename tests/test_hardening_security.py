@@ -15,7 +15,7 @@ from unittest.mock import AsyncMock
 
 import pytest
 
-import cluster_api.submission as submission
+import cluster_api.files as job_files
 from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor, ResourceSpec
 from cluster_api.executors.slurm import SlurmExecutor
 from cluster_api.script import validate_env, write_script
@@ -233,14 +233,14 @@ async def test_work_dir_that_is_a_file_is_refused_at_once(
     """The old code took makedirs' FileExistsError for "counter taken" and spun forever;
     the spy turns a spin into a failure instead of a hang."""
     calls: list[int] = []
-    real_write = submission.write_script
+    real_write = job_files.write_script
 
     def spy(directory: str, content: str, name: str, counter: int) -> str:
         calls.append(counter)
         assert len(calls) < 5, "write_script retried a folder that is a file"
         return real_write(directory, content, name, counter)
 
-    monkeypatch.setattr(submission, "write_script", spy)
+    monkeypatch.setattr(job_files, "write_script", spy)
     not_a_folder = tmp_path / "data.txt"
     not_a_folder.write_text("precious\n")
     with pytest.raises(ValueError, match=r"ResourceSpec\.work_dir .*is not a folder"):

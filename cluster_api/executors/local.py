@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import ClusterConfig
 from ..core import Executor
-from ..errors import SubmitError, UnknownJobError
+from ..errors import ConfigError, SubmitError, UnknownJobError
 from ..jobspec import JobSpec
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..options import LocalOptions
@@ -82,6 +82,12 @@ class LocalExecutor(Executor):
     def __init__(
         self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
     ) -> None:
+        if config is not None and config.ssh is not None:
+            raise ConfigError(
+                "config.ssh: the local executor runs jobs on this machine; "
+                "over ssh use a batch scheduler (lsf, slurm)",
+                key="ssh",
+            )
         super().__init__(config, runner=runner)
         self.max_running = self.config.local_max_running or DEFAULT_MAX_RUNNING
         self._children: dict[str, _Child] = {}
