@@ -1,4 +1,5 @@
-"""Parsing of human-written quantities: memory sizes and wall-clock limits.
+"""Parsing of written quantities: memory sizes and wall-clock limits people write, and the
+array index ranges and local times schedulers print.
 
 Pure functions, so every executor converts the same string the same way and the
 error for a bad value is raised once, at the edge, with the value in the message.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timezone
 
 _MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(?:I?B|BYTES?)?\s*$", re.IGNORECASE)
@@ -86,3 +88,30 @@ def parse_walltime_minutes(value: str | int) -> int:
     """A wall-clock limit in whole minutes, rounded up: LSF and Slurm limits have minute
     granularity, and rounding down would kill a job before the time it asked for."""
     return -(-parse_walltime_seconds(value) // 60)
+
+
+def expand_indices(expression: str) -> list[int]:
+    """The indices of an array index expression (``3-10%2``, ``1,4,7-9:2``); [] when it
+    cannot be read (a truncated one ends in ``...``)."""
+    indices: list[int] = []
+    for part in expression.split("%", 1)[0].split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip(), re.ASCII)
+        if match is None:
+            return []
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        step = int(match.group(3) or 1)
+        indices.extend(range(first, last + 1, max(step, 1)))
+    return indices
+
+
+def parse_local_time(value: str) -> datetime | None:
+    """An ISO time without a zone (the scheduler host's local time) as an aware UTC
+    datetime; None when it is unreadable or no real moment (``0001-01-01``)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # naive -> local time zone
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None

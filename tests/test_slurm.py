@@ -31,7 +31,6 @@ from cluster_api import (
 from cluster_api.executors.slurm import (
     SQUEUE_FORMAT,
     SlurmExecutor,
-    expand_indices,
     format_walltime,
     parse_exit_code,
     parse_slurm_time,
@@ -40,6 +39,7 @@ from cluster_api.executors.slurm import (
 )
 from cluster_api.script import exit_file_path
 from cluster_api.testing.fake import FakeRunner
+from cluster_api.units import expand_indices
 
 DATA = Path(__file__).parent / "data" / "slurm"
 

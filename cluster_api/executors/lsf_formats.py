@@ -38,9 +38,8 @@ _STATUS = {
     "UNKWN": JobStatus.UNKNOWN,
     "ZOMBI": JobStatus.KILLED,
 }
-# EXIT reasons that mean the job was killed, not that it failed: by a person (owner or
-# admin), or by LSF itself as an orphan whose dependency can never be met (`-ti`), which is
-# the end every executor gives a dependant of a failed job.
+# EXIT reasons of a job that was killed, not one that failed: by its owner or an admin, or
+# by LSF as an orphan whose dependency can never be met (the end of any failed dependant).
 _KILL_REASONS = (
     "TERM_OWNER",
     "TERM_ADMIN",

@@ -16,8 +16,13 @@ from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
 from ..models import JobStatus
 from ..status import Observation, QueryResult, is_number
-from ..units import format_memory, parse_memory_bytes, parse_walltime_seconds
-from .slurm_formats import expand_indices, parse_slurm_time
+from ..units import (
+    expand_indices,
+    format_memory,
+    parse_local_time,
+    parse_memory_bytes,
+    parse_walltime_seconds,
+)
 
 logger = logging.getLogger("cluster_api")
 
@@ -169,8 +174,8 @@ def _observation(entry: ET.Element, status: JobStatus) -> Observation:
     obs = Observation(
         status=status,
         exec_host=_child(entry, "queue_name").partition("@")[2] or None,
-        submit_time=parse_slurm_time(_child(entry, "JB_submission_time") or None),
-        start_time=parse_slurm_time(_child(entry, "JAT_start_time") or None),
+        submit_time=parse_local_time(_child(entry, "JB_submission_time")),
+        start_time=parse_local_time(_child(entry, "JAT_start_time")),
     )
     if status is JobStatus.FAILED:
         obs.reason = f"{ERROR_STATE_REASON} {_child(entry, 'state')}: it never ends by itself"

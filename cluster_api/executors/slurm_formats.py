@@ -20,7 +20,7 @@ from ..models import JobRecord, JobStatus
 from ..scheduler import Key
 from ..status import Observation, QueryResult, is_number
 from ..table import DEPENDENCY_FAILED_END
-from ..units import parse_walltime_minutes
+from ..units import expand_indices, parse_local_time, parse_walltime_minutes
 
 # A job id we may put on a command line: 123, or 123_4 for one array element.
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
@@ -127,37 +127,14 @@ def exit_code_for(status: JobStatus, text: str) -> int | None:
 
 
 def parse_slurm_time(value: str | None) -> datetime | None:
-    """A Slurm time (ISO, the controller's local time, no zone) as an aware UTC datetime;
-    None for ``N/A``, ``Unknown``, ``NONE`` and anything unreadable."""
-    if value is None or value.strip() in _NO_VALUE:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # naive -> local time zone
-        return moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError, OSError):  # unreadable, or no real moment (0001-01-01)
-        return None
+    """A Slurm time (ISO, the controller's local time) as an aware UTC datetime; None for
+    ``N/A``, ``Unknown``, ``NONE`` and anything unreadable."""
+    return None if value is None or value.strip() in _NO_VALUE else parse_local_time(value)
 
 
 def _value(text: str) -> str | None:
     text = text.strip()
     return None if text in _NO_VALUE else text
-
-
-def expand_indices(expression: str) -> list[int]:
-    """The indices of a pending array expression (``3-10%2``, ``1,4,7-9:2``); [] when it
-    cannot be read (a truncated one ends in ``...``)."""
-    indices: list[int] = []
-    for part in expression.split("%", 1)[0].split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip(), re.ASCII)
-        if match is None:
-            return []
-        first = int(match.group(1))
-        last = int(match.group(2) or first)
-        step = int(match.group(3) or 1)
-        indices.extend(range(first, last + 1, max(step, 1)))
-    return indices
 
 
 # -- squeue ------------------------------------------------------------------------------
