@@ -600,7 +600,7 @@ async def test_a_failing_callback_does_not_stop_the_others(
 
 # -- _call, for real ---------------------------------------------------------------------
 async def test_call_returns_stdout() -> None:
-    assert await Executor._call(["echo", "hello world"]) == "hello world\n"
+    assert await Executor._call(["echo", "hello world"]) == "hello world"  # stripped, as 0.8.1
 
 
 async def test_call_passes_env_and_stdin(tmp_path: Path) -> None:
@@ -608,7 +608,7 @@ async def test_call_passes_env_and_stdin(tmp_path: Path) -> None:
     assert out == "v 1"
     source = tmp_path / "in.txt"
     source.write_text("from stdin\n")
-    assert await Executor._call(["cat"], stdin_file=str(source)) == "from stdin\n"
+    assert await Executor._call(["cat"], stdin_file=str(source)) == "from stdin"
 
 
 async def test_call_nonzero_exit_keeps_stdout() -> None:

@@ -305,11 +305,11 @@ async def test_inherit_env(fake: FakeLSF, inherit: bool, expected: list[str]) ->
     assert values(header(record), "-env") == expected
 
 
-def test_build_header_applies_prefix_and_config() -> None:
+def test_build_header_uses_name_and_applies_config() -> None:
     lsf = executor(queue="normal", cpus=2)
     lines = lsf.build_header("my job", ResourceSpec(memory="1 GB"))
     assert all(line.startswith("#BSUB ") for line in lines)
-    assert value(lines, "-J") == "capi-my-job"
+    assert value(lines, "-J") == "my job"  # exactly as given (test_compat)
     assert (value(lines, "-q"), value(lines, "-n"), value(lines, "-M")) == ("normal", "2", "1024")
 
 

@@ -405,10 +405,10 @@ async def test_command_with_sbatch_line_is_refused(fake: FakeSlurm) -> None:
         await executor().submit("#SBATCH --partition=other\ntrue", "j")
 
 
-def test_build_header_applies_prefix_and_config() -> None:
+def test_build_header_uses_name_and_applies_config() -> None:
     lines = executor(queue="normal", cpus=2).build_header("my job", ResourceSpec(memory="1 GB"))
     assert all(line.startswith("#SBATCH --") for line in lines)
-    assert value(lines, "--job-name") == "capi-my-job"
+    assert value(lines, "--job-name") == '"my job"'  # exactly as given, quoted (test_compat)
     assert (
         value(lines, "--partition"),
         value(lines, "--cpus-per-task"),

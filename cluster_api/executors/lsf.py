@@ -45,7 +45,8 @@ MAX_ID_CHARS = 32_000
 # How many ids go into one bkill.
 KILL_BATCH = 100
 
-_SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
+# Any "Job <N>" in bsub's answer is the id (sites wrap the message; 0.8.1 read any).
+_SUBMITTED = re.compile(r"Job <(\d+)>")
 # Messages of a busy or restarting mbatchd: worth one more try.
 _TRANSIENT = re.compile(
     r"LSF is down|Cannot connect to LSF|daemon not responding|Please wait|try again later",
@@ -123,18 +124,32 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
             (cwd, lambda v: [f"-cwd {v}"]),
             (condition, lambda v: [f"-w {q('depends_on', v)}", "-ti"]),
             (not spec.inherit_env, lambda _: ["-env none"]),
+            (spec.login_shell, lambda _: ["-L /bin/bash"]),
             (res.extra_directives, list),
         )
     )
 
 
+def lsf_format_bytes_ceil(n_bytes: int, lsf_units: str = "MB") -> str:
+    """``n_bytes`` in LSF's memory unit (``lsf_units``), rounded up so a limit never
+    shrinks below what was asked."""
+    return str(format_memory(n_bytes, lsf_units))
+
+
 def _memory_options(memory: str, lsf_units: str) -> list[str]:
-    amount = format_memory(parse_memory_bytes(memory), lsf_units)
+    amount = lsf_format_bytes_ceil(parse_memory_bytes(memory), lsf_units)
     return [f"-M {amount}", f'-R "rusage[mem={amount}]"']
 
 
+_HOURS_MINUTES = re.compile(r"\d+:\d\d")
+
+
 def _walltime(value: str | int) -> str:
-    minutes = parse_walltime_minutes(value)
+    """LSF's ``-W [HH:]MM``: an ``HH:MM`` the user wrote is kept as written (``04:00``),
+    other forms are converted, rounded up to whole minutes."""
+    minutes = parse_walltime_minutes(value)  # validates every form
+    if isinstance(value, str) and _HOURS_MINUTES.fullmatch(value.strip()):
+        return value.strip()
     return f"{minutes // 60}:{minutes % 60:02d}"
 
 
