@@ -654,7 +654,7 @@ async def test_useless_answers_raise_and_change_nothing(fake: FakeSlurm, answer:
     running, pending = slurm.track("101", JobStatus.RUNNING), slurm.track("102")
     fake.squeue = answer
     with pytest.raises(ClusterAPIError):
-        await slurm.poll()
+        await slurm.poll_strict()
     assert (running.status, pending.status) == (JobStatus.RUNNING, JobStatus.PENDING)
     assert slurm.unseen_seconds("101") == 0.0
     assert fake.argvs("sacct") == []
