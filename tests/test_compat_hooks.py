@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from cluster_api import ClusterConfig, CommandFailedError, JobMonitor, JobRecord, JobStatus
+from cluster_api import (
+    ClusterConfig,
+    CommandFailedError,
+    JobMonitor,
+    JobRecord,
+    JobStatus,
+    SubmitError,
+)
 from cluster_api.script import exit_file_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -211,3 +218,29 @@ def test_the_script_writes_its_exit_file(toy: tuple[ToyExecutor, ToyScheduler]) 
         env = {"ARRAY_INDEX": str(index), "PATH": "/usr/bin:/bin"}
         subprocess.run(["bash", record.script_path], env=env, check=False)
         assert Path(exit_file_path(record.script_path, index)).read_text().strip() == str(index)
+
+
+async def test_dependant_of_a_failed_job_ends_killed_and_is_cancelled(
+    toy: tuple[ToyExecutor, ToyScheduler],
+) -> None:
+    executor, scheduler = toy
+    first = await executor.submit("false", "first")
+    then = await executor.submit("true", "then", depends_on=[first])
+    scheduler.jobs["101"] = "ERR 1"
+    await executor.poll()
+    assert (then.status, then.metadata["dependency_failed"]) == (JobStatus.KILLED, ["101"])
+    assert ["tdel", "102"] in scheduler.calls  # it would otherwise wait there forever
+
+
+async def test_refused_submit_leaves_no_script(
+    toy: tuple[ToyExecutor, ToyScheduler], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    executor, scheduler = toy
+
+    def refuse(cmd: list[str]) -> str:
+        raise CommandFailedError("Command failed (exit 1): tsub: queue closed")
+
+    monkeypatch.setattr(scheduler, "answer", refuse)
+    with pytest.raises(SubmitError, match="queue closed"):
+        await executor.submit("true", "refused")
+    assert list(tmp_path.glob("*.sh")) == [] and executor.jobs == {}
