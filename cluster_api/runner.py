@@ -39,8 +39,8 @@ class CommandResult:
         if self.returncode != 0:
             detail = self.stderr.strip() or self.stdout.strip()
             raise CommandFailedError(
-                f"Command failed (exit {self.returncode}): {shlex.join(self.argv)[:300]}: "
-                f"{detail[:1000]}",
+                f"Command failed (exit {self.returncode}): {shlex.join(self.argv)[:300]}"
+                + (f": {detail[:1000]}" if detail else ""),
                 stdout=self.stdout,
                 returncode=self.returncode,
                 stderr=self.stderr.strip(),
