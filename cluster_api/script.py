@@ -135,22 +135,12 @@ def render_script(
     header_lines: Sequence[str],
     prologue: Sequence[str] | None = None,
     epilogue: Sequence[str] | None = None,
-    *,
-    preamble: Sequence[str] = (),
-    login_shell: bool = False,
 ) -> str:
     """The text of a job script from directive lines the config has not been applied to
     yet (a third-party executor's ``build_header``): those matching ``directives_skip``
     are dropped and the config's ``extra_directives`` appended, as 0.8.1 did."""
-    return compose_script(
-        config,
-        command,
-        [*_without(header_lines, config.directives_skip), *config.extra_directives],
-        prologue,
-        epilogue,
-        preamble=preamble,
-        login_shell=login_shell,
-    )
+    header = [*_without(header_lines, config.directives_skip), *config.extra_directives]
+    return compose_script(config, command, header, prologue, epilogue)
 
 
 def compose_script(

@@ -36,7 +36,7 @@ from cluster_api import (
     ResourceSpec,
     SubmitError,
 )
-from cluster_api.script import render_script, safe_job_name, write_script
+from cluster_api.script import compose_script, render_script, safe_job_name, write_script
 
 SUBMITTED = "Job <{}> is submitted to queue <normal>."
 
@@ -230,7 +230,7 @@ async def test_record_name_without_prefix(fake: FakeLSF) -> None:
 # -- script rendering --------------------------------------------------------------------
 def test_script_layout_order() -> None:
     config = ClusterConfig(script_prologue=["CFG_PRO"], script_epilogue=["CFG_EPI"])
-    text = render_script(
+    text = compose_script(
         config,
         "THE_COMMAND",
         ["#BSUB -q normal", "#BSUB -n 2"],
