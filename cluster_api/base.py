@@ -7,11 +7,12 @@ see `cluster_api.core` for how the parts divide up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from .journal import Journal
 from .models import JobRecord, JobStatus, check_single_line
 from .options import NoOptions
 from .remote import MAX_SESSIONS, SSHRunner
-from .runner import LOCAL_RUNNER, CommandRunner
+from .runner import ACTIVE_RUNNER, LOCAL_RUNNER, CommandRunner
 from .ssh_target import SSHTarget
 from .table import JobTable
 
@@ -61,7 +62,7 @@ class ExecutorBase(ABC):
         self._table = JobTable()
         self._jobs = self._table.records
         self._records_view = MappingProxyType(self._jobs)
-        self._counter = itertools.count(1)
+        self._counter: Iterator[int] = itertools.count(1)
         self._command_slots = asyncio.Semaphore(self.config.max_concurrent_commands)
         self._changed: asyncio.Event | None = None
         # A status query failed: the next command that succeeds wakes the monitor, so it
@@ -126,6 +127,17 @@ class ExecutorBase(ABC):
         ``seconds``."""
         return self._table.unseen_for(seconds)
 
+    @contextlib.asynccontextmanager
+    async def _command_slot(self) -> AsyncIterator[None]:
+        """One of the executor's ``max_concurrent_commands`` slots, with its runner behind
+        `_call` for the commands run inside."""
+        async with self._command_slots:
+            token = ACTIVE_RUNNER.set(self.runner)
+            try:
+                yield
+            finally:
+                ACTIVE_RUNNER.reset(token)
+
     def _register(self, record: JobRecord) -> None:
         self._jobs[record.job_id] = record
         self._notify_change()
@@ -160,6 +172,10 @@ class ExecutorBase(ABC):
     @abstractmethod
     async def poll(self) -> dict[str, JobStatus]:
         """One status query for every active job (`cluster_api.core.Executor.poll`)."""
+
+    @abstractmethod
+    async def poll_strict(self) -> dict[str, JobStatus]:
+        """`poll` that raises when the query failed (`cluster_api.core.Executor.poll_strict`)."""
 
 
 def runner_for(config: ClusterConfig) -> CommandRunner:

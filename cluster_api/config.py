@@ -86,19 +86,8 @@ class ClusterConfig:
         check=_resource_rule("walltime"),
     )
     queue: str | None = option(None, "Default queue (LSF) or partition (Slurm).")
-    account: str | None = option(
-        None, "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm)."
-    )
     poll_interval: float = option(
         10.0, "Seconds between two status queries of the monitor (> 0).", above=0
-    )
-    log_directory: str = option(
-        "./logs", "Folder for the library's own files, including the job journal."
-    )
-    job_name_prefix: str | None = option(
-        "capi",
-        "Prefix of every job name (`capi-NAME`); how `reconnect()` finds your jobs. "
-        "`null` for none.",
     )
     shebang: str = option(
         "#!/bin/bash",
@@ -130,13 +119,13 @@ class ClusterConfig:
         default_factory=list,
         metadata=described("Arguments appended to every submit command (`bsub`, `sbatch`)."),
     )
-    # Scheduler keys: declared by the executors' options classes (cluster_api.options);
-    # fields here too, as in 0.8.1.
-    use_stdin: bool = declared_field(BatchOptions, "use_stdin")
+    # Keys set with declared_field belong to schedulers: declared by the executors'
+    # options classes (cluster_api.options), fields here too, as in 0.8.1.
     lsf_units: str = declared_field(LSFOptions, "lsf_units")
-    suppress_job_email: bool = declared_field(LSFOptions, "suppress_job_email")
-    command_timeout: float = option(
-        100.0, "Seconds before a scheduler command is killed and counts as failed.", above=0
+    job_name_prefix: str | None = option(
+        "capi",
+        "Prefix of every job name (`capi-NAME`); how `reconnect()` finds your jobs. "
+        "`null` for none.",
     )
     zombie_timeout_minutes: float = option(
         30.0,
@@ -148,7 +137,19 @@ class ClusterConfig:
         "Minutes a finished job stays tracked (after its callbacks ran) before it is forgotten.",
         minimum=0,
     )
+    command_timeout: float = option(
+        100.0, "Seconds before a scheduler command is killed and counts as failed.", above=0
+    )
+    suppress_job_email: bool = declared_field(LSFOptions, "suppress_job_email")
     poll_all_users: bool = declared_field(BatchOptions, "poll_all_users")
+    # Keys added since 0.8.1 come after its keys, so positional calls keep working.
+    account: str | None = option(
+        None, "Default project/account charged for the jobs (`-P` on LSF, `--account` on Slurm)."
+    )
+    log_directory: str = option(
+        "./logs", "Folder for the library's own files, including the job journal."
+    )
+    use_stdin: bool = declared_field(BatchOptions, "use_stdin")
     max_concurrent_commands: int = option(
         8, "Most scheduler commands one executor runs at once.", minimum=1
     )
@@ -241,7 +242,7 @@ def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
     if path is not None:
         explicit = Path(path).expanduser()
         if not explicit.is_file():
-            raise FileNotFoundError(f"config file not found: {explicit}")
+            raise FileNotFoundError(f"Config file not found: {explicit}")
         return explicit
     from_env = os.environ.get(CONFIG_ENV_VAR)
     if from_env:

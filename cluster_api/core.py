@@ -8,7 +8,8 @@ status rule of `.status`, and `.engine` runs a scheduler's commands (a
 supplies its directives (``_header_for``), how to hand a written script to the scheduler
 (``_submit_script``), one status query for many jobs (``_query``) and how to cancel
 (``_cancel_ids``, ``_cancel_name_pattern``); the engine supplies all four for batch
-schedulers. Every scheduler command runs through `Executor._call`, the seam tests patch,
+schedulers, and `.hooks` derives them from the design's hooks (``_submit_job``, ...).
+Every scheduler command runs through `Executor._call`, the seam tests patch,
 and behind it the executor's command runner (:mod:`.runner`).
 """
 
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from abc import abstractmethod
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import ClusterAPIError
 from .files import reading_from
+from .hooks import HookAdapter
 from .models import JobRecord, JobStatus, check_single_line
 from .reconnect import Reconnection
 from .runner import ACTIVE_RUNNER, LOCAL_RUNNER
@@ -34,23 +35,37 @@ from .status import (
     exit_files_say_success,
     gc_paused,
 )
-from .submission import Submission
 from .table import JobTable
 
 logger = logging.getLogger("cluster_api")
 
 
-class Executor(Submission, Reconnection):
+class Executor(HookAdapter, Reconnection):
     """Submits, tracks, polls and cancels jobs on one kind of scheduler."""
 
     # -- status ------------------------------------------------------------------------
     async def poll(self) -> dict[str, JobStatus]:
-        """One status query for every active job; updates the records in place.
+        """One status query for every active job; returns the status of every tracked
+        job (those that ended in this poll included), as 0.8.1 did.
+
+        A query the scheduler did not answer usefully (outage, timeout, missing binary,
+        empty or garbled answer) is logged and changes nothing, and no job counts as
+        unseen; it never raises, so a caller's loop survives an outage. The monitor calls
+        `poll_strict` instead, and counts such failures in its health figures.
+        """
+        try:
+            await self.poll_strict()
+        except ClusterAPIError as exc:
+            logger.warning("status query failed; no job changed: %s", exc)
+        return {job_id: record.status for job_id, record in self._jobs.items()}
+
+    async def poll_strict(self) -> dict[str, JobStatus]:
+        """`poll`, but a query the scheduler did not answer usefully raises a
+        ClusterAPIError subclass (no record changes then, no job counts as unseen);
+        returns the status of the jobs that were active.
 
         Jobs whose cancel the scheduler accepted are asked about once more, until it
         reports how they ended (their exit code and finish time; their status is set).
-        Raises a ClusterAPIError subclass when the scheduler did not answer usefully; in
-        that case no record changes and no job counts as unseen.
         """
         table = self._table
         active = table.to_poll()
@@ -126,10 +141,6 @@ class Executor(Submission, Reconnection):
         when the scheduler first says it does not know a job, and again by the monitor
         before a job is declared a zombie."""
 
-    @abstractmethod
-    async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
-        """Ask the scheduler about every job in ``active`` in one command."""
-
     def _apply(
         self,
         record: JobRecord,
@@ -196,16 +207,6 @@ class Executor(Submission, Reconnection):
             name_pattern = f"{prefix}-{name_pattern}"
         return "*".join(safe_job_name(part) if part else "" for part in name_pattern.split("*"))
 
-    @abstractmethod
-    async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> Collection[str] | None:
-        """Cancel these jobs on the scheduler; return the ids it accepted (per its
-        answer), or None when the command succeeding is all it says (all accepted)."""
-
-    @abstractmethod
-    async def _cancel_name_pattern(self, pattern: str) -> Collection[str] | None:
-        """Cancel the jobs whose scheduler-side name matches ``pattern``; return the ids
-        the scheduler accepted, or None when it accepted every tracked match."""
-
     # -- the seam ----------------------------------------------------------------------
     async def _run(
         self,
@@ -217,17 +218,13 @@ class Executor(Submission, Reconnection):
     ) -> str:
         """Run a scheduler command through `_call` (with this executor's runner behind
         it), at most ``max_concurrent_commands`` at once across this executor."""
-        async with self._command_slots:
-            token = ACTIVE_RUNNER.set(self.runner)
-            try:
-                out = await self._call(
-                    list(cmd),
-                    timeout=timeout if timeout is not None else self.config.command_timeout,
-                    env=dict(env) if env else None,
-                    stdin_file=stdin_file,
-                )
-            finally:
-                ACTIVE_RUNNER.reset(token)
+        async with self._command_slot():
+            out = await self._call(
+                list(cmd),
+                timeout=timeout if timeout is not None else self.config.command_timeout,
+                env=dict(env) if env else None,
+                stdin_file=stdin_file,
+            )
         if self._probe_wanted:
             self._probe_wanted = False
             self._notify_change()

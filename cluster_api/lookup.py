@@ -43,7 +43,7 @@ async def find_jobs(
             fresh.append(record)
         records.append(record)
     if fresh:
-        await executor.poll()
+        await executor.poll_strict()  # an outage must not make these look unknown
     unknown = [
         r.job_id
         for r in fresh

@@ -121,12 +121,13 @@ class ResourceSpec:
     memory: str | None = None
     walltime: str | None = None
     queue: str | None = None
-    account: str | None = None
     work_dir: str = field(default_factory=lambda: CurrentFolder(os.getcwd()))
     stdout_path: str | None = None
     stderr_path: str | None = None
     extra_directives: list[str] | None = None
     extra_args: list[str] | None = None
+    # Fields added since 0.8.1 come after its fields, so positional calls keep working.
+    account: str | None = None
     cluster_options: InitVar[list[str] | None] = None
 
     def __post_init__(self, cluster_options: list[str] | None) -> None:

@@ -180,7 +180,7 @@ class JobMonitor:
 
     async def _poll(self) -> bool:
         try:
-            await self.executor.poll()
+            await self.executor.poll_strict()  # raises when the query failed
         except ClusterAPIError as exc:
             self.consecutive_failures += 1
             if self.consecutive_failures == 1:

@@ -91,7 +91,7 @@ class Reconnection(ExecutorBase):
         adopted += await self._discover(require=self._journal is None)
         if adopted:
             try:
-                await self.poll()
+                await self.poll_strict()
             except ClusterAPIError as exc:
                 logger.warning(
                     "reconnected %d jobs but could not poll them yet: %s", len(adopted), exc

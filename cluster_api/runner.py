@@ -33,17 +33,19 @@ class CommandResult:
     returncode: int = 0
 
     def output(self) -> CommandOutput:
-        """The stdout of a command that succeeded; ``CommandFailedError`` (keeping stdout,
+        """The stdout of a command that succeeded, surrounding whitespace stripped (as
+        0.8.1 returned it); ``CommandFailedError`` (keeping stdout,
         stderr and the exit status) for one that did not."""
         if self.returncode != 0:
             detail = self.stderr.strip() or self.stdout.strip()
             raise CommandFailedError(
-                f"{shlex.join(self.argv)[:300]} exited {self.returncode}: {detail[:1000]}",
+                f"Command failed (exit {self.returncode}): {shlex.join(self.argv)[:300]}"
+                + (f": {detail[:1000]}" if detail else ""),
                 stdout=self.stdout,
                 returncode=self.returncode,
                 stderr=self.stderr.strip(),
             )
-        return CommandOutput(self.stdout, self.stderr)
+        return CommandOutput(self.stdout.strip(), self.stderr)
 
 
 class CommandOutput(str):

@@ -121,11 +121,29 @@ def directive_lines(
     any ``skip`` substring (config ``directives_skip``), then the config's
     ``extra_directives`` verbatim (the user wrote whole lines)."""
     generated = [f"{prefix} {option}" for option in options]
-    kept = [line for line in generated if not any(part in line for part in skip)]
-    return [*kept, *extra]
+    return [*_without(generated, skip), *extra]
+
+
+def _without(lines: Sequence[str], skip: Sequence[str]) -> list[str]:
+    """``lines`` minus those containing any ``skip`` substring."""
+    return [line for line in lines if not any(part in line for part in skip)]
 
 
 def render_script(
+    config: ClusterConfig,
+    command: str,
+    header_lines: Sequence[str],
+    prologue: Sequence[str] | None = None,
+    epilogue: Sequence[str] | None = None,
+) -> str:
+    """The text of a job script from directive lines the config has not been applied to
+    yet (a third-party executor's ``build_header``): those matching ``directives_skip``
+    are dropped and the config's ``extra_directives`` appended, as 0.8.1 did."""
+    header = [*_without(header_lines, config.directives_skip), *config.extra_directives]
+    return compose_script(config, command, header, prologue, epilogue)
+
+
+def compose_script(
     config: ClusterConfig,
     command: str,
     header_lines: Sequence[str],
@@ -135,7 +153,8 @@ def render_script(
     preamble: Sequence[str] = (),
     login_shell: bool = False,
 ) -> str:
-    """The text of a job script.
+    """The text of a job script whose directive lines are final (an executor's header,
+    the config already applied).
 
     Config prologue lines come before the job's own and config epilogue lines after the
     job's, so site setup wraps pipeline setup. With an epilogue the script still exits

@@ -19,7 +19,7 @@ from .errors import ClusterAPIError, SubmitError
 from .jobspec import JobSpec, effective_resources, job_spec, set_array
 from .journal import JournalError
 from .models import ArrayElement, JobRecord, ResourceSpec
-from .script import environment_lines, exit_record_lines, render_script
+from .script import compose_script, environment_lines, exit_record_lines
 from .status import utcnow
 
 logger = logging.getLogger("cluster_api")
@@ -189,7 +189,7 @@ class Submission(ExecutorBase):
             path = os.path.join(directory, f"{spec.name}.{counter}.sh")
             spec.token = f"{spec.name}.{counter}"
             header = self._header_for(spec)
-            content = render_script(
+            content = compose_script(
                 self.config,
                 spec.command,
                 header,
@@ -221,7 +221,9 @@ class Submission(ExecutorBase):
         return []
 
     def build_header(self, name: str, resources: ResourceSpec | None = None) -> list[str]:
-        """The directive lines for a plain job called ``name`` (prefix applied)."""
+        """The directive lines for a plain job called exactly ``name``: no prefix added and
+        nothing replaced, since callers (0.8.1's and third-party executors) pass the final
+        name."""
         spec = job_spec(
             self.config,
             self.directive_prefix,
@@ -236,6 +238,7 @@ class Submission(ExecutorBase):
             False,
             None,
         )
+        spec.name = name  # job_spec checked it is one line
         return self._header_for(spec)
 
     @abstractmethod

@@ -169,7 +169,7 @@ def test_console_script_and_module_entry_points(project: Project) -> None:
         (["submit", "--env", "1X=2", "--", "true"], "invalid environment variable name"),
         (["submit", "--executor", "nope", "--", "true"], "unknown executor 'nope'"),
         (["status", "--profile", "nope"], "unknown profile 'nope'"),
-        (["status", "--config", "missing.yaml"], "config file not found"),
+        (["status", "--config", "missing.yaml"], "Config file not found"),
         (["cancel"], "say which jobs"),
         (["cancel", "123", "--all"], "not several"),
         (["frobnicate"], "invalid choice"),

@@ -35,7 +35,7 @@ from cluster_api import (
     ResourceSpec,
     SubmitError,
 )
-from cluster_api.script import render_script, safe_job_name, write_script
+from cluster_api.script import compose_script, render_script, safe_job_name, write_script
 from cluster_api.testing.fake import FakeRunner
 
 SUBMITTED = "Job <{}> is submitted to queue <normal>."
@@ -230,7 +230,7 @@ async def test_record_name_without_prefix(fake: FakeLSF) -> None:
 # -- script rendering --------------------------------------------------------------------
 def test_script_layout_order() -> None:
     config = ClusterConfig(script_prologue=["CFG_PRO"], script_epilogue=["CFG_EPI"])
-    text = render_script(
+    text = compose_script(
         config,
         "THE_COMMAND",
         ["#BSUB -q normal", "#BSUB -n 2"],
@@ -605,7 +605,7 @@ async def test_a_failing_callback_does_not_stop_the_others(
 # -- _call, for real ---------------------------------------------------------------------
 @pytest.mark.integration
 async def test_call_returns_stdout() -> None:
-    assert await Executor._call(["echo", "hello world"]) == "hello world\n"
+    assert await Executor._call(["echo", "hello world"]) == "hello world"  # stripped, as 0.8.1
 
 
 @pytest.mark.integration
@@ -614,7 +614,7 @@ async def test_call_passes_env_and_stdin(tmp_path: Path) -> None:
     assert out == "v 1"
     source = tmp_path / "in.txt"
     source.write_text("from stdin\n")
-    assert await Executor._call(["cat"], stdin_file=str(source)) == "from stdin\n"
+    assert await Executor._call(["cat"], stdin_file=str(source)) == "from stdin"
 
 
 @pytest.mark.integration

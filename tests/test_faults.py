@@ -237,7 +237,7 @@ async def test_odd_output_never_finishes_a_job(
     getattr(sim, fault)("bjobs", times=2)
     for _ in range(2):
         with pytest.raises(ClusterAPIError):
-            await executor.poll()
+            await executor.poll_strict()
         assert not job.is_terminal
     fired = count_callbacks(job)
     async with JobMonitor(executor, poll_interval=0.2) as monitor:

@@ -161,7 +161,7 @@ async def test_garbage_from_flux_changes_nothing(config, tmp_path, flux_simulato
     job = await executor.submit("echo fine", "ok", resources=res(tmp_path))
     flux_simulator.garbage_output_once("flux")
     with pytest.raises(ClusterAPIError):
-        await executor.poll()
+        await executor.poll_strict()
     assert job.status is JobStatus.PENDING
     await run_to_end(executor, job)
     assert job.status is JobStatus.DONE

@@ -304,7 +304,7 @@ async def test_job_killed_by_an_admin_during_an_outage_ends_killed(
     await executor.poll()
     scheduler.on("bjobs", CommandFailedError("LSF is down. Please wait ..."))
     with pytest.raises(ClusterAPIError):
-        await executor.poll()
+        await executor.poll_strict()
     write_exit_file(record, 143)  # the admin's kill; then LSF cleaned the job
     scheduler.on("bjobs", not_found(record.job_id))
     scheduler.on("bhist", BHIST_ADMIN_KILL.format(job_id=record.job_id))

@@ -98,7 +98,7 @@ async def test_lsf_admin_kill_while_lsf_was_down_ends_killed(
     until(lambda: Path(exit_file_path(victim.script_path or "")).exists())
     lsf_simulator.set(clean_period=0)  # cleaned from bjobs before LSF answers again
     with pytest.raises(Exception, match="LSF is down"):
-        await executor.poll()
+        await executor.poll_strict()
     lsf_simulator.outage(0)
     await executor.poll()
     assert victim.status is JobStatus.KILLED

@@ -302,11 +302,11 @@ async def test_inherit_env(fake: FakeLSF, inherit: bool, expected: list[str]) ->
     assert values(header(record), "-env") == expected
 
 
-def test_build_header_applies_prefix_and_config() -> None:
+def test_build_header_uses_name_and_applies_config() -> None:
     lsf = executor(queue="normal", cpus=2)
     lines = lsf.build_header("my job", ResourceSpec(memory="1 GB"))
     assert all(line.startswith("#BSUB ") for line in lines)
-    assert value(lines, "-J") == "capi-my-job"
+    assert value(lines, "-J") == "my job"  # exactly as given (test_compat)
     assert (value(lines, "-q"), value(lines, "-n"), value(lines, "-M")) == ("normal", "2", "1024")
 
 
@@ -604,7 +604,7 @@ async def test_invalid_json_is_reported_by_either_decoder(fake: FakeLSF, decoder
     lsf.track("101")
     fake.bjobs = '{"RECORDS": [{"JOBID": "101", "STAT": "RUN"}'
     with pytest.raises(ClusterAPIError, match="invalid JSON"):
-        await lsf.poll()
+        await lsf.poll_strict()
 
 
 async def test_banner_before_json(fake: FakeLSF) -> None:
@@ -634,7 +634,7 @@ async def test_useless_answers_raise_and_change_nothing(fake: FakeLSF, answer: A
     running, pending = lsf.track("101", JobStatus.RUNNING), lsf.track("102")
     fake.bjobs = answer
     with pytest.raises(ClusterAPIError):
-        await lsf.poll()
+        await lsf.poll_strict()
     assert (running.status, pending.status) == (JobStatus.RUNNING, JobStatus.PENDING)
     assert lsf.unseen_seconds("101") == 0.0
 
@@ -655,7 +655,7 @@ async def test_outage_time_never_counts_as_unseen(
     for _ in range(5):
         clock[0] += 3600
         with pytest.raises(ClusterAPIError):
-            await lsf.poll()
+            await lsf.poll_strict()
     assert lsf.unseen_seconds("101") == pytest.approx(60)
     fake.bjobs = bjobs_json()
     clock[0] += 60

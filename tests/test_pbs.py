@@ -111,7 +111,8 @@ async def test_an_outage_is_an_error_not_an_ending(tmp_path: Path) -> None:
     executor = make(PBSExecutor, runner, tmp_path)
     record = await executor.submit("true", "a", resources=ResourceSpec(work_dir=str(tmp_path)))
     with pytest.raises(ClusterAPIError, match="cannot connect"):
-        await executor.poll()
+        await executor.poll_strict()
+    assert await executor.poll() == {record.job_id: JobStatus.PENDING}  # logged, not raised
     assert record.status is JobStatus.PENDING
 
 

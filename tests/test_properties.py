@@ -14,7 +14,7 @@ import cluster_api.executors.lsf_formats as lsf_formats
 from cluster_api import ClusterConfig, LSFExecutor, ResourceSpec
 from cluster_api.errors import ClusterAPIError
 from cluster_api.executors.lsf import parse_bhist_long, parse_bjobs_json, query_result_from_records
-from cluster_api.script import environment_lines, render_script
+from cluster_api.script import compose_script, environment_lines
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -113,7 +113,7 @@ def test_no_user_value_adds_a_line_or_directive(
         return  # refused before anything is written: fine
     assert len(header) <= len(baseline)
     env_lines = environment_lines({"VALUE": env_value}) if "\x00" not in env_value else []
-    script = render_script(ClusterConfig(), "true", header, preamble=env_lines)
+    script = compose_script(ClusterConfig(), "true", header, preamble=env_lines)
     assert "\r" not in script
     assert script.count("\n") == 1 + len(header) + len(env_lines) + 1
     assert len(directive_lines(script)) == len(header)

@@ -430,7 +430,7 @@ async def test_garbage_status_output_changes_nothing(row, runner, tmp_path) -> N
     record = await submit(executor, row, runner, "101", tmp_path)
     runner.answers[row.programs[1]] = ("<html>proxy error</html>\n", "", 0)
     with pytest.raises(ClusterAPIError):
-        await executor.poll()
+        await executor.poll_strict()
     assert record.status is JobStatus.PENDING
     assert not executor.is_unseen("101")
 

@@ -407,10 +407,10 @@ async def test_command_with_sbatch_line_is_refused(fake: FakeSlurm) -> None:
         await executor().submit("#SBATCH --partition=other\ntrue", "j")
 
 
-def test_build_header_applies_prefix_and_config() -> None:
+def test_build_header_uses_name_and_applies_config() -> None:
     lines = executor(queue="normal", cpus=2).build_header("my job", ResourceSpec(memory="1 GB"))
     assert all(line.startswith("#SBATCH --") for line in lines)
-    assert value(lines, "--job-name") == "capi-my-job"
+    assert value(lines, "--job-name") == '"my job"'  # exactly as given, quoted (test_compat)
     assert (
         value(lines, "--partition"),
         value(lines, "--cpus-per-task"),
@@ -663,7 +663,7 @@ async def test_useless_answers_raise_and_change_nothing(fake: FakeSlurm, answer:
     running, pending = slurm.track("101", JobStatus.RUNNING), slurm.track("102")
     fake.squeue = answer
     with pytest.raises(ClusterAPIError):
-        await slurm.poll()
+        await slurm.poll_strict()
     assert (running.status, pending.status) == (JobStatus.RUNNING, JobStatus.PENDING)
     assert slurm.unseen_seconds("101") == 0.0
     assert fake.argvs("sacct") == []

@@ -42,20 +42,38 @@ def _targets() -> dict[str, str]:
     return targets
 
 
+# Executors registered at run time (`register_executor`), by name.
+_REGISTERED: dict[str, type[Executor]] = {}
+
+
+def register_executor(name: str, cls: type[Executor]) -> None:
+    """Make ``cls`` the executor that ``executor: NAME`` selects, without installing an
+    entry point (for an executor defined in the pipeline's own code). A built-in name
+    cannot be taken."""
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        raise TypeError(f"executor {name!r} must be an Executor subclass, got {cls!r}")
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in executor; register yours under another name")
+    option_fields(cls.options)  # TypeError for options a config file cannot hold
+    _REGISTERED[name] = cls
+
+
 def available_executors() -> list[str]:
     """Names that ``executor:`` in a config may take."""
-    return sorted(_targets())
+    return sorted({*_targets(), *_REGISTERED})
 
 
 def get_executor_class(name: str) -> type[Executor]:
     """The executor class registered under ``name``; ValueError naming the known ones."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     targets = _targets()
     if name not in targets:
         from ..config import did_you_mean
 
         raise ValueError(
             f"unknown executor {name!r}{did_you_mean(name, targets)}; "
-            f"known executors: {', '.join(sorted(targets))}"
+            f"known executors: {', '.join(available_executors())}"
         )
     module_name, _, attr = targets[name].partition(":")
     try:

@@ -41,7 +41,8 @@ BJOBS_FIELDS = (
     "submit_time start_time finish_time exit_reason"
 )
 
-_SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
+# Any "Job <N>" in bsub's answer is the id (sites wrap the message; 0.8.1 read any).
+_SUBMITTED = re.compile(r"Job <(\d+)>")
 # How bjobs says that nothing matches (a valid answer, unlike an outage).
 _NO_JOB = re.compile(r"No (?:unfinished )?job found|is not found")
 
@@ -113,18 +114,32 @@ def lsf_options(spec: JobSpec, lsf_units: str) -> list[str]:
             (cwd, lambda v: [f"-cwd {v}"]),
             (condition, lambda v: [f"-w {q('depends_on', v)}", "-ti"]),
             (not spec.inherit_env, lambda _: ["-env none"]),
+            (spec.login_shell, lambda _: ["-L /bin/bash"]),
             (res.extra_directives, list),
         )
     )
 
 
+def lsf_format_bytes_ceil(n_bytes: int, lsf_units: str = "MB") -> str:
+    """``n_bytes`` in LSF's memory unit (``lsf_units``), rounded up so a limit never
+    shrinks below what was asked."""
+    return str(format_memory(n_bytes, lsf_units))
+
+
 def _memory_options(memory: str, lsf_units: str) -> list[str]:
-    amount = format_memory(parse_memory_bytes(memory), lsf_units)
+    amount = lsf_format_bytes_ceil(parse_memory_bytes(memory), lsf_units)
     return [f"-M {amount}", f'-R "rusage[mem={amount}]"']
 
 
+_HOURS_MINUTES = re.compile(r"\d+:\d\d")
+
+
 def _walltime(value: str | int) -> str:
-    minutes = parse_walltime_minutes(value)
+    """LSF's ``-W [HH:]MM``: an ``HH:MM`` the user wrote is kept as written (``04:00``),
+    other forms are converted, rounded up to whole minutes."""
+    minutes = parse_walltime_minutes(value)  # validates every form
+    if isinstance(value, str) and _HOURS_MINUTES.fullmatch(value.strip()):
+        return value.strip()
     return f"{minutes // 60}:{minutes % 60:02d}"
 
 
