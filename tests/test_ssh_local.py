@@ -121,3 +121,38 @@ async def test_a_cancel_is_one_remote_command_and_a_stranger_pid_is_refused(
     with pytest.raises(UnknownJobError, match="777"):
         await executor._cancel_ids(["777"], done=False)
     assert runner.argvs("sh")[-1][-2:] == ["777", ""]
+
+
+async def test_a_job_tracked_by_its_pid_alone_learns_its_script_from_the_remote_cmdline(
+    remote: FakeRemote, runner: FakeRunner, tmp_path: Path
+) -> None:
+    executor = remote_local(remote, tmp_path)
+    record = executor.track("4300")
+    supervisor = await executor._supervisor()
+    script = f"{WORK}/capi-far.3.sh"
+    plan = json.dumps({"work_dir": WORK})
+    remote.files["/proc/4300/cmdline"] = f"python3-I-S{supervisor}{script}{plan}"
+    await executor.poll()
+    assert record.script_path == script
+    remote.files[events_path(script)] = event("start", pid=4301)
+    await executor.poll()
+    assert record.status is JobStatus.RUNNING
+
+
+async def test_a_supervisor_that_ignores_the_cancel_is_killed_with_its_elements(
+    remote: FakeRemote, runner: FakeRunner, tmp_path: Path
+) -> None:
+    runner.on("sh", "4242\n")
+    executor = remote_local(remote, tmp_path)
+    record = await executor.submit_array("sleep 60", "stuck", (1, 2))
+    assert record.script_path is not None
+    remote.files[events_path(record.script_path)] = event("start", index=1, pid=4250) + event(
+        "start", index=2, pid=4251
+    )
+    runner.on("sh", "signalled 4242\nkilled 4242\n", "killed 4250\nkilled 4251\n")
+    await executor.cancel("4242")
+    elements = runner.argvs("sh")[-1]
+    assert elements[4:7] == ["KILL", record.script_path, "0"]
+    assert elements[7:] == ["4250", "", "4251", ""]
+    assert record.status is JobStatus.KILLED
+    assert [e.status for e in record.array_elements.values()] == [JobStatus.KILLED] * 2

@@ -40,16 +40,18 @@ _CANCEL_TICKS = int((KILL_GRACE_SECONDS + CANCEL_MARGIN_SECONDS) * 10)
 _START = 'cd "$1" || exit 1; shift; setsid "$@" </dev/null >/dev/null 2>&1 & echo $!'
 # Cancel: $1 signal, $2 supervisor path, $3 ticks to wait, then PID/script pairs (an empty
 # script: any job of this library). Prints "gone", "refused", "signalled" or "killed" PID.
+# A zombie is gone: nobody may reap a supervisor whose starting shell has exited.
 _CANCEL = (
     'sig=$1; sup=$2; ticks=$3; shift 3; live=""; '
     'has() { tr "\\000" "\\n" < "/proc/$1/cmdline" 2>/dev/null | grep -qxF -- "$2"; }; '
+    'alive() { [ -e "/proc/$1" ] && ! grep -q ") Z " "/proc/$1/stat" 2>/dev/null; }; '
     "while [ $# -gt 1 ]; do p=$1; s=$2; shift 2; "
-    'if [ ! -e "/proc/$p" ]; then echo "gone $p"; '
+    'if ! alive "$p"; then echo "gone $p"; '
     'elif has "$p" "$sup" && { [ -z "$s" ] || has "$p" "$s"; }; then '
     'kill -s "$sig" -- "-$p" 2>/dev/null; echo "signalled $p"; live="$live $p"; '
     'else echo "refused $p"; fi; done; n=0; '
     'while [ -n "$live" ]; do rest=""; '
-    'for p in $live; do if kill -0 "$p" 2>/dev/null; then rest="$rest $p"; fi; done; '
+    'for p in $live; do if alive "$p"; then rest="$rest $p"; fi; done; '
     'live=$rest; [ -z "$live" ] && break; n=$((n + 1)); '
     'if [ "$n" -gt "$ticks" ]; then for p in $live; do '
     'kill -s KILL -- "-$p" 2>/dev/null; echo "killed $p"; done; break; fi; sleep 0.1; done'
@@ -141,14 +143,8 @@ class RemoteLocalExecutor(LocalExecutor):
             pairs += [job_id, script or ""]
         if not pairs:
             return
-        sig = "USR1" if done else "TERM"
-        argv = ["sh", "-c", _CANCEL, "sh", sig, await self._supervisor(), str(_CANCEL_TICKS)]
-        timeout = self.config.command_timeout + KILL_GRACE_SECONDS + CANCEL_MARGIN_SECONDS
-        out = await self._run([*argv, *pairs], timeout=timeout)
-        said: dict[str, str] = {}  # job id: what the remote side did with it
-        for line in out.splitlines():
-            what, _, pid = line.partition(" ")
-            said[pid] = what
+        supervisor = await self._supervisor()
+        said = await self._signal("USR1" if done else "TERM", supervisor, _CANCEL_TICKS, pairs)
         refused = [j for j in job_ids if said.get(j) == "refused"]
         refused += [j for j in job_ids if said.get(j) == "gone" and j not in self._jobs]
         killed = [j for j in job_ids if said.get(j) == "killed"]
@@ -157,8 +153,10 @@ class RemoteLocalExecutor(LocalExecutor):
         await self.files.refresh([events_path(r.script_path) for r in tracked if r.script_path])
         for record in tracked:
             self._refresh(record.job_id)
-            if record.job_id in killed and record.job_id not in self._finished:
-                logger.error("local job %s: supervisor ignored the cancel; killed", record.job_id)
+        for record in (self._jobs[j] for j in killed if j in self._jobs):
+            logger.error("local job %s: supervisor ignored the cancel; killed", record.job_id)
+            await self._kill_elements(record)
+            if record.job_id not in self._finished:
                 self._supervisor_lost(record.job_id, "killed by cancel")
         if refused:
             raise UnknownJobError(
@@ -166,6 +164,31 @@ class RemoteLocalExecutor(LocalExecutor):
                 f"of cluster_api on {self.config.ssh} (nothing was signalled)",
                 refused,
             )
+
+    async def _signal(self, sig: str, owner: str, ticks: int, pairs: list[str]) -> dict[str, str]:
+        """Run the cancel script: ``pairs`` are PID, script; a PID is signalled only when
+        its command line names ``owner`` (and the script, when one is given). Returns what
+        became of each PID."""
+        argv = ["sh", "-c", _CANCEL, "sh", sig, owner, str(ticks), *pairs]
+        timeout = self.config.command_timeout + ticks / 10
+        out = await self._run(argv, timeout=timeout)
+        said: dict[str, str] = {}
+        for line in out.splitlines():
+            what, _, pid = line.partition(" ")
+            said[pid] = what
+        return said
+
+    async def _kill_elements(self, record: JobRecord) -> None:
+        """SIGKILL the element groups a killed supervisor had started (from its events),
+        each only while its command line still names the job's script."""
+        script = record.script_path
+        text = self.files.read_text(events_path(script)) if script else None
+        if script is None or text is None:
+            return
+        events, _ = parse_events(text.encode())
+        pids = {e["pid"] for e in events if e.get("event") == "start" and type(e.get("pid")) is int}
+        if pids:
+            await self._signal("KILL", script, 0, [w for p in sorted(pids) for w in (str(p), "")])
 
 
 def _supervisor_source() -> str:
