@@ -17,7 +17,7 @@ from cluster_api.errors import SubmitError, UnknownJobError
 from cluster_api.executors.local_remote import RemoteLocalExecutor
 from cluster_api.executors.local_supervisor import events_path
 from cluster_api.files import REMOTE_WORK_DIR, RemoteFiles
-from cluster_api.remote import SSHRunner
+from cluster_api.remote import SSHError, SSHFailure, SSHRunner
 from cluster_api.testing.fake import FakeRunner
 
 WORK = f"{HOME}/{REMOTE_WORK_DIR}"
@@ -80,6 +80,22 @@ async def test_a_start_answer_that_is_no_pid_is_refused_and_its_script_removed(
         await executor.submit("true", "nopid")
     removed = [p for paths in remote.named("remove") for p in paths]
     assert any(p.startswith(f"{WORK}/capi-nopid.") for p in removed) and executor.jobs == {}
+
+
+@pytest.mark.parametrize(
+    ("cause", "may_exist"),
+    [(SSHFailure.CONNECTION_LOST, True), (SSHFailure.COMMAND_NOT_FOUND, False)],
+)
+async def test_a_start_whose_answer_was_lost_keeps_its_script_and_a_refused_one_does_not(
+    remote: FakeRemote, runner: FakeRunner, tmp_path: Path, cause: SSHFailure, may_exist: bool
+) -> None:
+    runner.on("sh", SSHError("me@box", cause, "python3: not found"))
+    executor = remote_local(remote, tmp_path)
+    with pytest.raises(SubmitError, match="me@box") as caught:
+        await executor.submit("true", "lost")
+    assert caught.value.job_may_exist is may_exist
+    removed = [p for paths in remote.named("remove") for p in paths]
+    assert bool(removed) is not may_exist
 
 
 async def test_each_poll_is_one_remote_read_and_the_events_give_true_endings(

@@ -60,7 +60,8 @@ async def until_ended(executor: LocalExecutor, records: list[JobRecord], limit: 
 async def test_jobs_run_on_the_remote_host_with_true_endings(
     sshd: DevSshd, work: str, tmp_path: Path
 ) -> None:
-    executor = LocalExecutor(local_config(sshd, tmp_path, work))
+    hostile = f"{work}/it's a $(touch pwned) dir"  # only ever an argv word, never shell text
+    executor = LocalExecutor(local_config(sshd, tmp_path, hostile))
     assert isinstance(executor, RemoteLocalExecutor)
     try:
         who = await executor.submit("id -un > whoami.txt", "who")
@@ -69,7 +70,10 @@ async def test_jobs_run_on_the_remote_host_with_true_endings(
             'echo "$ARRAY_INDEX" >> elements.txt', "arr", (1, 3), max_concurrent=1
         )
         await until_ended(executor, [who, bad, array])
-        listing = await remote(executor.runner, f"cd ~/{work} && cat whoami.txt elements.txt")  # type: ignore[arg-type]
+        listing = await remote(
+            executor.runner,  # type: ignore[arg-type]
+            f"cd ~/{work}/it* && cat whoami.txt elements.txt && ! ls ~/pwned ~/{work}/pwned",
+        )
     finally:
         await executor.runner.close()  # type: ignore[attr-defined]
     assert who.status is JobStatus.DONE

@@ -23,6 +23,7 @@ from ..errors import ClusterAPIError, CommandTimeoutError, SubmitError, UnknownJ
 from ..files import exit_paths
 from ..jobspec import JobSpec
 from ..models import JobRecord
+from ..remote import SSHError, SSHFailure
 from ..status import Observation, QueryResult
 from .local import CANCEL_MARGIN_SECONDS, LocalExecutor, _pid
 from .local_supervisor import KILL_GRACE_SECONDS, SUPERVISOR_PATH, events_path, parse_events
@@ -36,8 +37,13 @@ REMOTE_STATE_FOLDER = ".cluster-api"
 _CANCEL_TICKS = int((KILL_GRACE_SECONDS + CANCEL_MARGIN_SECONDS) * 10)
 
 # One line each, for `sh -c` behind any login shell (see `.remote`). Start: detached in a
-# session of its own, every stream closed, so ssh returns at once; prints the PID.
-_START = 'cd "$1" || exit 1; shift; setsid "$@" </dev/null >/dev/null 2>&1 & echo $!'
+# session of its own, every stream closed, so ssh returns at once; prints the PID. A
+# missing program is exit 127 here (named by the runner), not a PID that never ran.
+_START = (
+    'cd "$1" || exit 1; shift; for p in setsid "$1"; do command -v "$p" >/dev/null || '
+    '{ echo "$p: not found" >&2; exit 127; }; done; '
+    'setsid "$@" </dev/null >/dev/null 2>&1 & echo $!'
+)
 # Cancel: $1 signal, $2 supervisor path, $3 ticks to wait, then PID/script pairs (an empty
 # script: any job of this library). Prints "gone", "refused", "signalled" or "killed" PID.
 # A zombie is gone: nobody may reap a supervisor whose starting shell has exited.
@@ -94,10 +100,12 @@ class RemoteLocalExecutor(LocalExecutor):
         argv = ["python3", "-I", "-S", supervisor, script_path, json.dumps(plan)]
         try:
             out = await self._run(["sh", "-c", _START, "sh", plan["work_dir"], *argv])
-        except CommandTimeoutError as exc:
-            raise SubmitError(f"starting {spec.name}: {exc}", job_may_exist=True) from exc
-        except ClusterAPIError as exc:
-            raise SubmitError(f"cannot start local job {spec.name}: {exc}") from exc
+        except ClusterAPIError as exc:  # after a lost answer it may have started
+            lost = isinstance(exc, CommandTimeoutError) or (
+                isinstance(exc, SSHError) and exc.cause is SSHFailure.CONNECTION_LOST
+            )
+            message = f"cannot start local job {spec.name}: {exc}"
+            raise SubmitError(message, job_may_exist=lost) from exc
         job_id = out.strip()
         if _pid(job_id) is None:
             raise SubmitError(f"starting {spec.name} answered {job_id[:200]!r}, not a PID")
