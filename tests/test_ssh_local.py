@@ -106,7 +106,8 @@ async def test_each_poll_is_one_remote_read_and_the_events_give_true_endings(
     record = await executor.submit("exit 3", "bad")
     assert record.script_path is not None
     supervisor = await executor._supervisor()
-    remote.files["/proc/4242/cmdline"] = f"python3-I-S{supervisor}{record.script_path}{{}}"
+    plan = json.dumps({"work_dir": WORK})
+    remote.files["/proc/4242/cmdline"] = f"python3-I-S{supervisor}{record.script_path}{plan}"
     events = events_path(record.script_path)
     remote.files[events] = event("start", host="box", pid=4250)
     reads = len(remote.named("read"))
@@ -144,7 +145,8 @@ async def test_a_job_tracked_by_its_pid_alone_learns_its_script_from_the_remote_
 ) -> None:
     executor = remote_local(remote, tmp_path)
     record = executor.track("4300")
-    supervisor = await executor._supervisor()
+    # started by another release under another work_dir: still a supervisor of this library
+    supervisor = "/old/runs/.cluster-api/local_supervisor-0123abcd.0.sh"
     script = f"{WORK}/capi-far.3.sh"
     plan = json.dumps({"work_dir": WORK})
     remote.files["/proc/4300/cmdline"] = f"python3-I-S{supervisor}{script}{plan}"
@@ -169,6 +171,6 @@ async def test_a_supervisor_that_ignores_the_cancel_is_killed_with_its_elements(
     await executor.cancel("4242")
     elements = runner.argvs("sh")[-1]
     assert elements[4:7] == ["KILL", record.script_path, "0"]
-    assert elements[7:] == ["4250", "", "4251", ""]
+    assert elements[7:] == ["4250", record.script_path, "4251", record.script_path]
     assert record.status is JobStatus.KILLED
     assert [e.status for e in record.array_elements.values()] == [JobStatus.KILLED] * 2

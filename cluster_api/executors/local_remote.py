@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import posixpath
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ logger = logging.getLogger("cluster_api")
 #: The folder (under the remote work_dir, else the remote home's default one) that holds
 #: the supervisor's copy and the slot files.
 REMOTE_STATE_FOLDER = ".cluster-api"
+#: What every copy of the supervisor has in its path, whichever work_dir or version put
+#: it there: how a job submitted under another config or release is still recognised.
+SUPERVISOR_MARK = f"/{REMOTE_STATE_FOLDER}/local_supervisor-"
+_COPY_NAME = re.compile(re.escape(SUPERVISOR_MARK) + r"[0-9a-f]+\.0\.sh")
 #: Tenths of a second a cancel waits for the signalled supervisors before SIGKILL.
 _CANCEL_TICKS = int((KILL_GRACE_SECONDS + CANCEL_MARGIN_SECONDS) * 10)
 
@@ -44,16 +49,18 @@ _START = (
     '{ echo "$p: not found" >&2; exit 127; }; done; '
     'setsid "$@" </dev/null >/dev/null 2>&1 & echo $!'
 )
-# Cancel: $1 signal, $2 supervisor path, $3 ticks to wait, then PID/script pairs (an empty
-# script: any job of this library). Prints "gone", "refused", "signalled" or "killed" PID.
+# Cancel: $1 signal, $2 a text its command line must hold, $3 ticks to wait, then PID/script
+# pairs (the command line must name that script; an empty one: any). Prints "gone",
+# "refused", "signalled" or "killed" and the PID.
 # A zombie is gone: nobody may reap a supervisor whose starting shell has exited.
 _CANCEL = (
     'sig=$1; sup=$2; ticks=$3; shift 3; live=""; '
-    'has() { tr "\\000" "\\n" < "/proc/$1/cmdline" 2>/dev/null | grep -qxF -- "$2"; }; '
+    'words() { tr "\\000" "\\n" < "/proc/$1/cmdline" 2>/dev/null; }; '
+    'has() { words "$1" | grep -qxF -- "$2"; }; holds() { words "$1" | grep -qF -- "$2"; }; '
     'alive() { [ -e "/proc/$1" ] && ! grep -q ") Z " "/proc/$1/stat" 2>/dev/null; }; '
     "while [ $# -gt 1 ]; do p=$1; s=$2; shift 2; "
     'if ! alive "$p"; then echo "gone $p"; '
-    'elif has "$p" "$sup" && { [ -z "$s" ] || has "$p" "$s"; }; then '
+    'elif holds "$p" "$sup" && { [ -z "$s" ] || has "$p" "$s"; }; then '
     'kill -s "$sig" -- "-$p" 2>/dev/null; echo "signalled $p"; live="$live $p"; '
     'else echo "refused $p"; fi; done; n=0; '
     'while [ -n "$live" ]; do rest=""; '
@@ -79,8 +86,7 @@ class RemoteLocalExecutor(LocalExecutor):
         if self._supervisor_copy is None:
             base = await self.files.absolute(self.config.work_dir)
             digest = hashlib.sha256(_supervisor_source().encode()).hexdigest()[:16]
-            name = f"local_supervisor-{digest}.0.sh"
-            self._supervisor_copy = posixpath.join(base, REMOTE_STATE_FOLDER, name)
+            self._supervisor_copy = f"{base.rstrip('/')}{SUPERVISOR_MARK}{digest}.0.sh"
         return self._supervisor_copy
 
     async def _install_supervisor(self) -> str:
@@ -123,7 +129,6 @@ class RemoteLocalExecutor(LocalExecutor):
     async def _query(self, active: dict[str, JobRecord]) -> QueryResult:
         """One remote read: each supervisor's command line first, then the events files,
         so a supervisor seen gone has its last events read after it ended."""
-        supervisor = await self._supervisor()
         cmdlines = {j: f"/proc/{j}/cmdline" for j in active if _pid(j) and j not in self._finished}
         events = [events_path(r.script_path) for r in active.values() if r.script_path]
         await self.files.refresh([*cmdlines.values(), *events, *exit_paths(active.values())])
@@ -131,9 +136,9 @@ class RemoteLocalExecutor(LocalExecutor):
         for job_id, record in active.items():
             cmdline = self.files.read_text(cmdlines[job_id]) if job_id in cmdlines else None
             if record.script_path is None and cmdline is not None:
-                record.script_path = _script_in(cmdline, supervisor)  # tracked by pid alone
+                record.script_path = _script_in(cmdline)  # tracked by pid alone
             self._refresh(job_id)
-            if job_id not in self._finished and not _supervises(cmdline, supervisor, record):
+            if job_id not in self._finished and not _supervises(cmdline, record):
                 continue  # gone unfinished: exit files, then the zombie check, decide
             result.jobs[job_id] = Observation(record.status)
         return result
@@ -151,8 +156,7 @@ class RemoteLocalExecutor(LocalExecutor):
             pairs += [job_id, script or ""]
         if not pairs:
             return
-        supervisor = await self._supervisor()
-        said = await self._signal("USR1" if done else "TERM", supervisor, _CANCEL_TICKS, pairs)
+        said = await self._signal("USR1" if done else "TERM", SUPERVISOR_MARK, _CANCEL_TICKS, pairs)
         refused = [j for j in job_ids if said.get(j) == "refused"]
         refused += [j for j in job_ids if said.get(j) == "gone" and j not in self._jobs]
         killed = [j for j in job_ids if said.get(j) == "killed"]
@@ -195,27 +199,29 @@ class RemoteLocalExecutor(LocalExecutor):
             return
         events, _ = parse_events(text.encode())
         pids = {e["pid"] for e in events if e.get("event") == "start" and type(e.get("pid")) is int}
-        if pids:
-            await self._signal("KILL", script, 0, [w for p in sorted(pids) for w in (str(p), "")])
+        pairs = [word for pid in sorted(pids) for word in (str(pid), script)]
+        if pairs:
+            await self._signal("KILL", script, 0, pairs)
 
 
 def _supervisor_source() -> str:
     return Path(SUPERVISOR_PATH).read_text(encoding="utf-8")
 
 
-def _supervises(cmdline: str | None, supervisor: str, record: JobRecord) -> bool:
-    """Whether a command line (its NULs dropped by the remote read) is the supervisor of
+def _supervises(cmdline: str | None, record: JobRecord) -> bool:
+    """Whether a command line (its NULs dropped by the remote read) is a supervisor of
     this record's script."""
-    if cmdline is None or supervisor not in cmdline:
+    if cmdline is None or record.script_path is None:
         return False
-    return record.script_path is not None and record.script_path in cmdline
+    return _script_in(cmdline) == record.script_path
 
 
-def _script_in(cmdline: str, supervisor: str) -> str | None:
-    """The script a supervisor's command line names: between the supervisor's path and
+def _script_in(cmdline: str) -> str | None:
+    """The script a supervisor's command line names: between the supervisor's copy and
     its plan (a JSON object that starts with its work_dir)."""
-    if supervisor not in cmdline:
+    found = _COPY_NAME.search(cmdline)
+    if found is None:
         return None
-    rest = cmdline.split(supervisor, 1)[1]
+    rest = cmdline[found.end() :]
     end = rest.find('{"work_dir"')
     return rest[:end] if end > 0 else None
