@@ -14,7 +14,7 @@ import pytest
 from conftest import bjobs_json, bjobs_record
 from test_lsf import FakeLSF
 
-from cluster_api import ClusterConfig, JobStatus, LocalExecutor, LSFExecutor, ResourceSpec
+from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec
 from cluster_api.cli.config_check import check_config_file
 from cluster_api.config import load_config
 from cluster_api.errors import ConfigError, SubmitError
@@ -134,11 +134,6 @@ def test_two_executors_for_other_identities_never_share_a_connection(tmp_path: P
         for k in keys
     }
     assert len(paths) == 2
-
-
-def test_the_local_executor_refuses_ssh_clearly() -> None:
-    with pytest.raises(ConfigError, match=r"config\.ssh"):
-        LocalExecutor(ClusterConfig(executor="local", ssh="me@login1"))
 
 
 def test_work_dir_comes_from_the_config_and_over_ssh_never_from_the_local_folder(

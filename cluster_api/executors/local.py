@@ -30,7 +30,7 @@ from typing import Any
 
 from ..config import ClusterConfig
 from ..core import Executor
-from ..errors import ConfigError, SubmitError, UnknownJobError
+from ..errors import SubmitError, UnknownJobError
 from ..jobspec import JobSpec
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..options import LocalOptions
@@ -79,15 +79,19 @@ class LocalExecutor(Executor):
     records_cancel_as_done = True
     options = LocalOptions
 
+    def __new__(
+        cls, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
+    ) -> LocalExecutor:
+        """With ``ssh`` in the config the jobs run on that host instead (`.local_remote`)."""
+        if cls is LocalExecutor and config is not None and config.ssh is not None:
+            from .local_remote import RemoteLocalExecutor
+
+            return super().__new__(RemoteLocalExecutor)
+        return super().__new__(cls)
+
     def __init__(
         self, config: ClusterConfig | None = None, *, runner: CommandRunner | None = None
     ) -> None:
-        if config is not None and config.ssh is not None:
-            raise ConfigError(
-                "config.ssh: the local executor runs jobs on this machine; "
-                "over ssh use a batch scheduler (lsf, slurm)",
-                key="ssh",
-            )
         super().__init__(config, runner=runner)
         self.max_running = self.config.local_max_running or DEFAULT_MAX_RUNNING
         self._children: dict[str, _Child] = {}
@@ -119,11 +123,8 @@ class LocalExecutor(Executor):
     def _slots_directory(self) -> str:
         return os.path.join(os.path.abspath(self.config.log_directory), "local-slots")
 
-    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
-        try:  # the supervisors' slot files; refused now rather than failing the job later
-            os.makedirs(self._slots_directory(), exist_ok=True)
-        except OSError as exc:
-            raise SubmitError(f"cannot create {self._slots_directory()}: {exc}") from exc
+    def _plan(self, spec: JobSpec, slots: str, notify_fd: int | None) -> dict[str, Any]:
+        """What the supervisor of ``spec`` is told (its SPEC argument)."""
         res = spec.resources
         after = []
         for job_id in spec.depends_on:
@@ -137,11 +138,8 @@ class LocalExecutor(Executor):
                         "events": events_path(os.path.abspath(dep.script_path)),
                     }
                 )
-        work_dir = os.path.abspath(res.work_dir)
-        wake, notify = os.pipe()
-        os.set_blocking(wake, False)
-        plan = {
-            "work_dir": work_dir,
+        return {
+            "work_dir": os.path.abspath(res.work_dir),
             "stdout": res.stdout_path,
             "stderr": res.stderr_path,
             "array": spec.array_range,
@@ -149,9 +147,19 @@ class LocalExecutor(Executor):
             "walltime": parse_walltime_seconds(res.walltime) if res.walltime else None,
             "inherit_env": spec.inherit_env,
             "after": after,
-            "slots": [self._slots_directory(), self.max_running],
-            "notify_fd": notify,
+            "slots": [slots, self.max_running],
+            "notify_fd": notify_fd,
         }
+
+    async def _submit_script(self, spec: JobSpec, script_path: str) -> str:
+        try:  # the supervisors' slot files; refused now rather than failing the job later
+            os.makedirs(self._slots_directory(), exist_ok=True)
+        except OSError as exc:
+            raise SubmitError(f"cannot create {self._slots_directory()}: {exc}") from exc
+        work_dir = os.path.abspath(spec.resources.work_dir)
+        wake, notify = os.pipe()
+        os.set_blocking(wake, False)
+        plan = self._plan(spec, self._slots_directory(), notify)
         argv = [
             sys.executable,
             "-I",
@@ -225,8 +233,7 @@ class LocalExecutor(Executor):
         record = self._jobs.get(job_id)
         if record is None or record.script_path is None:
             return
-        path = events_path(os.path.abspath(record.script_path))
-        events, self._offsets[job_id] = read_events(path, self._offsets.get(job_id, 0))
+        events = self._new_events(job_id, record.script_path)
         if not events:
             return
         for event in events:
@@ -235,6 +242,12 @@ class LocalExecutor(Executor):
             roll_up_array(record)
         self.persist([record])
         self._notify_change()
+
+    def _new_events(self, job_id: str, script_path: str) -> list[dict[str, Any]]:
+        """The job's events past those already applied."""
+        path = events_path(os.path.abspath(script_path))
+        events, self._offsets[job_id] = read_events(path, self._offsets.get(job_id, 0))
+        return events
 
     def _apply_event(self, record: JobRecord, event: dict[str, Any]) -> None:
         kind, when = event.get("event"), _moment(event.get("time"))

@@ -126,6 +126,13 @@ def read_events(path: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
             data = handle.read()
     except OSError:
         return [], offset
+    events, end = parse_events(data)
+    return events, offset + end
+
+
+def parse_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The complete event lines of ``data`` and the number of bytes they take (a line
+    still being written is left for the next look)."""
     end = data.rfind(b"\n") + 1
     events = []
     for line in data[:end].splitlines():
@@ -135,7 +142,7 @@ def read_events(path: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
             continue  # a torn line from a crash: what follows is still readable
         if isinstance(event, dict):
             events.append(event)
-    return events, offset + end
+    return events, end
 
 
 def drain(fd: int) -> bool:
