@@ -40,6 +40,15 @@ def own_ids(record: JobRecord) -> list[str]:
     return [str(i) for i in own] if isinstance(own, list) and own else [record.job_id]
 
 
+def keyed_by_element(result: QueryResult) -> dict[Key, Observation]:
+    """A history answer read like a status answer, keyed as `Scheduler.parse_history`
+    returns it: (job id, None) for plain jobs, (job id, index) for array elements."""
+    finals: dict[Key, Observation] = {(job_id, None): obs for job_id, obs in result.jobs.items()}
+    for job_id, elements in result.elements.items():
+        finals.update(((job_id, index), obs) for index, obs in elements.items())
+    return finals
+
+
 @dataclass(frozen=True)
 class Command:
     """One scheduler command: its argv, extra environment, and a file to feed on stdin."""

@@ -37,7 +37,6 @@ from .local_supervisor import MINIMAL_ENV
 
 DIRECTIVE = "# flux:"
 MAX_ID_CHARS = 32_000  # above this, list all of the user's jobs instead of naming ids
-CANCEL_BATCH = 100  # ids per flux cancel
 
 _BARE = re.compile(r"^[A-Za-z0-9_./:%@+,=*{}\[\]-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -181,7 +180,6 @@ class Flux(Scheduler):
     job_id_example = JOB_ID_EXAMPLE
     array_index_variable = "FLUX_JOB_CC"
     transient = _TRANSIENT
-    cancel_batch = CANCEL_BATCH
     max_id_chars = MAX_ID_CHARS
     history_source = "flux jobs"
     caps_array_concurrency = False

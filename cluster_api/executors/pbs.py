@@ -17,7 +17,7 @@ from ..engine import BatchExecutor
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
 from ..script import directive_lines
 from ..status import Observation, QueryResult
 from . import pbs_formats as formats
@@ -32,7 +32,6 @@ class PBS(Scheduler):
     job_id_example = formats.JOB_ID_EXAMPLE
     array_index_variable = formats.ARRAY_INDEX_VARIABLE
     transient = formats.TRANSIENT
-    cancel_batch = formats.CANCEL_BATCH
     history_source = "qstat -x"
     #: What starts a readable answer of this scheduler's qstat (JSON here).
     answer_mark = "{"
@@ -119,10 +118,7 @@ class PBS(Scheduler):
             return {}
         self._check(answer)
         ended = formats.parse_history(answer.stdout, answer.stderr, [r.job_id for r in records])
-        finals: dict[Key, Observation] = {(k, None): o for k, o in ended.jobs.items()}
-        for job_id, elements in ended.elements.items():
-            finals.update(((job_id, index), obs) for index, obs in elements.items())
-        return finals
+        return keyed_by_element(ended)
 
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:

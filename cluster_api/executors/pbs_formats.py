@@ -27,7 +27,6 @@ DIRECTIVE = "#PBS"
 ARRAY_INDEX_VARIABLE = "PBS_ARRAY_INDEX"
 TOKEN_VARIABLE = "CLUSTER_API_TOKEN"  # carries the exactly-once token in Variable_List (-v)
 MAX_NAME_LENGTH = 230  # PBS_MAXJOBNAME
-CANCEL_BATCH = 100
 JOB_ID_PATTERN = re.compile(r"^(\d+)(?:\[(\d*)\])?(\.[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 JOB_ID_EXAMPLE = "123.server or 123[].server"
 #: qsub/qstat messages worth one more try (ERT retries PBSE_BADCRED/PROTOCOL/SYSTEM).
@@ -293,7 +292,7 @@ parse_history = partial(parse_status, final=True)
 
 
 def cancel_argv(ids: Collection[str]) -> list[str]:
-    """qdel for up to CANCEL_BATCH ids; malformed ones refused (Torque's qdel stops there)."""
+    """qdel for a batch of ids; malformed ones refused (Torque's qdel stops there)."""
     for job_id in ids:
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"not a PBS job id: {job_id!r} ({JOB_ID_EXAMPLE})")

@@ -18,13 +18,14 @@ What Grid Engine does differently, and who handles it:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from ..engine import BatchExecutor
 from ..jobspec import JobSpec
 from ..models import JobRecord, JobStatus
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
 from ..script import directive_lines
 from ..status import Observation, QueryResult
 from . import sge_formats as formats
@@ -34,13 +35,13 @@ class SGE(Scheduler):
     """Grid Engine, as translation."""
 
     name = "sge"
+    history_source = "qacct"
     directive_prefix = formats.DIRECTIVE
     job_id_pattern = formats.JOB_ID_PATTERN
     job_id_example = formats.JOB_ID_EXAMPLE
     array_index_variable = formats.ARRAY_INDEX_VARIABLE
-    transient = formats.TRANSIENT
-    cancel_batch = formats.CANCEL_BATCH
-    history_source = "qacct"
+    # qmaster busy, restarting or out of reach: worth one more try.
+    transient = re.compile(r"commlib error|contact qmaster|receiving gdi", re.I)
     history_ids_per_call = formats.HISTORY_IDS_PER_CALL
     history_lag = formats.ACCOUNTING_LAG_SECONDS
     holds_dependants = True
@@ -118,10 +119,7 @@ class SGE(Scheduler):
         history = formats.parse_history(answer.stdout, answer.stderr)
         if answer.failed and not (history.jobs or history.elements or history.not_found):
             raise answer.unusable(f"qacct failed: {answer.text.strip()[:200]!r}")
-        finals: dict[Key, Observation] = {(i, None): obs for i, obs in history.jobs.items()}
-        for job_id, elements in history.elements.items():
-            finals.update(((job_id, index), obs) for index, obs in elements.items())
-        return finals
+        return keyed_by_element(history)
 
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:

@@ -32,11 +32,8 @@ JOB_ID_PATTERN = re.compile(r"^\d+$")
 JOB_ID_EXAMPLE = "123"
 ACCOUNTING_LAG_SECONDS = 15.0  # flush_time: qacct lags qstat by up to this (3.8-12.2 s seen)
 HISTORY_IDS_PER_CALL = 1  # qacct -j takes one job: "-j 1,2" reads as 1, a second -j wins
-CANCEL_BATCH = 100
 TOKEN_DIRECTIVE = "-A"  # free text shown by qstat -j and qacct; account becomes -P (project)
 ERROR_STATE_REASON = "Grid Engine error state"
-#: Worth another try: qmaster unreachable, or qsub's exit 25 (max_u_jobs/max_jobs reached).
-TRANSIENT, SUBMIT_LIMIT_EXIT = re.compile(r"commlib error|contact qmaster|receiving gdi", re.I), 25
 
 # The #$ parser groups words with double quotes, drops every quote character inside (a -wd
 # of "/x/it's" runs in /x/its), keeps \ and %, and expands $HOME, $JOB_ID... in paths at run
@@ -304,7 +301,7 @@ _DOES_NOT_EXIST = re.compile(r'denied: job "(\d+(?:\.\d+)?)" does not exist')
 
 
 def cancel_argv(ids: Sequence[str]) -> list[str]:
-    """``qdel`` for up to :data:`CANCEL_BATCH` job numbers."""
+    """``qdel`` for a batch of job numbers."""
     return ["qdel", *ids]
 
 

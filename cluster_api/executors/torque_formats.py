@@ -39,7 +39,7 @@ from .pbs_formats import (
 
 # The same as on PBS Pro (classic PBS behaviour both keep).
 DIRECTIVE, JOB_ID_PATTERN, JOB_ID_EXAMPLE = pbs.DIRECTIVE, pbs.JOB_ID_PATTERN, pbs.JOB_ID_EXAMPLE
-TOKEN_VARIABLE, TRANSIENT, CANCEL_BATCH = pbs.TOKEN_VARIABLE, pbs.TRANSIENT, pbs.CANCEL_BATCH
+TOKEN_VARIABLE, TRANSIENT = pbs.TOKEN_VARIABLE, pbs.TRANSIENT
 parse_submit, cancel_argv, parse_cancel = pbs.parse_submit, pbs.cancel_argv, pbs.parse_cancel
 ARRAY_INDEX_VARIABLE = "PBS_ARRAYID"
 #: What Torque reports for a running job it cancelled (server's exit_code_canceled_job).
