@@ -91,6 +91,14 @@ class ClusterConfig:
     poll_interval: float = option(
         10.0, "Seconds between two status queries of the monitor (> 0).", above=0
     )
+    adaptive_polling: bool = option(
+        True,
+        "After a submit or a change of some job's state the monitor polls sooner "
+        "(`poll_floor`, then twice as long each time, up to `poll_interval`).",
+    )
+    poll_floor: float = option(
+        1.0, "Seconds the monitor's polls are at least apart with adaptive polling (> 0).", above=0
+    )
     log_directory: str = option(
         "./logs", "Folder for the library's own files, including the job journal."
     )
@@ -132,6 +140,7 @@ class ClusterConfig:
     # Scheduler keys: declared by the executors' options classes (cluster_api.options);
     # fields here too, as in 0.8.1.
     use_stdin: bool = declared_field(BatchOptions, "use_stdin")
+    array_chunk_size: int = declared_field(BatchOptions, "array_chunk_size")
     lsf_units: str = declared_field(LSFOptions, "lsf_units")
     suppress_job_email: bool = declared_field(LSFOptions, "suppress_job_email")
     command_timeout: float = option(

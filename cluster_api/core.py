@@ -67,7 +67,10 @@ class Executor(Submission, Reconnection):
             changed, missing = table.apply(active, result, interval)
         changed += await self._settle_missing(result, missing)
         table.forget_reported_kills(result, missing)
+        changed += table.settle_tasks()
         changed += await self._end_failed_dependants()
+        if changed:
+            self.activity += 1
         if changed and self._journal is not None:
             self.persist(dict.fromkeys(changed))  # a record may be listed twice
         return {job_id: record.status for job_id, record in active.items()}

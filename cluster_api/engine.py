@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .config import ClusterConfig
 from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
-from .jobspec import JobSpec
-from .models import JobRecord
+from .jobspec import JobSpec, job_spec, set_array
+from .models import JobRecord, ResourceSpec
+from .packing import checked_commands, chunked, task_line, task_records, write_tasks_file
 from .runner import CommandRunner
 from .scheduler import Command, CommandAnswer, HistoryRetry, Key, Scheduler
 from .status import (
@@ -33,6 +34,7 @@ from .status import (
     gc_paused,
     job_id_order,
 )
+from .submission import _remove_file
 
 logger = logging.getLogger("cluster_api")
 
@@ -130,6 +132,59 @@ class BatchExecutor(Executor):
                 logger.info("job %s was submitted as %s despite the error", spec.name, found)
                 return found
         raise SubmitError(f"{program} failed twice for job {spec.name}: {failure}") from failure
+
+    async def submit_many(
+        self,
+        commands: Sequence[str],
+        name: str,
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> list[JobRecord]:
+        """One array per ``array_chunk_size`` commands (one submit command each), and a
+        task record per command (`cluster_api.packing`), in order: each has its own
+        callbacks, exit code, journal entry, and element id for ``cancel``.
+        ``max_concurrent`` limits the running elements of each array."""
+        records: list[JobRecord] = []
+        for chunk in chunked(checked_commands(commands), self.config.array_chunk_size):
+            spec = job_spec(
+                self.config,
+                self.directive_prefix,
+                "true",  # replaced by the line that runs the element's task
+                name,
+                resources,
+                prologue,
+                epilogue,
+                env,
+                metadata,
+                inherit_env,
+                login_shell,
+                depends_on,
+            )
+            set_array(spec, (1, len(chunk)), max_concurrent)
+            tasks_path = write_tasks_file(spec.resources.work_dir, spec.name, chunk)
+            spec.command = task_line(tasks_path)
+            spec.metadata["tasks_file"] = tasks_path
+            try:
+                array = await self._submit(spec)
+            except (SubmitError, ValueError) as exc:
+                if not (isinstance(exc, SubmitError) and exc.job_may_exist):
+                    _remove_file(tasks_path)
+                raise
+            tasks = task_records(
+                array, chunk, self.scheduler.element_id_format, dict(metadata or {})
+            )
+            for task in tasks:
+                self._register(task)
+            self.persist(tasks)
+            records += tasks
+        return records
 
     async def _find_submission(self, name: str, token: str) -> str | None:
         answer = await self._answer(self.scheduler.lookup_command(name, token))

@@ -29,6 +29,7 @@ from typing import Any
 from .core import Executor
 from .errors import ClusterAPIError, WaitTimeoutError
 from .models import Callback, JobRecord, JobStatus, steps_between
+from .polling import PollSchedule
 from .status import utcnow
 
 logger = logging.getLogger("cluster_api")
@@ -69,7 +70,7 @@ class JobMonitor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock`` (seconds, only differences count) times how long a callback held the
-        event loop; tests pass their own."""
+        event loop and how far apart polls are; tests pass their own."""
         interval = executor.config.poll_interval if poll_interval is None else poll_interval
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise ValueError(
@@ -77,6 +78,9 @@ class JobMonitor:
             )
         self.executor = executor
         self.poll_interval = float(interval)
+        #: When the next poll comes (`cluster_api.polling`: sooner after a change).
+        self.schedule = PollSchedule.from_config(executor.config, self.poll_interval)
+        self._activity_seen = -1  # the first poll counts as following a change
         self.clock = clock
         self.last_successful_poll: datetime | None = None
         self.consecutive_failures = 0
@@ -152,12 +156,20 @@ class JobMonitor:
 
     async def _loop(self) -> None:
         while self._task is not None:
+            began = self.clock()
             ok = await self.run_cycle()
+            seen = self.executor.activity
             await self.executor.wait_for_change(self._next_delay(ok))
+            if self.executor.activity != seen:  # woken early, by a submit or a change
+                rest = self.schedule.rest_of_floor(self.clock() - began)
+                if rest > 0:
+                    await asyncio.sleep(rest)
 
     def _next_delay(self, ok: bool) -> float:
         if ok:
-            return self.poll_interval
+            activity = self.executor.activity != self._activity_seen
+            self._activity_seen = self.executor.activity
+            return self.schedule.next_wait(activity)
         backoff = self.poll_interval * (2 ** min(self.consecutive_failures, 16))
         ceiling = max(
             self.poll_interval, min(self.poll_interval * MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS)

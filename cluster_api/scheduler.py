@@ -101,6 +101,9 @@ class Scheduler:
     max_id_chars: ClassVar[int] = 32_000
     #: What ``metadata["resolved_from"]`` says for an end read from the history.
     history_source: ClassVar[str] = "history"
+    #: The id of one array element, for ``cancel`` and the task records of
+    #: ``submit_many`` (``{job_id}`` the array's id, ``{index}`` the element's).
+    element_id_format: ClassVar[str] = "{job_id}[{index}]"
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config

@@ -160,6 +160,7 @@ class Slurm(Scheduler):
     cancel_batch = CANCEL_BATCH
     max_id_chars = MAX_ID_CHARS
     history_source = "sacct"
+    element_id_format = "{job_id}_{index}"
 
     def __init__(self, config: ClusterConfig) -> None:
         super().__init__(config)
