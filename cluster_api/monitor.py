@@ -52,6 +52,9 @@ SLOW_CALLBACK_SECONDS = 1.0
 #: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
 TIMEOUT_NAMES_SHOWN = 10
 
+#: How the monitor waits out the rest of ``poll_floor`` (a seam for tests).
+_pause = asyncio.sleep
+
 # The callback task the running code belongs to: the callback itself, or a task it started
 # (asyncio.wait_for and gather start one), since tasks inherit their creator's context.
 _CALLBACK_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar(
@@ -163,7 +166,7 @@ class JobMonitor:
             if self.executor.activity != seen:  # woken early, by a submit or a change
                 rest = self.schedule.rest_of_floor(self.clock() - began)
                 if rest > 0:
-                    await asyncio.sleep(rest)
+                    await _pause(rest)
 
     def _next_delay(self, ok: bool) -> float:
         if ok:
