@@ -174,9 +174,9 @@ def test_poll_schedule_turned_off_keeps_the_interval() -> None:
 class SimulatedTime:
     """Time that passes only when the monitor waits; a job that starts and ends."""
 
-    def __init__(self, executor: LSFExecutor, fake: FakeLSF, job_id: str) -> None:
+    def __init__(self, executor: LSFExecutor, fake: FakeLSF, job_id: str, ends: float) -> None:
         self.now = 0.0
-        self.executor, self.fake, self.job_id = executor, fake, job_id
+        self.executor, self.fake, self.job_id, self.ends = executor, fake, job_id, ends
         self.polls: list[float] = []
         self.done = asyncio.Event()
 
@@ -185,16 +185,19 @@ class SimulatedTime:
 
     async def wait(self, timeout: float) -> None:
         self.now += timeout
-        self.fake.set(self.job_id, "RUN" if self.now < 600 else "DONE")
+        self.fake.set(self.job_id, "RUN" if self.now < self.ends else "DONE")
         if self.executor.records[self.job_id].status.is_terminal:
             self.done.set()
             await asyncio.Event().wait()
         await asyncio.sleep(0)
 
 
-async def run_simulated(lsf: LSFExecutor, fake: FakeLSF, work_dir: str) -> list[float]:
+async def run_simulated(
+    lsf: LSFExecutor, fake: FakeLSF, work_dir: str, ends: float = 600.0
+) -> float:
+    """Run the monitor over a job that ends at ``ends``; the time its end was seen."""
     record = await lsf.submit("sleep 600", "long", resources=ResourceSpec(work_dir=work_dir))
-    time = SimulatedTime(lsf, fake, record.job_id)
+    time = SimulatedTime(lsf, fake, record.job_id, ends)
     lsf.wait_for_change = time.wait  # type: ignore[method-assign]
     monitor = JobMonitor(lsf, clock=time.clock)
     await monitor.start()
@@ -202,7 +205,7 @@ async def run_simulated(lsf: LSFExecutor, fake: FakeLSF, work_dir: str) -> list[
         await asyncio.wait_for(time.done.wait(), 10)
     finally:
         await monitor.stop()
-    return [time.now for _ in fake.commands("bjobs")]
+    return time.now
 
 
 async def test_a_ten_minute_job_costs_at_most_seventy_status_queries(
@@ -212,6 +215,15 @@ async def test_a_ten_minute_job_costs_at_most_seventy_status_queries(
     await run_simulated(lsf, fake, work_dir)
     queries = len(fake.commands("bjobs"))
     assert 60 <= queries <= 70, queries
+
+
+async def test_a_two_second_job_is_noticed_within_a_second_of_its_end(
+    fake: PackingLSF, work_dir: str
+) -> None:
+    lsf = make_lsf(work_dir)  # poll_interval 10 s
+    assert lsf.config.poll_interval == 10.0
+    seen = await run_simulated(lsf, fake, work_dir, ends=2.0)
+    assert seen - 2.0 <= 1.0, seen
 
 
 async def test_without_adaptive_polling_a_ten_minute_job_is_polled_each_interval(
