@@ -52,7 +52,11 @@ class Executor(Submission, Reconnection):
         """
         table = self._table
         active = table.to_poll()
-        if not active:
+        if not active:  # tasks of submit_many may still take an end their array was given
+            ended = table.settle_tasks()
+            if ended:
+                self.activity += 1
+                self.persist(ended)
             return {}
         asked_at = table.clock()
         self._probe_wanted = False

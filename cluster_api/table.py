@@ -77,8 +77,9 @@ class JobTable:
 
     def settle_tasks(self) -> list[JobRecord]:
         """Give each task record waiting in ``tasks_to_settle`` the state of its element
-        in its array's record (the status rule decides, as for any report; a task whose
-        cancel was accepted keeps that end); return the tasks that changed."""
+        in its array's record, or the array's end when the array was ended as a whole
+        (the status rule decides, as for any report; a task whose cancel was accepted
+        keeps that end); return the tasks that changed."""
         changed = []
         for task in self.tasks_to_settle:
             array = self.records.get(task.metadata[PACKED_IN])
@@ -87,6 +88,9 @@ class JobTable:
             if element is None:
                 continue
             obs = element_observation(element)
+            if array is not None and array.status.is_terminal and not obs.status.is_terminal:
+                # the array was ended as a whole (a zombie): so was each unfinished task
+                obs = Observation(array.status, finish_time=array.finish_time)
             self.end_of_accepted_kill(task.job_id, obs)
             mark = (task.status, task.exit_code, task.start_time, task.finish_time)
             update_record(task, obs)

@@ -128,6 +128,18 @@ async def test_cancelling_one_task_kills_only_its_element(fake: PackingLSF, work
     assert second.exit_code == 130
 
 
+async def test_tasks_of_an_array_ended_as_a_whole_end_with_it(
+    fake: PackingLSF, work_dir: str
+) -> None:
+    lsf = make_lsf(work_dir)
+    first, second = await submit_many(lsf, work_dir, ["true", "true"])
+    fake.set_elements("1001", {1: "DONE", 2: "RUN"})
+    await lsf.poll()
+    lsf.records["1001"].advance(JobStatus.FAILED)  # as the monitor ends a zombie
+    await lsf.poll()
+    assert (first.status, second.status) == (JobStatus.DONE, JobStatus.FAILED)
+
+
 async def test_reconnect_brings_back_every_task_of_a_packed_array(
     fake: PackingLSF, work_dir: str
 ) -> None:
