@@ -145,13 +145,21 @@ TASKS = {
 
 
 # -- the runner side (run.py) ------------------------------------------------------------
-def run(params: dict[str, Any], sides: tuple[str, ...], run_driver: Any) -> dict[str, Any]:
-    """Every workload on every side, each simulated one with a cluster of its own."""
+WORKLOADS = ("many", "latency", "long_job")
+
+
+def run(
+    params: dict[str, Any],
+    sides: tuple[str, ...],
+    run_driver: Any,
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> dict[str, Any]:
+    """The workloads on every side, each simulated one with a cluster of its own."""
     from cluster_api.testing import install_simulator
 
     results: dict[str, Any] = {}
     root = tempfile.mkdtemp(prefix="capi-bench-throughput-")
-    for workload in ("many", "latency", "long_job"):
+    for workload in workloads:
         for side in sides:
             side_params = dict(params)
             sim = None
