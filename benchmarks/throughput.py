@@ -28,10 +28,12 @@ import time
 from typing import Any
 
 SETTINGS = {
-    "quick": {"tasks": 1000, "latency_jobs": 20, "scale": 100.0, "timeout_s": 600},
-    "full": {"tasks": 1000, "latency_jobs": 20, "scale": 100.0, "timeout_s": 600},
+    "quick": {"tasks": 1000, "latency_jobs": 20, "scale": 100.0, "timeout_s": 360},
+    "full": {"tasks": 1000, "latency_jobs": 20, "scale": 100.0, "timeout_s": 360},
 }
-TIMEOUT_S = 1500
+#: A driver process still running after this is stopped (0.8.1's 1,000 gathered
+#: submits can leave it waiting for ever on this 2-core machine).
+TIMEOUT_S = 420
 TARGETS = {"speedup": 20.0, "bsub_calls": 2, "in_flight": 8, "latency_s": 1.5, "queries": 70}
 
 
