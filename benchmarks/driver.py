@@ -521,6 +521,10 @@ TASKS = {
     "memory": task_memory,
     "simulator": task_simulator,
 }
+sys.path.insert(0, HERE)
+from throughput import TASKS as THROUGHPUT_TASKS  # noqa: E402
+
+TASKS.update(THROUGHPUT_TASKS)
 
 
 def main() -> int:

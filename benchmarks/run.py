@@ -34,10 +34,11 @@ DRIVER = os.path.join(HERE, "driver.py")
 BASELINE_VERSION = "0.8.1"
 BASELINE_VENV = os.path.join(HERE, f".venv-{BASELINE_VERSION}")
 SIDES = ("ours", BASELINE_VERSION)
-WORKLOADS = ("poll", "load", "local", "memory", "simulator")
+WORKLOADS = ("poll", "load", "local", "memory", "simulator", "throughput")
 
 sys.path.insert(0, HERE)
 import bjobs_fixture as fx  # noqa: E402
+import throughput  # noqa: E402
 
 # Repetitions and sizes. Quick mode keeps every figure but repeats less.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -52,6 +53,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "local": {"poll_interval": 1.0, "jobs": 1000, "sequential_jobs": 5, "timeout_s": 120},
         "memory": {"n": 100000, "n_polled": 10000},
         "simulator": {"jobs": 20, "poll_interval": 0.5, "timeout_s": 120},
+        "throughput": throughput.SETTINGS["quick"],
     },
     "full": {
         "poll": {
@@ -64,9 +66,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "local": {"poll_interval": 1.0, "jobs": 1000, "sequential_jobs": 20, "timeout_s": 300},
         "memory": {"n": 100000, "n_polled": 100000},
         "simulator": {"jobs": 100, "poll_interval": 0.5, "timeout_s": 600},
+        "throughput": throughput.SETTINGS["full"],
     },
 }
 TASK_TIMEOUT_S = {"poll": 900, "load": 300, "local": 700, "memory": 900, "simulator": 900}
+TASK_TIMEOUT_S.update(dict.fromkeys(throughput.TASKS, throughput.TIMEOUT_S))
 
 
 # -- environment -------------------------------------------------------------------------
@@ -727,6 +731,8 @@ def build_table(raw: dict[str, Any], settings: dict[str, Any]) -> Table:
                 better="none",
                 fmt="{:d}",
             )
+    if "throughput" in raw:
+        throughput.add_rows(table, raw["throughput"], BASELINE_VERSION)
     # Failures of a whole workload, so no figure silently reads n/a.
     for task in WORKLOADS:
         for side in SIDES:
@@ -892,6 +898,8 @@ def main() -> int:
         log(f"{task} ...")
         if task == "simulator":
             raw[task] = run_simulator(settings[task], sides)
+        elif task == "throughput":
+            raw[task] = throughput.run(settings[task], sides, run_driver)
         elif task == "poll":
             raw[task] = run_poll(settings[task], sides)
         else:

@@ -65,6 +65,9 @@ class ExecutorBase(ABC):
         self._counter: Iterator[int] = itertools.count(1)
         self._command_slots = asyncio.Semaphore(self.config.max_concurrent_commands)
         self._changed: asyncio.Event | None = None
+        #: Counts submits and observed changes of job state: the monitor polls sooner
+        #: after either (adaptive polling, `cluster_api.polling`).
+        self.activity = 0
         # A status query failed: the next command that succeeds wakes the monitor, so it
         # probes the scheduler then instead of sitting out its backoff.
         self._probe_wanted = False
@@ -152,6 +155,7 @@ class ExecutorBase(ABC):
                 logger.error("%s; these job updates are only in memory", exc)
 
     def _notify_change(self) -> None:
+        self.activity += 1
         if self._changed is not None:
             self._changed.set()
 

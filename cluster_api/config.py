@@ -164,6 +164,15 @@ class ClusterConfig:
         "process can `reconnect()` to it (the CLI always turns it on).",
     )
     local_max_running: int | None = declared_field(LocalOptions, "local_max_running")
+    array_chunk_size: int = declared_field(BatchOptions, "array_chunk_size")
+    adaptive_polling: bool = option(
+        True,
+        "After a submit or a change of some job's state the monitor polls sooner "
+        "(`poll_floor` apart twice, then twice as long each time, up to `poll_interval`).",
+    )
+    poll_floor: float = option(
+        1.0, "Seconds the monitor's polls are at least apart with adaptive polling (> 0).", above=0
+    )
     # Values of the keys a plugin executor declares in its options class (the built-in
     # executors' keys are the fields above); read them with `options_for`.
     plugin_options: dict[str, Any] = field(default_factory=dict)

@@ -69,7 +69,11 @@ class Executor(HookAdapter, Reconnection):
         """
         table = self._table
         active = table.to_poll()
-        if not active:
+        if not active:  # tasks of submit_many may still take an end their array was given
+            ended = table.settle_tasks()
+            if ended:
+                self.activity += 1
+                self.persist(ended)
             return {}
         with reading_from(self.files):
             return await self._poll(table, active)
@@ -88,7 +92,10 @@ class Executor(HookAdapter, Reconnection):
             changed, missing = table.apply(active, result, interval)
         changed += await self._settle_missing(result, missing)
         table.forget_reported_kills(result, missing)
+        changed += table.settle_tasks()
         changed += await self._end_failed_dependants()
+        if changed:
+            self.activity += 1
         if changed and self._journal is not None:
             self.persist(dict.fromkeys(changed))  # a record may be listed twice
         return {job_id: record.status for job_id, record in active.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -24,8 +24,9 @@ from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .files import exit_paths, reading_from
 from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
-from .jobspec import JobSpec
-from .models import JobRecord, JobStatus
+from .jobspec import JobSpec, job_spec, set_array
+from .models import JobRecord, JobStatus, ResourceSpec
+from .packing import checked_commands, chunked, task_line, task_records, write_tasks_file
 from .runner import CommandRunner
 from .scheduler import (
     ELEMENT_IDS,
@@ -185,6 +186,64 @@ class BatchExecutor(Executor):
         if self.scheduler.array_elements_are_jobs and record.array_elements:
             record.metadata[ELEMENT_IDS] = ids
         return ids[0]
+
+    async def submit_many(
+        self,
+        commands: Sequence[str],
+        name: str,
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> list[JobRecord]:
+        """One array per ``array_chunk_size`` commands (one submit command each), and a
+        task record per command (`cluster_api.packing`), in order: each has its own
+        callbacks, exit code, journal entry, and element id for ``cancel``.
+        ``max_concurrent`` limits the running elements of each array."""
+        if self.config.ssh is not None:
+            # The tasks file is written here; over SSH the elements would not find it.
+            raise ClusterAPIError(
+                f"submit_many does not run over ssh ({self.config.ssh}) yet: use submit_array"
+            )
+        records: list[JobRecord] = []
+        for chunk in chunked(checked_commands(commands), self.config.array_chunk_size):
+            spec = job_spec(
+                self.config,
+                self.directive_prefix,
+                "true",  # replaced by the line that runs the element's task
+                name,
+                resources,
+                prologue,
+                epilogue,
+                env,
+                metadata,
+                inherit_env,
+                login_shell,
+                depends_on,
+            )
+            set_array(spec, (1, len(chunk)), max_concurrent)
+            tasks_path = write_tasks_file(spec.resources.work_dir, spec.name, chunk)
+            spec.command = task_line(tasks_path)
+            spec.metadata["tasks_file"] = tasks_path
+            try:
+                array = await self._submit(spec)
+            except (SubmitError, ValueError) as exc:
+                if not (isinstance(exc, SubmitError) and exc.job_may_exist):
+                    await self._remove_script(tasks_path)
+                raise
+            tasks = task_records(
+                array, chunk, self.scheduler.element_id_format, dict(metadata or {})
+            )
+            for task in tasks:
+                self._register(task)
+            self.persist(tasks)
+            records += tasks
+        return records
 
     async def _find_submission(self, name: str, token: str) -> str | None:
         """Where the lookup sees only queued jobs, a job that already ended is looked

@@ -106,17 +106,20 @@ def effective_resources(config: ClusterConfig, resources: ResourceSpec | None) -
     return replace(base, **changes) if changes else base
 
 
+def check_max_concurrent(max_concurrent: Any) -> int:
+    """``max_concurrent`` when it is a whole number >= 1; ValueError otherwise."""
+    if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int):
+        raise ValueError(f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}")
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}")
+    return max_concurrent
+
+
 def set_array(spec: JobSpec, array_range: Any, max_concurrent: Any) -> None:
     """Make ``spec`` an array over the inclusive ``array_range``, checked."""
     spec.array_range = check_array_range(array_range)
     if max_concurrent is not None:
-        if (
-            isinstance(max_concurrent, bool)
-            or not isinstance(max_concurrent, int)
-            or max_concurrent < 1
-        ):
-            raise ValueError(f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}")
-        spec.max_concurrent = max_concurrent
+        spec.max_concurrent = check_max_concurrent(max_concurrent)
     spec.metadata["array_range"] = spec.array_range
     if spec.max_concurrent is not None:
         spec.metadata["max_concurrent"] = spec.max_concurrent

@@ -29,6 +29,7 @@ from typing import Any
 from .core import Executor
 from .errors import ClusterAPIError, WaitTimeoutError
 from .models import Callback, JobRecord, JobStatus, steps_between
+from .polling import PollSchedule
 from .status import utcnow
 
 logger = logging.getLogger("cluster_api")
@@ -51,6 +52,9 @@ SLOW_CALLBACK_SECONDS = 1.0
 #: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
 TIMEOUT_NAMES_SHOWN = 10
 
+#: How the monitor waits out the rest of ``poll_floor`` (a seam for tests).
+_pause = asyncio.sleep
+
 # The callback task the running code belongs to: the callback itself, or a task it started
 # (asyncio.wait_for and gather start one), since tasks inherit their creator's context.
 _CALLBACK_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar(
@@ -69,7 +73,7 @@ class JobMonitor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock`` (seconds, only differences count) times how long a callback held the
-        event loop; tests pass their own."""
+        event loop and how far apart polls are; tests pass their own."""
         interval = executor.config.poll_interval if poll_interval is None else poll_interval
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise ValueError(
@@ -77,6 +81,9 @@ class JobMonitor:
             )
         self.executor = executor
         self.poll_interval = float(interval)
+        #: When the next poll comes (`cluster_api.polling`: sooner after a change).
+        self.schedule = PollSchedule.from_config(executor.config, self.poll_interval)
+        self._activity_seen = -1  # the first poll counts as following a change
         self.clock = clock
         self.last_successful_poll: datetime | None = None
         self.consecutive_failures = 0
@@ -152,12 +159,20 @@ class JobMonitor:
 
     async def _loop(self) -> None:
         while self._task is not None:
+            began = self.clock()
             ok = await self.run_cycle()
+            seen = self.executor.activity
             await self.executor.wait_for_change(self._next_delay(ok))
+            if self.executor.activity != seen:  # woken early, by a submit or a change
+                rest = self.schedule.rest_of_floor(self.clock() - began)
+                if rest > 0:
+                    await _pause(rest)
 
     def _next_delay(self, ok: bool) -> float:
         if ok:
-            return self.poll_interval
+            activity = self.executor.activity != self._activity_seen
+            self._activity_seen = self.executor.activity
+            return self.schedule.next_wait(activity)
         backoff = self.poll_interval * (2 ** min(self.consecutive_failures, 16))
         ceiling = max(
             self.poll_interval, min(self.poll_interval * MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS)

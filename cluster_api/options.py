@@ -94,6 +94,13 @@ class BatchOptions:
         "LSF, Slurm: query every user's jobs (`bjobs -u all`, `squeue` without `--me`), "
         "for jobs submitted under another user.",
     )
+    array_chunk_size: int = option(
+        1000,
+        "LSF, Slurm: most commands `submit_many` puts in one array (one submit command "
+        "each); keep it within the site's array size limit (LSF `MAX_JOB_ARRAY_SIZE`, "
+        "Slurm `MaxArraySize`).",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,9 @@ class Scheduler:
     #: ``--cc``): the engine keeps them under ``metadata[ELEMENT_IDS]`` and cancels them
     #: all, and a submit printing fewer ids than elements is cancelled and refused.
     array_elements_are_jobs: ClassVar[bool] = False
+    #: The id of one array element, for ``cancel`` and the task records of
+    #: ``submit_many`` (``{job_id}`` the array's id, ``{index}`` the element's).
+    element_id_format: ClassVar[str] = "{job_id}[{index}]"
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config

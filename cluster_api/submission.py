@@ -16,9 +16,10 @@ from typing import Any
 
 from .base import ExecutorBase
 from .errors import ClusterAPIError, SubmitError
-from .jobspec import JobSpec, effective_resources, job_spec, set_array
+from .jobspec import JobSpec, check_max_concurrent, effective_resources, job_spec, set_array
 from .journal import JournalError
 from .models import ArrayElement, JobRecord, ResourceSpec
+from .packing import checked_commands
 from .script import compose_script, environment_lines, exit_record_lines
 from .status import utcnow
 
@@ -91,6 +92,53 @@ class Submission(ExecutorBase):
         )
         set_array(spec, array_range, max_concurrent)
         return await self._submit(spec)
+
+    async def submit_many(
+        self,
+        commands: Sequence[str],
+        name: str,
+        resources: ResourceSpec | None = None,
+        prologue: Sequence[str] | None = None,
+        epilogue: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        inherit_env: bool = True,
+        login_shell: bool = False,
+        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    ) -> list[JobRecord]:
+        """Submit independent commands sharing one name and resources; one record per
+        command, in order, each with its own callbacks, logs, exit code and cancel.
+        Batch schedulers pack them into arrays (`cluster_api.packing`); here each
+        command is a job of its own, started as soon as a slot is free. This executor
+        has no per-group limit, so a ``max_concurrent`` below its own cap is logged as
+        not applied rather than silently ignored."""
+        checked = checked_commands(commands)
+        if max_concurrent is not None:
+            check_max_concurrent(max_concurrent)
+            logger.warning(
+                "%s runs each command of submit_many as its own job: max_concurrent=%d "
+                "is not applied (its own limit on running jobs is)",
+                type(self).__name__,
+                max_concurrent,
+            )
+        records = []
+        for command in checked:
+            records.append(
+                await self.submit(
+                    command,
+                    name,
+                    resources,
+                    prologue,
+                    epilogue,
+                    env,
+                    metadata,
+                    inherit_env,
+                    login_shell,
+                    depends_on,
+                )
+            )
+        return records
 
     def effective_resources(self, resources: ResourceSpec | None) -> ResourceSpec:
         """The job's resources with unset fields taken from the config, and work_dir made

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .models import TERMINAL_STATUSES, JobRecord, JobStatus
+from .packing import ARRAY_INDEX, PACKED_IN, element_observation, is_task
 from .script import exit_file_path
 from .status import (
     Observation,
@@ -49,6 +50,9 @@ class JobTable:
         self.kill_accepted: dict[str, JobStatus] = {}
         self.cancel_requested: set[str] = set()
         self.history_asked: set[str] = set()
+        # Task records of submit_many left out of the last to_poll(): their arrays are
+        # asked about instead, and settle_tasks() copies each element's state to its task.
+        self.tasks_to_settle: list[JobRecord] = []
         self._last_ok: float | None = None
         self._last_failed = False
 
@@ -58,13 +62,44 @@ class JobTable:
 
     def to_poll(self) -> dict[str, JobRecord]:
         """The jobs a status query asks about: the active ones, and those whose accepted
-        cancel the scheduler has not told the end of yet."""
+        cancel the scheduler has not told the end of yet. Task records of submit_many
+        are not asked about (their arrays are): they wait in ``tasks_to_settle``."""
         wanted = self.active()
         for job_id in self.kill_accepted:
             record = self.records.get(job_id)
             if record is not None:
                 wanted[job_id] = record
+        tasks = [r for r in wanted.values() if is_task(r)]
+        for task in tasks:
+            del wanted[task.job_id]
+        self.tasks_to_settle = tasks
         return wanted
+
+    def settle_tasks(self) -> list[JobRecord]:
+        """Give each task record waiting in ``tasks_to_settle`` the state of its element
+        in its array's record, or the array's end when the array was ended as a whole
+        (the status rule decides, as for any report; a task whose cancel was accepted
+        keeps that end); return the tasks that changed."""
+        changed = []
+        for task in self.tasks_to_settle:
+            array = self.records.get(task.metadata[PACKED_IN])
+            elements = {} if array is None else array.array_elements
+            element = elements.get(task.metadata[ARRAY_INDEX])
+            if element is None:
+                continue
+            obs = element_observation(element)
+            if array is not None and array.status.is_terminal and not obs.status.is_terminal:
+                # the array was ended as a whole (a zombie): so was each unfinished task
+                obs = Observation(array.status, finish_time=array.finish_time)
+            self.end_of_accepted_kill(task.job_id, obs)
+            mark = (task.status, task.exit_code, task.start_time, task.finish_time)
+            update_record(task, obs)
+            if obs.status.is_terminal:
+                self.kill_accepted.pop(task.job_id, None)
+            if (task.status, task.exit_code, task.start_time, task.finish_time) != mark:
+                changed.append(task)
+        self.tasks_to_settle = []
+        return changed
 
     def remove(self, job_id: str) -> None:
         self.records.pop(job_id, None)

@@ -177,8 +177,12 @@ def test_plugin_with_options_config_files_cannot_hold_is_refused_by_name(
 @pytest.mark.parametrize(
     ("executor", "options", "keys"),
     [
-        ("lsf", LSFOptions, {"use_stdin", "poll_all_users", "lsf_units", "suppress_job_email"}),
-        ("slurm", BatchOptions, {"use_stdin", "poll_all_users"}),
+        (
+            "lsf",
+            LSFOptions,
+            {"use_stdin", "poll_all_users", "array_chunk_size", "lsf_units", "suppress_job_email"},
+        ),
+        ("slurm", BatchOptions, {"use_stdin", "poll_all_users", "array_chunk_size"}),
         ("local", LocalOptions, {"local_max_running"}),
     ],
 )

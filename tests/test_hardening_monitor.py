@@ -240,6 +240,7 @@ async def test_outage_backoff_is_capped_near_the_poll_interval(
     monkeypatch.setattr(lsf, "wait_for_change", no_time_passes)
     fake.fail = CommandFailedError("LSF is down. Please wait ...")
     monitor = JobMonitor(lsf, poll_interval=10)
+    monitor.schedule.adaptive = False  # the pace after an outage, without quick polls
     await monitor.start()
     try:
         await asyncio.wait_for(seen_enough.wait(), 5)

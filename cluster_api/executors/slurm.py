@@ -150,6 +150,7 @@ class Slurm(Scheduler):
         re.IGNORECASE,
     )
     history_source = "sacct"
+    element_id_format = "{job_id}_{index}"
 
     def __init__(self, config: ClusterConfig) -> None:
         super().__init__(config)
