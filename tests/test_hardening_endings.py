@@ -594,3 +594,15 @@ def test_fuzzed_squeue_rows_never_end_an_array_early(
             and state.split(" ")[0] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
         }
         assert ended == set(range(RANGE[0], RANGE[1] + 1))
+
+
+def test_an_infinite_job_index_is_skipped_not_a_crash() -> None:
+    """bjobs values are strings, but a JSON answer may hold ``Infinity`` (the standard
+    library reads it as a float): int() of it overflows, which must not stop a poll."""
+    from cluster_api.executors.lsf_formats import query_result_from_records
+
+    record = bjobs_record("101", "PEND")
+    record["JOBINDEX"] = float("inf")  # type: ignore[assignment]
+    result = query_result_from_records([record, bjobs_record("102", "RUN")])
+    assert "101" not in result.jobs and "101" not in result.elements
+    assert result.jobs["102"].status is JobStatus.RUNNING

@@ -303,7 +303,7 @@ def query_result_from_records(
             continue
         try:
             element = int(index)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON Infinity
             continue
         if element == 0:
             jobs[job_id] = obs
