@@ -81,6 +81,17 @@ class QueryResult:
     def seen(self, job_id: str) -> bool:
         return job_id in self.jobs or job_id in self.elements
 
+    def add_seen(self, record: JobRecord) -> None:
+        """Report ``record`` as seen, as it already stands (an executor that updates its
+        records itself, like the local one): an array through its elements."""
+        if record.array_elements:
+            self.elements[record.job_id] = {
+                index: Observation(element.status)
+                for index, element in record.array_elements.items()
+            }
+        else:
+            self.jobs[record.job_id] = Observation(record.status)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

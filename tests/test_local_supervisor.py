@@ -372,3 +372,20 @@ def test_events_are_read_line_by_line_skipping_a_torn_or_odd_line(tmp_path: Path
     with path.open("ab") as handle:
         handle.write(b'ished"}\n')
     assert read_events(str(path), offset)[0] == [{"event": "finished"}]
+
+
+@integration
+async def test_a_local_array_is_polled_without_odd_record_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local executor reports its arrays through their elements, as a scheduler does:
+    the quick start's array once logged a warning about a record without an index."""
+    executor = LocalExecutor(ClusterConfig(log_directory=str(tmp_path), poll_interval=0.2))
+    array = await executor.submit_array(
+        "true", "quiet", (1, 3), resources=Res(work_dir=str(tmp_path))
+    )
+    with caplog.at_level(logging.WARNING, logger="cluster_api"):
+        async with JobMonitor(executor) as monitor:
+            await monitor.wait_for(array, timeout=30)
+    assert array.status is JobStatus.DONE
+    assert not [r for r in caplog.records if "element index" in r.getMessage()]

@@ -338,7 +338,7 @@ class LocalExecutor(Executor):
                 if job_id not in self._finished and not self._supervising(record):
                     continue
                 self._watch_exit(job_id)
-            result.jobs[job_id] = Observation(record.status)
+            result.add_seen(record)
         return result
 
     def _supervising(self, record: JobRecord) -> bool:

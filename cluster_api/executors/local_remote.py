@@ -25,7 +25,7 @@ from ..files import exit_paths
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..remote import SSHError, SSHFailure
-from ..status import Observation, QueryResult
+from ..status import QueryResult
 from .local import CANCEL_MARGIN_SECONDS, LocalExecutor, _pid
 from .local_supervisor import KILL_GRACE_SECONDS, SUPERVISOR_PATH, events_path, parse_events
 
@@ -140,7 +140,7 @@ class RemoteLocalExecutor(LocalExecutor):
             self._refresh(job_id)
             if job_id not in self._finished and not _supervises(cmdline, record):
                 continue  # gone unfinished: exit files, then the zombie check, decide
-            result.jobs[job_id] = Observation(record.status)
+            result.add_seen(record)
         return result
 
     # -- cancellation ------------------------------------------------------------------
