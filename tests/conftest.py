@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,10 @@ from unittest.mock import AsyncMock, patch
 
 import pytest
 
-from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor
+from cluster_api import ClusterConfig, LocalExecutor, LSFExecutor, create_executor
 from cluster_api.core import Executor
 from cluster_api.errors import CommandFailedError
+from cluster_api.executors.slurm import SlurmExecutor
 
 if TYPE_CHECKING:  # imported in the fixture: importing cluster_api.testing here would load
     # the plugin module before pytest_plugins does (no assertion rewriting, a warning)
@@ -107,6 +109,24 @@ def runner() -> Iterator[FakeRunner]:
 @pytest.fixture
 def lsf(work_dir: str) -> LSFExecutor:
     return LSFExecutor(ClusterConfig(executor="lsf", log_directory=work_dir))
+
+
+@pytest.fixture
+def slurm(tmp_path: Path) -> SlurmExecutor:
+    """An executor for the real Slurm of the integration tests (skipped, or failed under
+    CLUSTER_API_REQUIRE_SLURM=1, when Slurm does not answer), with a prefix of its own."""
+    from test_integration import require_slurm
+
+    require_slurm()
+    executor = create_executor(
+        executor="slurm",
+        poll_interval=0.5,
+        log_directory=str(tmp_path / "logs"),
+        job_name_prefix=f"it{uuid.uuid4().hex[:8]}",
+        command_timeout=30.0,
+    )
+    assert isinstance(executor, SlurmExecutor)
+    return executor
 
 
 @pytest.fixture

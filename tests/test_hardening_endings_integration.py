@@ -11,11 +11,9 @@ import contextlib
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from test_integration import require_slurm
 
 from cluster_api import JobMonitor, JobStatus, LSFExecutor, ResourceSpec, create_executor
 from cluster_api.executors.slurm import SlurmExecutor
@@ -120,20 +118,6 @@ async def test_lsf_admin_kill_while_lsf_was_down_ends_killed(
     assert victim.status is JobStatus.KILLED
     assert victim.metadata["resolved_from"] == "bhist"
     assert victim.metadata["exit_reason"].startswith("TERM_ADMIN")
-
-
-@pytest.fixture
-def slurm(tmp_path: Path) -> SlurmExecutor:
-    require_slurm()
-    executor = create_executor(
-        executor="slurm",
-        poll_interval=0.5,
-        log_directory=str(tmp_path / "logs"),
-        job_name_prefix=f"it{uuid.uuid4().hex[:8]}",
-        command_timeout=30.0,
-    )
-    assert isinstance(executor, SlurmExecutor)
-    return executor
 
 
 async def test_slurm_cancel_all_kills_only_what_was_still_running(

@@ -8,31 +8,15 @@ submitted at once and watched by one monitor: the file takes about as long as th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_integration import require_slurm
 
-from cluster_api import JobMonitor, JobStatus, ResourceSpec, create_executor
+from cluster_api import JobMonitor, JobStatus, ResourceSpec
 from cluster_api.executors.slurm import SlurmExecutor
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def slurm(tmp_path: Path) -> SlurmExecutor:
-    require_slurm()
-    executor = create_executor(
-        executor="slurm",
-        poll_interval=0.5,
-        log_directory=str(tmp_path / "logs"),
-        job_name_prefix=f"it{uuid.uuid4().hex[:8]}",
-        command_timeout=30.0,
-    )
-    assert isinstance(executor, SlurmExecutor)
-    return executor
 
 
 async def test_limits_cancellation_arrays_and_environment(
