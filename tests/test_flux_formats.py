@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cluster_api import ClusterConfig
 from cluster_api.errors import ClusterAPIError, SubmitError
-from cluster_api.executors import flux
+from cluster_api.executors import flux, flux_formats
 from cluster_api.executors.flux import Flux
 from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobStatus, ResourceSpec
@@ -155,9 +155,9 @@ def test_a_dependency_that_is_not_a_flux_id_is_refused() -> None:
 
 def test_the_job_name_is_the_token_and_reads_back() -> None:
     assert flux.flux_job_name("p-job", "p-job.3") == "p-job.3"
-    assert flux.parse_job_name("p-job.3") == ("p-job", "p-job.3", None)
-    assert flux.parse_job_name("run.5.3[7]") == ("run.5", "run.5.3", 7)
-    assert flux.parse_job_name("dirjob") is None  # not ours
+    assert flux_formats.parse_job_name("p-job.3") == ("p-job", "p-job.3", None)
+    assert flux_formats.parse_job_name("run.5.3[7]") == ("run.5", "run.5.3", 7)
+    assert flux_formats.parse_job_name("dirjob") is None  # not ours
     with pytest.raises(ValueError, match="token"):
         flux.flux_job_name("p-job", "other.3")
 
@@ -201,23 +201,23 @@ def test_braces_that_flux_submit_cc_would_format_are_refused() -> None:
 
 
 def test_submit_answers_give_the_ids_as_printed() -> None:
-    assert flux.parse_submit(read("submit_batch.stdout")) == ["ƒQ4FqC3"]
-    assert flux.parse_submit(read("submit_cc.stdout")) == ["ƒJtnLGP", "ƒJtnLGQ", "ƒJvGKYj"]
-    assert flux.parse_submit("fQ4FqC3\n") == ["fQ4FqC3"]
+    assert flux_formats.parse_submit(read("submit_batch.stdout")) == ["ƒQ4FqC3"]
+    assert flux_formats.parse_submit(read("submit_cc.stdout")) == ["ƒJtnLGP", "ƒJtnLGQ", "ƒJvGKYj"]
+    assert flux_formats.parse_submit("fQ4FqC3\n") == ["fQ4FqC3"]
     with pytest.raises(SubmitError):
-        flux.parse_submit("")
+        flux_formats.parse_submit("")
 
 
 # -- status ------------------------------------------------------------------------------
 def test_pending_held_and_dependent_jobs_are_pending() -> None:
     for name, job_id in [("job_held.json", "ƒ2m9FX6w"), ("job_depend.json", "ƒ3FbKjkj")]:
-        obs = flux.parse_status(read(name), [job_id]).jobs[job_id]
+        obs = flux_formats.parse_status(read(name), [job_id]).jobs[job_id]
         assert obs.status is JobStatus.PENDING
         assert obs.start_time is None and obs.exec_host is None
 
 
 def test_a_running_job() -> None:
-    obs = flux.parse_status(read("job_running.json"), ["ƒ2J9gbWo"]).jobs["ƒ2J9gbWo"]
+    obs = flux_formats.parse_status(read("job_running.json"), ["ƒ2J9gbWo"]).jobs["ƒ2J9gbWo"]
     assert obs.status is JobStatus.RUNNING
     assert obs.exec_host == "vm"
     assert obs.start_time == datetime.fromtimestamp(1796157133.6617894, timezone.utc)
@@ -243,14 +243,14 @@ def test_endings_and_their_exit_codes() -> None:
         ),
     }
     for name, (job_id, status, code, reason) in cases.items():
-        obs = flux.parse_status(read(name), [job_id]).jobs[job_id]
+        obs = flux_formats.parse_status(read(name), [job_id]).jobs[job_id]
         assert (obs.status, obs.exit_code, obs.reason) == (status, code, reason), name
         assert obs.finish_time is not None
 
 
 def test_a_batch_answer_keeps_ids_as_the_caller_wrote_them() -> None:
     wanted = ["ƒQ4FqC3", "fhcmKnw", "26658996224", "ƒ45ptNXR", "ƒ3vBy3HR", "ƒnothere"]
-    result = flux.parse_status(read("jobs_all.json"), wanted)
+    result = flux_formats.parse_status(read("jobs_all.json"), wanted)
     assert set(result.jobs) == set(wanted) - {"ƒnothere"}
     assert result.jobs["fhcmKnw"] == result.jobs["26658996224"]
     alloc = result.jobs["ƒ45ptNXR"]  # -n 1000 on 2 cores: accepted, then failed
@@ -260,10 +260,10 @@ def test_a_batch_answer_keeps_ids_as_the_caller_wrote_them() -> None:
 
 
 def test_unknown_ids_are_not_found() -> None:
-    result = flux.parse_status("", ["f3333333333"], stderr=read("jobs_unknown.stderr"))
+    result = flux_formats.parse_status("", ["f3333333333"], stderr=read("jobs_unknown.stderr"))
     assert result.not_found == {"f3333333333"} and not result.jobs
     with pytest.raises(ClusterAPIError):
-        flux.parse_status("", ["ƒQ4FqC3"], stderr="flux-jobs: ERROR: Unable to connect")
+        flux_formats.parse_status("", ["ƒQ4FqC3"], stderr="flux-jobs: ERROR: Unable to connect")
 
 
 def test_array_elements_are_placed_by_the_index_in_their_names() -> None:
@@ -273,7 +273,9 @@ def test_array_elements_are_placed_by_the_index_in_their_names() -> None:
     for job, index in zip(copies, (3, 1, 2), strict=True):
         job["name"] = f"p-job.3[{index}]"
     ids = [j["jobid"] for j in copies]
-    result = flux.parse_status(json.dumps({"jobs": copies}), ids, array_of=dict.fromkeys(ids, "A"))
+    result = flux_formats.parse_status(
+        json.dumps({"jobs": copies}), ids, array_of=dict.fromkeys(ids, "A")
+    )
     assert sorted(result.elements["A"]) == [1, 2, 3] and not result.jobs
     assert result.elements["A"][3].exit_code == 127
 
@@ -288,24 +290,27 @@ def test_status_command() -> None:
 
 # -- cancel ------------------------------------------------------------------------------
 def test_cancel_answers() -> None:
-    assert flux.parse_cancel("", "", 0, ["ƒ2J9gbWo"]) == ({"ƒ2J9gbWo"}, set())
+    assert flux_formats.parse_cancel("", "", 0, ["ƒ2J9gbWo"]) == ({"ƒ2J9gbWo"}, set())
     batch = read("cancel_batch.stderr")
-    assert flux.parse_cancel("", batch, 1, ["ƒQ4FqC3", "ƒ22qe1iF"]) == (
+    assert flux_formats.parse_cancel("", batch, 1, ["ƒQ4FqC3", "ƒ22qe1iF"]) == (
         set(),
         {"ƒQ4FqC3", "ƒ22qe1iF"},
     )
     # ids come back in Flux's own encoding: f3333333333 is named ƒ3333333333
     unknown = read("cancel_unknown.stderr")
-    assert flux.parse_cancel("", unknown, 1, ["f3333333333", "ƒ2J9gbWo"]) == (
+    assert flux_formats.parse_cancel("", unknown, 1, ["f3333333333", "ƒ2J9gbWo"]) == (
         {"ƒ2J9gbWo"},
         {"f3333333333"},
     )
     inactive = read("cancel_inactive.stderr")
-    assert flux.parse_cancel("", inactive, 1, ["15133048832"]) == (set(), {"15133048832"})
+    assert flux_formats.parse_cancel("", inactive, 1, ["15133048832"]) == (set(), {"15133048832"})
     refused = "flux-cancel: ERROR: ƒQ4FqC3: Operation not permitted"
-    assert flux.parse_cancel("", refused, 1, ["ƒQ4FqC3", "ƒ2J9gbWo"]) == ({"ƒ2J9gbWo"}, set())
+    assert flux_formats.parse_cancel("", refused, 1, ["ƒQ4FqC3", "ƒ2J9gbWo"]) == (
+        {"ƒ2J9gbWo"},
+        set(),
+    )
     failed = "flux-cancel: ERROR: Unable to connect to Flux"
-    assert flux.parse_cancel("", failed, 1, ["ƒQ4FqC3"]) == (set(), set())
+    assert flux_formats.parse_cancel("", failed, 1, ["ƒQ4FqC3"]) == (set(), set())
 
 
 def test_cancel_command_refuses_ids_flux_cannot_read() -> None:
@@ -326,11 +331,11 @@ def ours() -> str:
 
 def test_lookup_finds_a_submission_by_its_token() -> None:
     assert flux.lookup_argv() == ["flux", "jobs", "-a", "-c", "0", "--json"]
-    assert flux.parse_lookup(ours(), "p-a.1") == {None: "ƒ2m9FX6w"}  # the newer of two
-    assert flux.parse_lookup(ours(), "p-b.2") == {1: "ƒ3vBy3HR", 2: "ƒ3vBy3HS"}
-    assert flux.parse_lookup('{"jobs": []}', "p-a.1") == {}
+    assert flux_formats.parse_lookup(ours(), "p-a.1") == {None: "ƒ2m9FX6w"}  # the newer of two
+    assert flux_formats.parse_lookup(ours(), "p-b.2") == {1: "ƒ3vBy3HR", 2: "ƒ3vBy3HS"}
+    assert flux_formats.parse_lookup('{"jobs": []}', "p-a.1") == {}
     with pytest.raises(ClusterAPIError):
-        flux.parse_lookup("Unable to connect", "p-a.1")
+        flux_formats.parse_lookup("Unable to connect", "p-a.1")
 
 
 def test_listing_gives_our_jobs_with_an_array_as_one() -> None:
@@ -367,7 +372,7 @@ job_records = st.dictionaries(keys, json_values | st.sampled_from(["INACTIVE", "
 def test_status_parser_survives_odd_jobs(jobs: list[dict[str, object]], stderr: str) -> None:
     for text in (json.dumps({"jobs": jobs}), json.dumps(jobs[0] if jobs else {})):
         with contextlib.suppress(ClusterAPIError):
-            result = flux.parse_status(text, ["ƒQ4FqC3", "1"], stderr, {"1": "A"})
+            result = flux_formats.parse_status(text, ["ƒQ4FqC3", "1"], stderr, {"1": "A"})
             assert set(result.jobs) <= {"ƒQ4FqC3"}
         with contextlib.suppress(ClusterAPIError):
             Flux(ClusterConfig(executor="flux")).parse_listing(CommandAnswer([], text))
@@ -377,12 +382,12 @@ def test_status_parser_survives_odd_jobs(jobs: list[dict[str, object]], stderr: 
 @given(st.text(max_size=300))
 def test_parsers_survive_arbitrary_text(text: str) -> None:
     with contextlib.suppress(ClusterAPIError):
-        flux.parse_status(text, ["ƒQ4FqC3"], text)
+        flux_formats.parse_status(text, ["ƒQ4FqC3"], text)
     with contextlib.suppress(ClusterAPIError):
-        flux.parse_lookup(text, "p-a.1")
+        flux_formats.parse_lookup(text, "p-a.1")
     with contextlib.suppress(SubmitError):
-        flux.parse_submit(text)
-    accepted, ended = flux.parse_cancel(text, text, 1, ["ƒQ4FqC3", "fhcmKnw"])
+        flux_formats.parse_submit(text)
+    accepted, ended = flux_formats.parse_cancel(text, text, 1, ["ƒQ4FqC3", "fhcmKnw"])
     assert accepted | ended <= {"ƒQ4FqC3", "fhcmKnw"} and not accepted & ended
 
 

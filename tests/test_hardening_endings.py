@@ -29,7 +29,8 @@ from cluster_api import (
     LSFExecutor,
 )
 from cluster_api.errors import ClusterAPIError
-from cluster_api.executors.slurm import SlurmExecutor, parse_slurm_time
+from cluster_api.executors.slurm import SlurmExecutor
+from cluster_api.executors.slurm_formats import parse_slurm_time
 from cluster_api.script import exit_file_path
 from cluster_api.testing.fake import FakeRunner
 

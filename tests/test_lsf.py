@@ -26,7 +26,7 @@ from cluster_api import (
     ResourceSpec,
     SubmitError,
 )
-from cluster_api.executors.lsf import parse_lsf_time
+from cluster_api.executors.lsf_formats import parse_lsf_time
 from cluster_api.testing.fake import FakeRunner
 
 BJOBS_FIELDS = [

@@ -32,11 +32,10 @@ from cluster_api.executors.slurm import (
     SQUEUE_FORMAT,
     SlurmExecutor,
     format_walltime,
-    parse_exit_code,
-    parse_slurm_time,
     parse_squeue,
     parse_submit_output,
 )
+from cluster_api.executors.slurm_formats import parse_exit_code, parse_slurm_time
 from cluster_api.script import exit_file_path
 from cluster_api.testing.fake import FakeRunner
 from cluster_api.units import expand_indices

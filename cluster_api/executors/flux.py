@@ -28,11 +28,6 @@ from ..status import QueryResult
 from ..units import parse_walltime_seconds
 from . import flux_formats as formats
 from .flux_formats import JOB_ID_EXAMPLE, JOB_ID_PATTERN, directive_words, job_number
-from .flux_formats import parse_cancel as parse_cancel
-from .flux_formats import parse_job_name as parse_job_name
-from .flux_formats import parse_lookup as parse_lookup
-from .flux_formats import parse_status as parse_status
-from .flux_formats import parse_submit as parse_submit
 from .local_supervisor import MINIMAL_ENV
 
 DIRECTIVE = "# flux:"

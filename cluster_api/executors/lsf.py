@@ -31,7 +31,6 @@ from .lsf_formats import (
     parse_bjobs_json,
     query_result_from_records,
 )
-from .lsf_formats import parse_lsf_time as parse_lsf_time
 
 logger = logging.getLogger("cluster_api")
 

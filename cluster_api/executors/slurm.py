@@ -46,8 +46,6 @@ from .slurm_formats import (
     query_result_from_rows,
     slurm_state,
 )
-from .slurm_formats import parse_exit_code as parse_exit_code
-from .slurm_formats import parse_slurm_time as parse_slurm_time
 
 logger = logging.getLogger("cluster_api")
 
