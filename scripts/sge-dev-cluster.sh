@@ -57,25 +57,22 @@ readonly PACKAGES=(gridengine-master gridengine-exec gridengine-client gridengin
 # Stop order for `down`: execution daemon, then qmaster.
 readonly DAEMONS=(sge_execd sge_qmaster)
 export SGE_ROOT SGE_CELL
-
-log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
+# shellcheck source=scripts/lib/dev-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/dev-daemons.sh"
 
 # The execd's messages file lives under its host name; resolved lazily (needs the packages).
 sge_host_name() { /usr/lib/gridengine/gethostname -aname 2>/dev/null || hostname; }
 
 # Show the end of every log that this run wrote and that could explain a failure.
 dump_logs() {
-  local f host
+  local f host fresh=()
   host=$(sge_host_name 2>/dev/null || true)
   for f in "$STATE_DIR"/sge_qmaster.out "$STATE_DIR"/sge_execd.out "$QMASTER_SPOOL/messages" \
            "$EXECD_SPOOL/$host/messages" "$STATE_DIR/configure.log"; do
-    [[ -s $f && ! $STATE_DIR/run-started -nt $f ]] || continue
-    printf -- '---- last 15 lines of %s\n' "$f" >&2
-    tail -n 15 "$f" >&2
+    [[ $STATE_DIR/run-started -nt $f ]] || fresh+=("$f")
   done
+  tail_logs "${fresh[@]}"
 }
-
-die() { log "ERROR: $*"; dump_logs; exit 1; }
 
 validate_knobs() {
   local name value
@@ -87,94 +84,6 @@ validate_knobs() {
   (( SLOTS > 0 )) || { log "ERROR: SGE_SLOTS must be at least 1"; exit 2; }
 }
 
-require_root() {
-  [[ $(id -u) == 0 ]] || { log "ERROR: must run as root (installs packages, starts daemons)"; exit 2; }
-}
-
-# Serialise concurrent up/down calls.  fd 9 is closed in every daemon we start.
-take_lock() {
-  mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/lock"
-  flock -w 120 9 || { log "ERROR: another $PROG holds $STATE_DIR/lock"; exit 1; }
-}
-
-now() { date +%s.%N; }
-elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# ------------------------------------------------------------------ pid bookkeeping
-# ours NAME: true if STATE_DIR/NAME.pid names a live process whose comm is NAME, so a
-# pid that was once ours and has since been reused is never signalled.
-ours() {
-  local pidfile=$STATE_DIR/$1.pid pid comm
-  [[ -s $pidfile ]] || return 1
-  pid=$(<"$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$1" ]]
-}
-
-our_pid() { cat "$STATE_DIR/$1.pid"; }
-
-# start_daemon NAME CMD...: run CMD detached; CMD must exec the daemon NAME in the
-# foreground (no forking wrapper), so the recorded pid is the daemon's.
-start_daemon() {
-  local name=$1; shift
-  if ours "$name"; then
-    log "$name already running (pid $(our_pid "$name"))"
-    return 0
-  fi
-  rm -f "$STATE_DIR/$name.pid"
-  (
-    # Close every inherited descriptor above stderr (the lock, CI runner pipes): a
-    # daemon holding a CI step's pipe makes that step hang until the daemon dies.
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd=${fd##*/}
-      if (( fd > 2 )); then eval "exec ${fd}>&-"; fi
-    done
-    exec setsid env SGE_ND=1 "$@"
-  ) </dev/null >"$STATE_DIR/$name.out" 2>&1 &
-  echo "$!" >"$STATE_DIR/$name.pid"
-  # `env` replaces itself with the daemon; wait for that so `ours` sees the right comm,
-  # and give an immediately failing daemon (port in use, bad spool) time to die here.
-  for _ in $(seq 20); do ours "$name" && break; sleep 0.1; done
-  sleep 0.3
-  ours "$name" || die "$name exited right after start ($*)"
-  log "started $name (pid $(our_pid "$name"))"
-}
-
-# stop_daemon NAME SECONDS: TERM, wait, then KILL.  Only ever our recorded pid.
-stop_daemon() {
-  local name=$1 limit=$2 pidfile=$STATE_DIR/$1.pid pid
-  if ! ours "$name"; then
-    if [[ -e $pidfile ]]; then
-      log "$name: recorded pid is gone (or reused by another program); forgetting it"
-      rm -f "$pidfile"
-    fi
-    return 0
-  fi
-  pid=$(our_pid "$name")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq $(( limit * 10 ))); do ours "$name" || break; sleep 0.1; done
-  if ours "$name"; then
-    log "$name (pid $pid) ignored SIGTERM for ${limit} s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do ours "$name" || break; sleep 0.1; done
-  fi
-  rm -f "$pidfile"
-  log "stopped $name (pid $pid)"
-}
-
-# wait_until SECONDS WHAT CMD...: poll CMD (quietly) until it succeeds.
-wait_until() {
-  local limit=$1 what=$2 deadline
-  shift 2
-  deadline=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    (( $(date +%s) < deadline )) || die "timed out after ${limit}s waiting for $what"
-    sleep 0.2
-  done
-}
-
 # ------------------------------------------------------------------ cluster probes
 qmaster_answers() { timeout 10 qstat -u '*' >/dev/null 2>&1; }
 # The queue instance line of `qstat -f` is "all.q@host BIP 0/0/16 0.42 lx-amd64 [states]":
@@ -183,22 +92,12 @@ queue_states() { timeout 10 qstat -f -q "$QUEUE@$(sge_host_name)" 2>/dev/null | 
 queue_usable() { [[ $(queue_states) == ok ]]; }
 
 # ------------------------------------------------------------------ up: install
-missing_packages() {
-  local pkg
-  for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-      || echo "$pkg"
-  done
-}
-
 install_packages() {
   local missing
   mapfile -t missing < <(missing_packages)
   (( ${#missing[@]} )) || return 0
-  local t0 host
-  t0=$(now)
+  local host
   host=$(hostname)
-  log "installing ${missing[*]} (apt log: $STATE_DIR/apt.log)"
   # Answer the packages' debconf questions up front: configure a cell "default" whose
   # master is this host (the postinst then runs init_cluster), and never prompt.
   debconf-set-selections <<EOF
@@ -218,21 +117,8 @@ SGE_ROOT=$SGE_ROOT
 SGE_CELL=$SGE_CELL
 EOF
   fi
-  export DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1
-  local apt=(apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-  # Always refresh the lists (a fresh container has none, or stale ones); one retry for
-  # flaky networks.
-  local attempt
-  for attempt in 1 2; do
-    if "${apt[@]}" update >"$STATE_DIR/apt.log" 2>&1 \
-       && "${apt[@]}" install --no-install-recommends "${missing[@]}" >>"$STATE_DIR/apt.log" 2>&1; then
-      log "packages installed in $(elapsed_since "$t0")s"
-      return 0
-    fi
-    (( attempt == 2 )) || { log "apt-get failed; retrying once"; sleep 3; }
-  done
-  tail -n 30 "$STATE_DIR/apt.log" >&2
-  die "apt-get could not install ${missing[*]}"
+  export UCF_FORCE_CONFFOLD=1
+  apt_install "${missing[@]}"
 }
 
 # ------------------------------------------------------------------ up: configure
@@ -351,7 +237,7 @@ EOF
 
 # ------------------------------------------------------------------ subcommands
 cmd_up() {
-  require_root
+  require_root "installs packages, starts daemons"
   validate_knobs
   take_lock
   touch "$STATE_DIR/run-started"
@@ -380,7 +266,7 @@ cmd_up() {
     if [[ $KEEP_STATE != 1 || ! -e $SPOOL_DB/sge ]]; then
       reset_cell
     fi
-    start_daemon sge_qmaster /usr/sbin/sge_qmaster
+    start_daemon sge_qmaster env SGE_ND=1 /usr/sbin/sge_qmaster
     fresh_qmaster=1
   fi
   wait_until "$TIMEOUT" "sge_qmaster to answer qstat" qmaster_answers
@@ -392,7 +278,7 @@ cmd_up() {
     stop_daemon sge_execd 15
   fi
 
-  start_daemon sge_execd /usr/sbin/sge_execd
+  start_daemon sge_execd env SGE_ND=1 /usr/sbin/sge_execd
   # Wait for the execd to report (state "u" goes).  A queue left in error state (E, e.g.
   # by a job that failed "before job" on the host) or disabled (d) is put back once.
   local deadline state cleared=0
@@ -412,7 +298,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  require_root
+  require_root "installs packages, starts daemons"
   if [[ ! -d $STATE_DIR ]]; then
     log "nothing to stop ($STATE_DIR does not exist)"
     return 0
@@ -451,18 +337,4 @@ cmd_status() {
   queue_usable
 }
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
-}
-
-main() {
-  case "${1:-}" in
-    up) cmd_up ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+dev_main "$@"

@@ -61,21 +61,14 @@ readonly JOBCOMP_LOG=$LOG_DIR/jobcomp.log
 readonly PACKAGES=(slurmctld slurmd slurm-client munge)
 # Stop order for `down`: compute daemon, then controller, then authentication.
 readonly DAEMONS=(slurmd slurmctld munged)
-
-log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
+# shellcheck source=scripts/lib/dev-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/dev-daemons.sh"
 
 # Show the end of every log that could explain a failure.
 dump_logs() {
-  local f
-  for f in "$STATE_DIR"/slurmctld.out "$STATE_DIR"/slurmd.out "$STATE_DIR"/munged.out \
-           "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" /var/log/munge/munged.log; do
-    [[ -s $f ]] || continue
-    printf -- '---- last 15 lines of %s\n' "$f" >&2
-    tail -n 15 "$f" >&2
-  done
+  tail_logs "$STATE_DIR"/slurmctld.out "$STATE_DIR"/slurmd.out "$STATE_DIR"/munged.out \
+    "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmd.log" /var/log/munge/munged.log
 }
-
-die() { log "ERROR: $*"; dump_logs; exit 1; }
 
 validate_knobs() {
   local name value
@@ -85,97 +78,6 @@ validate_knobs() {
   done
   [[ $CGROUP == [01] ]] || { log "ERROR: SLURM_DEV_CGROUP must be 0 or 1, got '$CGROUP'"; exit 2; }
   (( CPUS > 0 )) || { log "ERROR: SLURM_CPUS must be at least 1"; exit 2; }
-}
-
-require_root() {
-  [[ $(id -u) == 0 ]] || { log "ERROR: must run as root (installs packages, starts daemons)"; exit 2; }
-}
-
-# Serialise concurrent up/down calls (parallel CI steps, a contributor's second
-# terminal).  fd 9 is closed in every daemon we start, so no daemon keeps the lock.
-take_lock() {
-  mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/lock"
-  flock -w 120 9 || { log "ERROR: another $PROG holds $STATE_DIR/lock"; exit 1; }
-}
-
-now() { date +%s.%N; }
-elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# ------------------------------------------------------------------ pid bookkeeping
-# ours NAME: true if STATE_DIR/NAME.pid names a live process whose comm is NAME.
-# The comm check protects against pid reuse after a reboot or a crash: we never
-# signal a process just because its pid was once ours.
-ours() {
-  local pidfile=$STATE_DIR/$1.pid pid comm
-  [[ -s $pidfile ]] || return 1
-  pid=$(<"$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$1" ]]
-}
-
-our_pid() { cat "$STATE_DIR/$1.pid"; }
-
-# start_daemon NAME CMD...: run CMD detached; CMD must end up exec'ing the daemon
-# NAME in the foreground (no forking wrapper), so the recorded pid is the daemon.
-start_daemon() {
-  local name=$1; shift
-  if ours "$name"; then
-    log "$name already running (pid $(our_pid "$name"))"
-    return 0
-  fi
-  rm -f "$STATE_DIR/$name.pid"
-  (
-    # Close every inherited descriptor above stderr: the lock (fd 9), CI runner
-    # pipes, a terminal's extra fds.  munged in particular keeps whatever it
-    # inherits open forever, which makes a CI step that captured our output
-    # hang until the daemon dies.
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd=${fd##*/}
-      if (( fd > 2 )); then eval "exec ${fd}>&-"; fi
-    done
-    exec setsid "$@"
-  ) </dev/null >"$STATE_DIR/$name.out" 2>&1 &
-  echo "$!" >"$STATE_DIR/$name.pid"
-  # Give an immediately-failing daemon (bad config, port in use) time to die so
-  # the error is reported here, with its output, rather than as a timeout later.
-  sleep 0.3
-  ours "$name" || die "$name exited right after start ($*)"
-  log "started $name (pid $(our_pid "$name"))"
-}
-
-# stop_daemon NAME: TERM, wait up to 15 s, then KILL.  Only ever our recorded pid.
-stop_daemon() {
-  local name=$1 pidfile=$STATE_DIR/$1.pid pid
-  if ! ours "$name"; then
-    if [[ -e $pidfile ]]; then
-      log "$name: recorded pid is gone (or reused by another program); forgetting it"
-      rm -f "$pidfile"
-    fi
-    return 0
-  fi
-  pid=$(our_pid "$name")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 150); do ours "$name" || break; sleep 0.1; done
-  if ours "$name"; then
-    log "$name (pid $pid) ignored SIGTERM for 15 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do ours "$name" || break; sleep 0.1; done
-  fi
-  rm -f "$pidfile"
-  log "stopped $name (pid $pid)"
-}
-
-# wait_until SECONDS WHAT CMD...: poll CMD (quietly) until it succeeds.
-wait_until() {
-  local limit=$1 what=$2 deadline
-  shift 2
-  deadline=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    (( $(date +%s) < deadline )) || die "timed out after ${limit}s waiting for $what"
-    sleep 0.2
-  done
 }
 
 # ------------------------------------------------------------------ cluster probes
@@ -192,38 +94,11 @@ node_usable() {
 }
 
 # ------------------------------------------------------------------ up: install
-missing_packages() {
-  local pkg
-  for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-      || echo "$pkg"
-  done
-}
-
 install_packages() {
   local missing
   mapfile -t missing < <(missing_packages)
   (( ${#missing[@]} )) || return 0
-  local t0
-  t0=$(now)
-  log "installing ${missing[*]} (apt log: $STATE_DIR/apt.log)"
-  # CI=true and no stdin: never let dpkg ask a question.
-  export DEBIAN_FRONTEND=noninteractive
-  local apt=(apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-  # Always refresh the lists: a fresh container often has none, or stale ones
-  # that point at versions the mirror no longer carries.  One retry for flaky
-  # networks.
-  local attempt
-  for attempt in 1 2; do
-    if "${apt[@]}" update >"$STATE_DIR/apt.log" 2>&1 \
-       && "${apt[@]}" install --no-install-recommends "${missing[@]}" >>"$STATE_DIR/apt.log" 2>&1; then
-      log "packages installed in $(elapsed_since "$t0")s"
-      return 0
-    fi
-    (( attempt == 2 )) || { log "apt-get failed; retrying once"; sleep 3; }
-  done
-  tail -n 30 "$STATE_DIR/apt.log" >&2
-  die "apt-get could not install ${missing[*]}"
+  apt_install "${missing[@]}"
 }
 
 # ------------------------------------------------------------------ up: configure
@@ -353,7 +228,7 @@ write_conf() {
 
 # ------------------------------------------------------------------ subcommands
 cmd_up() {
-  require_root
+  require_root "installs packages, starts daemons"
   validate_knobs
   take_lock
   local t0 ctld_log_offset=""
@@ -437,7 +312,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  require_root
+  require_root "installs packages, starts daemons"
   if [[ ! -d $STATE_DIR ]]; then
     log "nothing to stop ($STATE_DIR does not exist)"
     return 0
@@ -475,18 +350,4 @@ cmd_status() {
   node_usable
 }
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
-}
-
-main() {
-  case "${1:-}" in
-    up) cmd_up ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+dev_main "$@"

@@ -55,19 +55,12 @@ readonly PACKAGES=(openssh-server openssh-client)
 # Debian's sshd refuses to start without its privilege-separation directory; the
 # package's init script creates it at boot, which a container never runs.
 readonly PRIVSEP_DIR=/run/sshd
+# shellcheck source=scripts/lib/dev-daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/dev-daemons.sh"
+# The system runs an sshd too: ours is the one started with our config.
+DAEMON_CMDLINE["sshd"]="$SSHD -D -f $SSHD_CONFIG "
 
-log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
-
-dump_log() {
-  local f
-  for f in "$STATE_DIR/sshd.out" "$LOG_FILE"; do
-    [[ -s $f ]] || continue
-    printf -- '---- last 15 lines of %s\n' "$f" >&2
-    tail -n 15 "$f" >&2
-  done
-}
-
-die() { log "ERROR: $*"; dump_log; exit 1; }
+dump_logs() { tail_logs "$STATE_DIR/sshd.out" "$LOG_FILE"; }
 
 validate_knobs() {
   if ! [[ $PORT =~ ^[0-9]+$ ]] || (( PORT <= 1024 || PORT > 65535 )); then
@@ -78,77 +71,22 @@ validate_knobs() {
     || { log "ERROR: SSHD_DEV_TIMEOUT must be a whole number of seconds, got '$TIMEOUT'"; exit 2; }
 }
 
-require_root() {
-  [[ $(id -u) == 0 ]] || { log "ERROR: must run as root (installs packages, adds a user)"; exit 2; }
-}
-
-# Serialise concurrent up/down calls; fd 9 is closed in sshd so it never holds the lock.
-take_lock() {
-  mkdir -p "$STATE_DIR"
-  chmod 0755 "$STATE_DIR"
-  exec 9>"$STATE_DIR/lock"
-  flock -w 120 9 || { log "ERROR: another $PROG holds $STATE_DIR/lock"; exit 1; }
-}
-
-now() { date +%s.%N; }
-elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# ------------------------------------------------------------------ pid bookkeeping
-# ours: true if sshd.pid names a live sshd started with OUR config.  Checking the
-# command line (not just the name) means a reused pid, or the system's sshd, is never
-# taken for ours and never signalled.
-ours() {
-  local pid cmdline
-  [[ -s $PID_FILE ]] || return 1
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sshd ]] || return 1
-  # sshd rewrites its title to "sshd: <argv> [listener] ...".
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *"$SSHD -D -f $SSHD_CONFIG "* ]]
-}
-
-our_pid() { cat "$PID_FILE"; }
-
 # The per-connection sshd processes of our listener (they outlive it on SIGTERM).
 session_pids() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true; }
 
 start_sshd() {
-  rm -f "$PID_FILE"
-  (
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd=${fd##*/}
-      if (( fd > 2 )); then eval "exec ${fd}>&-"; fi
-    done
-    # -D: stay in the foreground (our pid is the daemon); -E: log to our file, not syslog.
-    exec setsid "$SSHD" -D -f "$SSHD_CONFIG" -E "$LOG_FILE"
-  ) </dev/null >"$STATE_DIR/sshd.out" 2>&1 &
-  echo "$!" >"$PID_FILE"
-  sleep 0.3
-  ours || die "sshd exited right after start (port $PORT in use?)"
-  log "started sshd (pid $(our_pid)) on 127.0.0.1:$PORT"
+  # -D: stay in the foreground (our pid is the daemon); -E: log to our file, not syslog.
+  start_daemon sshd "$SSHD" -D -f "$SSHD_CONFIG" -E "$LOG_FILE"
+  log "sshd listens on 127.0.0.1:$PORT"
 }
 
 stop_sshd() {
-  local pid child
-  if ! ours; then
-    if [[ -e $PID_FILE ]]; then
-      log "recorded sshd pid is gone (or now another program's); forgetting it"
-      rm -f "$PID_FILE"
-    fi
-    return 0
-  fi
-  pid=$(our_pid)
+  local child
   # Sessions first: a client's ControlMaster connection would otherwise live on.
-  for child in $(session_pids "$pid"); do kill -TERM "$child" 2>/dev/null || true; done
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do ours || break; sleep 0.1; done
-  if ours; then
-    log "sshd (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
+  if ours sshd; then
+    for child in $(session_pids "$(our_pid sshd)"); do kill -TERM "$child" 2>/dev/null || true; done
   fi
-  rm -f "$PID_FILE"
-  log "stopped sshd (pid $pid)"
+  stop_daemon sshd 10
 }
 
 login_works() {
@@ -157,38 +95,23 @@ login_works() {
 }
 
 # ------------------------------------------------------------------ up: install
-missing_packages() {
-  local pkg
-  for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-      || echo "$pkg"
-  done
-}
-
 install_packages() {
-  local missing t0 own_policy=0
+  local missing own_policy=0
   mapfile -t missing < <(missing_packages)
   (( ${#missing[@]} )) || return 0
-  t0=$(now)
-  log "installing ${missing[*]} (apt log: $STATE_DIR/apt.log)"
-  export DEBIAN_FRONTEND=noninteractive
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     # Exit 101 = "action forbidden": the package's postinst does not start the system sshd.
-    printf '#!/bin/sh\n# Temporary, from %s: do not start services while installing.\nexit 101\n' \
+    printf '#!/bin/sh
+# Temporary, from %s: do not start services while installing.
+exit 101
+' \
       "$PROG" >/usr/sbin/policy-rc.d
     chmod 0755 /usr/sbin/policy-rc.d
     own_policy=1
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  local apt=(apt-get -q -y -o DPkg::Lock::Timeout=300
-             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-  if ! { "${apt[@]}" update >"$STATE_DIR/apt.log" 2>&1 \
-         && "${apt[@]}" install --no-install-recommends "${missing[@]}" >>"$STATE_DIR/apt.log" 2>&1; }; then
-    tail -n 30 "$STATE_DIR/apt.log" >&2
-    die "apt-get could not install ${missing[*]}"
-  fi
+  apt_install "${missing[@]}"
   if (( own_policy )); then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
-  log "packages installed in $(elapsed_since "$t0")s"
 }
 
 # ------------------------------------------------------------------ up: configure
@@ -288,14 +211,14 @@ write_if_changed() {
 
 # ------------------------------------------------------------------ subcommands
 cmd_up() {
-  require_root
+  require_root "installs packages, adds a user"
   validate_knobs
   take_lock
   local t0 changed=1
   t0=$(now)
 
-  if ours && [[ -f $SSHD_CONFIG && $(<"$SSHD_CONFIG") == "$(render_sshd_config)" ]] && login_works; then
-    log "already up (pid $(our_pid), 127.0.0.1:$PORT); nothing to do"
+  if ours sshd && [[ -f $SSHD_CONFIG && $(<"$SSHD_CONFIG") == "$(render_sshd_config)" ]] && login_works; then
+    log "already up (pid $(our_pid sshd), 127.0.0.1:$PORT); nothing to do"
     print_paths
     return 0
   fi
@@ -309,15 +232,15 @@ cmd_up() {
   chmod 0755 "$PRIVSEP_DIR"
   "$SSHD" -t -f "$SSHD_CONFIG" 2>"$STATE_DIR/sshd.out" || die "sshd -t rejects $SSHD_CONFIG"
 
-  if ours && (( changed == 0 )); then
+  if ours sshd && (( changed == 0 )); then
     log "sshd_config changed: restarting our sshd"
     stop_sshd
   fi
-  ours || start_sshd
+  ours sshd || start_sshd
 
   local deadline=$(( $(date +%s) + TIMEOUT ))
   until login_works; do
-    ours || die "sshd died while starting"
+    ours sshd || die "sshd died while starting"
     (( $(date +%s) < deadline )) || die "no login as $REMOTE_USER after ${TIMEOUT}s"
     sleep 0.2
   done
@@ -336,7 +259,7 @@ EOF
 }
 
 cmd_down() {
-  require_root
+  require_root "installs packages, adds a user"
   if [[ ! -d $STATE_DIR ]]; then
     log "nothing to stop ($STATE_DIR does not exist)"
     return 0
@@ -347,30 +270,16 @@ cmd_down() {
 }
 
 cmd_status() {
-  if ! ours; then
+  if ! ours sshd; then
     echo "sshd-dev: not running"
     return 1
   fi
   if ! login_works; then
-    echo "sshd-dev: pid $(our_pid) on 127.0.0.1:$PORT, but no login as $REMOTE_USER"
+    echo "sshd-dev: pid $(our_pid sshd) on 127.0.0.1:$PORT, but no login as $REMOTE_USER"
     return 1
   fi
-  echo "sshd-dev: pid $(our_pid) on 127.0.0.1:$PORT, login as $REMOTE_USER works"
+  echo "sshd-dev: pid $(our_pid sshd) on 127.0.0.1:$PORT, login as $REMOTE_USER works"
   echo "client config: $CLIENT_CONFIG"
 }
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
-}
-
-main() {
-  case "${1:-}" in
-    up) cmd_up ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
-    -h | --help | help) usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"
+dev_main "$@"
