@@ -204,12 +204,8 @@ class BatchExecutor(Executor):
         """One array per ``array_chunk_size`` commands (one submit command each), and a
         task record per command (`cluster_api.packing`), in order: each has its own
         callbacks, exit code, journal entry, and element id for ``cancel``.
-        ``max_concurrent`` limits the running elements of each array."""
-        if self.config.ssh is not None:
-            # The tasks file is written here; over SSH the elements would not find it.
-            raise ClusterAPIError(
-                f"submit_many does not run over ssh ({self.config.ssh}) yet: use submit_array"
-            )
+        ``max_concurrent`` limits the running elements of each array. The tasks file
+        is written where the job runs (over ssh: on the remote host), beside its script."""
         records: list[JobRecord] = []
         for chunk in chunked(checked_commands(commands), self.config.array_chunk_size):
             spec = job_spec(
@@ -227,7 +223,10 @@ class BatchExecutor(Executor):
                 depends_on,
             )
             set_array(spec, (1, len(chunk)), max_concurrent)
-            tasks_path = write_tasks_file(spec.resources.work_dir, spec.name, chunk)
+            await self._place_work_dir(spec)
+            tasks_path = await write_tasks_file(
+                self.files, spec.resources.work_dir, spec.name, chunk
+            )
             spec.command = task_line(tasks_path)
             spec.metadata["tasks_file"] = tasks_path
             try:

@@ -11,6 +11,7 @@ The status code reads through `ACTIVE_FILES`, which the executor sets while it w
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,6 +33,12 @@ class JobFiles(Protocol):
     async def write_script(self, directory: str, content: str, name: str, counter: int) -> str:
         """Write ``{directory}/{name}.{counter}.sh`` (0700, folder made if missing) and return
         its path; FileExistsError when it exists, NotADirectoryError for a file in the way."""
+        ...
+
+    async def write_private(self, path: str, content: str) -> None:
+        """Write a new file only its owner may read (0600, folder made if missing), for
+        what the job reads but nobody else should; FileExistsError when it exists,
+        NotADirectoryError for a file in the way of its folder."""
         ...
 
     async def remove(self, paths: Sequence[str]) -> None:
@@ -56,6 +63,16 @@ class LocalFiles:
 
     async def write_script(self, directory: str, content: str, name: str, counter: int) -> str:
         return write_script(directory, content, name, counter)
+
+    async def write_private(self, path: str, content: str) -> None:
+        data = content.encode("utf-8")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except FileExistsError:  # FileExistsError must mean the file itself
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", os.path.dirname(path)) from None
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
 
     async def remove(self, paths: Sequence[str]) -> None:
         for path in paths:
@@ -93,6 +110,12 @@ class RemoteFiles:
         except RemoteFileExistsError:
             raise FileExistsError(path) from None
         return path
+
+    async def write_private(self, path: str, content: str) -> None:
+        try:
+            await self.runner.write_new(path, content, mode=0o600, timeout=self.timeout)
+        except RemoteFileExistsError:
+            raise FileExistsError(path) from None
 
     async def remove(self, paths: Sequence[str]) -> None:
         await self.runner.remove_files(list(paths), timeout=self.timeout)

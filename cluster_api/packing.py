@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Sequence
 
 from .errors import ClusterAPIError
+from .files import JobFiles
 from .models import ArrayElement, JobRecord, check_single_line, check_utf8
 from .status import Observation
 
@@ -46,26 +47,23 @@ def chunked(commands: list[str], size: int) -> list[list[str]]:
     return [commands[i : i + size] for i in range(0, len(commands), size)]
 
 
-def write_tasks_file(directory: str, name: str, commands: Sequence[str]) -> str:
-    """Write the commands, one per line, to a new file in ``directory``; its path.
-    Created exclusively (never overwriting another submission's), named after the job."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise ClusterAPIError(f"cannot create folder {directory} for a tasks file: {exc}") from exc
-    data = "".join(f"{command}\n" for command in commands).encode("utf-8")
+async def write_tasks_file(
+    files: JobFiles, directory: str, name: str, commands: Sequence[str]
+) -> str:
+    """Write the commands, one per line, to a new file in ``directory`` where the job runs
+    (through ``files``); its path. Created exclusively (never overwriting another
+    submission's), named after the job, readable by its owner only."""
+    content = "".join(f"{command}\n" for command in commands)
     counter = 0
     while True:
         counter += 1
         path = os.path.join(directory, f"{name}.tasks.{counter}")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            await files.write_private(path, content)
         except FileExistsError:
             continue
         except OSError as exc:
             raise ClusterAPIError(f"cannot write tasks file {path}: {exc}") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
         return path
 
 

@@ -108,10 +108,11 @@ def remote_command_line(argv: Sequence[str], env: Mapping[str, str] | None = Non
 
 # Each script is one line for `sh -c`: the login shell that parses the quoted word may be
 # csh, where newlines inside quotes break.
-_WRITE_SCRIPT = (
+# Writing a new file: $1 its folder, $2 its path, $3 its mode.
+_WRITE_NEW = (
     'umask 077; if [ -e "$2" ] || [ -h "$2" ]; then exit 17; fi; mkdir -p -- "$1" || exit 1; '
     'tmp="$2.part.$$"; trap \'rm -f -- "$tmp"\' EXIT; set -C; '
-    'cat > "$tmp" && chmod 0700 -- "$tmp" || exit 1; '
+    'cat > "$tmp" && chmod "$3" -- "$tmp" || exit 1; '
     'ln -- "$tmp" "$2" || { if [ -e "$2" ]; then exit 17; fi; exit 1; }'
 )
 _READ_SCRIPT = (
@@ -329,10 +330,15 @@ class SSHRunner:
         return CommandFailedError(f"{message}: {detail}", result.stdout, result.returncode, detail)
 
     async def write_script(self, path: str, content: str, *, timeout: float) -> None:
-        """Writes an executable (0700) file, its folder (0700) made if missing; never over an
+        """Writes an executable (0700) file, as `write_new`."""
+        await self.write_new(path, content, mode=0o700, timeout=timeout)
+
+    async def write_new(self, path: str, content: str, *, mode: int, timeout: float) -> None:
+        """Writes a file of this mode, its folder (0700) made if missing; never over an
         existing file (`RemoteFileExistsError`), nor a half-written one at `path`."""
         refuse_control_chars("path", path)
-        argv = ["sh", "-c", _WRITE_SCRIPT, "sh", posixpath.dirname(path) or ".", path]
+        folder = posixpath.dirname(path) or "."
+        argv = ["sh", "-c", _WRITE_NEW, "sh", folder, path, f"{mode:04o}"]
         result = await self._execute(argv, timeout, stdin=content.encode())
         if result.returncode == _EXISTS_STATUS:
             raise RemoteFileExistsError(f"{self.target.destination}:{path} already exists")

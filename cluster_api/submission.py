@@ -154,9 +154,7 @@ class Submission(ExecutorBase):
         A submission that certainly did not happen leaves nothing behind.
         """
         self._validate(spec)
-        if not posixpath.isabs(spec.resources.work_dir):
-            work_dir = await self.files.absolute(spec.resources.work_dir)
-            spec.resources = replace(spec.resources, work_dir=work_dir)
+        await self._place_work_dir(spec)
         path = await self._write_job_script(spec)
         record = JobRecord(
             job_id="",
@@ -197,6 +195,13 @@ class Submission(ExecutorBase):
         self._after_register(record)
         logger.info("submitted %s as job %s (%s)", spec.name, record.job_id, path)
         return record
+
+    async def _place_work_dir(self, spec: JobSpec) -> None:
+        """Make the job's work_dir absolute where it runs (over ssh: under the remote
+        home), before anything is written in it."""
+        if not posixpath.isabs(spec.resources.work_dir):
+            work_dir = await self.files.absolute(spec.resources.work_dir)
+            spec.resources = replace(spec.resources, work_dir=work_dir)
 
     async def _forget_submission(self, key: str, path: str) -> None:
         """Remove what a submission the scheduler never got left: its script, its intent."""
