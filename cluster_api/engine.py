@@ -432,6 +432,12 @@ class BatchExecutor(Executor):
         return accepted or (set() if answer.failed else None)  # None: every tracked match
 
     # -- reconnection ------------------------------------------------------------------
+    async def _parents_of(self, job_ids: list[str]) -> dict[str, list[str]]:
+        if not self.scheduler.holds_dependants:
+            return {}
+        answer = await self._answer(self.scheduler.parents_command(job_ids), job_ids)
+        return self.scheduler.parse_parents(answer)
+
     async def _discover(self, require: bool) -> list[JobRecord]:
         """Track the unfinished jobs whose names start with this config's prefix."""
         prefix = self.config.job_name_prefix

@@ -13,7 +13,7 @@ import logging
 from .base import ExecutorBase
 from .errors import ClusterAPIError, SubmitError
 from .files import exit_paths, reading_from
-from .models import JobRecord
+from .models import JobRecord, JobStatus
 from .status import left_an_exit_status
 
 logger = logging.getLogger("cluster_api")
@@ -88,7 +88,8 @@ class Reconnection(ExecutorBase):
                     record.metadata["reconnected"] = True
                     self._register(record)
                     adopted.append(record)
-        adopted += await self._discover(require=self._journal is None)
+        found = await self._discover(require=self._journal is None)
+        adopted += found + await self._adopt_parents(found)
         if adopted:
             try:
                 await self.poll_strict()
@@ -137,6 +138,38 @@ class Reconnection(ExecutorBase):
                 self._register(record)
                 adopted.append(record)
         return adopted
+
+    async def _adopt_parents(self, found: list[JobRecord]) -> list[JobRecord]:
+        """Where the scheduler's own dependency waits for any exit (Grid Engine), our
+        dependants wait held for the executor to release them, and one found on the
+        scheduler with no journal to remember it comes back without its parents: they
+        are asked for. A parent that already left the queue is tracked again too, so the
+        poll after reconnect learns how it ended and the dependant is released or ended
+        by the dependency rule. Without an answer the dependants stay held (and the log
+        says so) until the next reconnect."""
+        waiting = [r.job_id for r in found if r.status is JobStatus.PENDING and not r.depends_on]
+        try:
+            parents = await self._parents_of(waiting) if waiting else {}
+        except ClusterAPIError as exc:
+            logger.warning(
+                "cannot tell which jobs %s wait for; held ones stay held: %s", waiting, exc
+            )
+            return []
+        adopted = []
+        for record in found:
+            record.depends_on = parents.get(record.job_id) or record.depends_on
+            for parent_id in record.depends_on:
+                if parent_id not in self._jobs:
+                    parent = JobRecord(job_id=parent_id, name="", command="")
+                    parent.metadata["reconnected"] = True
+                    self._register(parent)
+                    adopted.append(parent)
+        return adopted
+
+    async def _parents_of(self, job_ids: list[str]) -> dict[str, list[str]]:
+        """Hook: the ids of the jobs each of ``job_ids`` waits for, where the executor
+        itself enforces dependencies on held jobs; empty elsewhere."""
+        return {}
 
     async def _discover(self, require: bool) -> list[JobRecord]:
         """Hook: find this prefix's unfinished jobs on the scheduler itself and track the

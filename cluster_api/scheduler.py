@@ -227,6 +227,16 @@ class Scheduler:
         `parse_cancel` (the ids it released)."""
         raise NotImplementedError
 
+    def parents_command(self, job_ids: Sequence[str]) -> Command:
+        """Tell which jobs each of these waits for (``holds_dependants``): a dependant
+        that reconnect() finds on the scheduler, and no journal remembers, is released
+        only once the engine knows its parents."""
+        raise NotImplementedError
+
+    def parse_parents(self, answer: CommandAnswer) -> dict[str, list[str]]:
+        """Each job's parent ids, from `parents_command`'s answer."""
+        raise NotImplementedError
+
     def cancel_by_name_command(self, pattern: str) -> Command | None:
         """Cancel the jobs whose name matches the ``*`` pattern; None when the scheduler
         cannot, and the engine lists, matches and cancels the ids instead."""

@@ -129,6 +129,14 @@ class SGE(Scheduler):
     def release_command(self, job_ids: Sequence[str]) -> Command:
         return Command(formats.release_argv(job_ids))
 
+    def parents_command(self, job_ids: Sequence[str]) -> Command:
+        return Command(formats.detail_argv(",".join(job_ids)))
+
+    def parse_parents(self, answer: CommandAnswer) -> dict[str, list[str]]:
+        if answer.failed:
+            raise answer.unusable(f"qstat -j failed: {answer.text.strip()[:200]!r}")
+        return formats.parse_parents(answer.stdout)
+
     def parse_cancel(self, answer: CommandAnswer) -> set[str]:
         """qdel and qrls name each id on stdout, refusals too (exit 1 when one was
         unknown); those that "do not exist" had ended and are not accepted."""

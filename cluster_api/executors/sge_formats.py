@@ -328,6 +328,16 @@ def parse_lookup(text: str, token: str) -> str | None:
     return None
 
 
+def parse_parents(text: str) -> dict[str, list[str]]:
+    """Each job's parents from ``detail_argv("a,b")``'s answer: its ``-hold_jid`` request,
+    which outlives the parents (they leave the predecessor list as they end)."""
+    root, parents = _xml(text, "qstat -j", "detailed_job_info", "unknown_jobs"), {}
+    for job in root.iterfind("djob_info/element"):
+        asked = (_child(e, "JRE_job_name") for e in job.iterfind("JB_jid_request_list/element"))
+        parents[_child(job, "JB_job_number")] = list(dict.fromkeys(filter(is_number, asked)))
+    return parents
+
+
 def parse_lookup_history(stdout: str, stderr: str, token: str) -> str | None:
     """The accounted job carrying ``token`` (``account``) in ``qacct -j NAME``'s answer, else
     None (trusted only past :data:`ACCOUNTING_LAG_SECONDS`); odd text: ClusterAPIError."""
