@@ -31,13 +31,7 @@ _STATUS |= {"DONE": JobStatus.DONE, "EXIT": JobStatus.FAILED, "ZOMBI": JobStatus
 _STATUS["UNKWN"] = JobStatus.UNKNOWN  # lost contact with the host: not an end
 # EXIT reasons of a job that was killed, not one that failed: by its owner or an admin, or
 # by LSF as an orphan whose dependency can never be met (the end of any failed dependant).
-_KILL_REASONS = (
-    "TERM_OWNER",
-    "TERM_ADMIN",
-    "TERM_FORCE_OWNER",
-    "TERM_FORCE_ADMIN",
-    "TERM_ORPHAN_SYSTEM",
-)
+_KILL_REASON = re.compile("TERM_(?:OWNER|ADMIN|FORCE_OWNER|FORCE_ADMIN|ORPHAN_SYSTEM)")
 
 
 # -- status ------------------------------------------------------------------------------
@@ -159,7 +153,7 @@ def query_result_from_records(
                     finish_time = times[finish] = read_time(finish)
                 except TypeError:  # a list or an object, not a time
                     finish_time = None
-                if status is _FAILED and reason and any(k in reason for k in _KILL_REASONS):
+                if status is _FAILED and reason and _KILL_REASON.search(reason):
                     status = _KILLED
                 exit_code = _exit_code(code if code.__class__ is str else None, status)
                 obs = Observation(
@@ -196,7 +190,7 @@ def parse_bhist_long(text: str) -> dict[Key, Observation]:
         if "Done successfully" in block:
             obs = Observation(JobStatus.DONE, exit_code=0)
         elif exited or re.search(r"\bExited\b", block):
-            killed = reason is not None and reason in _KILL_REASONS
+            killed = reason is not None and _KILL_REASON.fullmatch(reason) is not None
             obs = Observation(
                 JobStatus.KILLED if killed else JobStatus.FAILED,
                 exit_code=int(exited.group(1)) if exited else None,
