@@ -24,6 +24,7 @@ from .config import ClusterConfig
 from .errors import ClusterAPIError
 from .jobspec import JobSpec
 from .models import JobRecord
+from .script import directive_lines
 from .status import Observation, QueryResult
 
 #: Where a history answer puts what it knows: (tracked job id, element index or None).
@@ -151,9 +152,20 @@ class Scheduler:
         """Refuse, with ``ValueError``, a job this scheduler cannot run (dependency ids
         are checked against ``job_id_pattern`` by the engine already)."""
 
-    def header(self, spec: JobSpec) -> list[str]:
-        """The directive lines of one job (arrays, dependencies and the token included)."""
+    def options(self, spec: JobSpec) -> list[str]:
+        """The directive options of one job, one per string (``-q normal``), for the
+        default `header`."""
         raise NotImplementedError
+
+    def header(self, spec: JobSpec) -> list[str]:
+        """The directive lines of one job (arrays, dependencies and the token included):
+        by default each of its `options` after ``directive_prefix``, minus those matching
+        the config's ``directives_skip``, then its ``extra_directives`` verbatim."""
+        config = self.config
+        options = self.options(spec)
+        return directive_lines(
+            self.directive_prefix, options, config.directives_skip, config.extra_directives
+        )
 
     def preamble(self, spec: JobSpec) -> list[str]:
         """Extra script lines before the job's environment is set."""

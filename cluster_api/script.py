@@ -124,6 +124,22 @@ def directive_lines(
     return [*_without(generated, skip), *extra]
 
 
+def directive_argv(
+    prefix: str, header: Sequence[str], split: Callable[[str], list[str]] = shlex.split
+) -> list[str]:
+    """The options of a header's ``prefix`` lines as argv words, for a submit command that
+    does not read them from the script (``split`` reads one line's words as the
+    scheduler would); ValueError naming a line that cannot be split."""
+    argv: list[str] = []
+    for line in header:
+        if line.startswith(prefix):
+            try:
+                argv.extend(split(line[len(prefix) :]))
+            except ValueError as exc:
+                raise ValueError(f"cannot parse directive {line!r}: {exc}") from None
+    return argv
+
+
 def _without(lines: Sequence[str], skip: Sequence[str]) -> list[str]:
     """``lines`` minus those containing any ``skip`` substring."""
     return [line for line in lines if not any(part in line for part in skip)]

@@ -14,7 +14,7 @@ from unittest.mock import AsyncMock
 import pytest
 from conftest import bjobs_json, bjobs_record
 
-import cluster_api.executors.lsf_formats as lsf_formats
+import cluster_api.jsontext as jsontext
 from cluster_api import (
     ClusterAPIError,
     ClusterConfig,
@@ -26,7 +26,7 @@ from cluster_api import (
     ResourceSpec,
     SubmitError,
 )
-from cluster_api.executors.lsf_formats import parse_lsf_time
+from cluster_api.localtime import parse_month_time
 from cluster_api.testing.fake import FakeRunner
 
 BJOBS_FIELDS = [
@@ -571,8 +571,8 @@ async def test_error_records_with_exit_255(fake: FakeLSF) -> None:
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with orjson and again as on a machine without it."""
     if request.param == "json":
-        monkeypatch.setattr(lsf_formats, "orjson", None)
-    elif lsf_formats.orjson is None:
+        monkeypatch.setattr(jsontext, "orjson", None)
+    elif jsontext.orjson is None:
         pytest.skip("orjson is not installed")
     return str(request.param)
 
@@ -755,10 +755,12 @@ async def test_times_without_year(fake: FakeLSF, tz, marker: str) -> None:
 def test_time_without_year_across_new_year(tz) -> None:
     tz("UTC0")
     now = datetime(2027, 1, 1, 0, 30, tzinfo=timezone.utc)
-    assert parse_lsf_time("Dec 31 23:59", now) == datetime(
+    assert parse_month_time("Dec 31 23:59", now) == datetime(
         2026, 12, 31, 23, 59, tzinfo=timezone.utc
     )
-    assert parse_lsf_time("Jan  1 00:10 L", now) == datetime(2027, 1, 1, 0, 10, tzinfo=timezone.utc)
+    assert parse_month_time("Jan  1 00:10 L", now) == datetime(
+        2027, 1, 1, 0, 10, tzinfo=timezone.utc
+    )
 
 
 @pytest.mark.parametrize(
@@ -777,24 +779,24 @@ def test_time_without_year_across_new_year(tz) -> None:
     ],
 )
 def test_unreadable_times_are_none(text: str) -> None:
-    parse_lsf_time("Nov 22 10:31:17 2026")  # fills the caches a look-alike might hit
-    assert parse_lsf_time(text) is None
+    parse_month_time("Nov 22 10:31:17 2026")  # fills the caches a look-alike might hit
+    assert parse_month_time(text) is None
 
 
 def test_times_either_side_of_a_dst_change(tz) -> None:
     tz("EST5EDT,M3.2.0,M11.1.0")  # clocks went forward at 02:00 on 8 March 2026
     before, after = "Mar  8 01:59:30 2026", "Mar  8 03:00:30 2026"
     for _ in range(2):  # parsed, then from the cache
-        assert parse_lsf_time(before) == datetime(2026, 3, 8, 6, 59, 30, tzinfo=timezone.utc)
-        assert parse_lsf_time(after) == datetime(2026, 3, 8, 7, 0, 30, tzinfo=timezone.utc)
+        assert parse_month_time(before) == datetime(2026, 3, 8, 6, 59, 30, tzinfo=timezone.utc)
+        assert parse_month_time(after) == datetime(2026, 3, 8, 7, 0, 30, tzinfo=timezone.utc)
 
 
 def test_cached_times_follow_a_time_zone_change(tz) -> None:
     text = "Nov 22 10:31:17 2026"
     tz("JST-9")
-    assert parse_lsf_time(text) == datetime(2026, 11, 22, 1, 31, 17, tzinfo=timezone.utc)
+    assert parse_month_time(text) == datetime(2026, 11, 22, 1, 31, 17, tzinfo=timezone.utc)
     tz("UTC0")
-    assert parse_lsf_time(text) == datetime(2026, 11, 22, 10, 31, 17, tzinfo=timezone.utc)
+    assert parse_month_time(text) == datetime(2026, 11, 22, 10, 31, 17, tzinfo=timezone.utc)
 
 
 # -- scale -------------------------------------------------------------------------------

@@ -11,9 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cluster_api.executors.lsf_formats as lsf_formats
+import cluster_api.jsontext as jsontext
 from cluster_api import ClusterConfig, LSFExecutor, ResourceSpec
 from cluster_api.errors import ClusterAPIError
-from cluster_api.executors.lsf import parse_bhist_long, parse_bjobs_json, query_result_from_records
+from cluster_api.executors.lsf_formats import (
+    parse_bhist_long,
+    parse_bjobs_json,
+    query_result_from_records,
+)
 from cluster_api.script import compose_script, environment_lines
 
 json_values = st.recursive(
@@ -65,7 +70,7 @@ def test_bjobs_parser_survives_arbitrary_records(
         assert isinstance(job_id, str)
 
 
-@pytest.mark.skipif(lsf_formats.orjson is None, reason="orjson is not installed")
+@pytest.mark.skipif(jsontext.orjson is None, reason="orjson is not installed")
 @given(records, st.text(max_size=10))
 def test_orjson_and_the_standard_library_read_answers_alike(
     recs: list[dict[str, object]], trailer: str
@@ -79,11 +84,11 @@ def test_orjson_and_the_standard_library_read_answers_alike(
             return str(exc)
 
     fast = read()
-    orjson, lsf_formats.orjson = lsf_formats.orjson, None
+    orjson, jsontext.orjson = jsontext.orjson, None
     try:
         assert read() == fast
     finally:
-        lsf_formats.orjson = orjson
+        jsontext.orjson = orjson
 
 
 @given(st.text(max_size=300))

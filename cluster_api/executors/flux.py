@@ -23,7 +23,7 @@ from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
 from ..scheduler import ELEMENT_IDS, Command, CommandAnswer, Listing, Scheduler, own_ids
-from ..script import directive_lines
+from ..script import directive_argv, directive_lines
 from ..status import QueryResult
 from ..units import parse_walltime_seconds
 from . import flux_formats as formats
@@ -125,10 +125,7 @@ def submit_argv(
         raise ValueError(f"script path {script_path!r}: flux submit --cc reads its braces")
     start, end = spec.array_range
     idset = str(start) if start == end else f"{start}-{end}"
-    argv = ["flux", "submit", f"--cc={idset}"]
-    for line in header:
-        if line.startswith(DIRECTIVE):
-            argv += directive_words(line[len(DIRECTIVE) :])
+    argv = ["flux", "submit", f"--cc={idset}", *directive_argv(DIRECTIVE, header, directive_words)]
     return [*argv, *extra_args, script_path], None
 
 

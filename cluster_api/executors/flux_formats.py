@@ -10,7 +10,6 @@ element of an ``--cc`` array is a job of its own; its name carries its index
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import shlex
@@ -21,6 +20,7 @@ from functools import reduce
 from typing import Any
 
 from ..errors import ClusterAPIError, SubmitError
+from ..jsontext import decode_json
 from ..models import JobStatus
 from ..status import Observation, QueryResult
 from ..table import DEPENDENCY_FAILED_END
@@ -134,10 +134,7 @@ def _jobs(stdout: str) -> Iterator[tuple[int, Mapping[str, Any], Observation | N
     """(number, job, observation) of each job in ``{"jobs": [...]}`` or in the one job
     object printed when one id was asked; ClusterAPIError for anything else."""
     start = stdout.find("{")
-    try:
-        data = json.JSONDecoder().raw_decode(stdout[start:])[0] if start >= 0 else None
-    except (ValueError, RecursionError) as exc:
-        raise ClusterAPIError(f"flux jobs printed invalid JSON ({exc}): {stdout[:200]!r}") from None
+    data = decode_json(stdout[start:], "flux jobs") if start >= 0 else None
     if isinstance(data, dict) and "id" in data:
         data = {"jobs": [data]}
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):

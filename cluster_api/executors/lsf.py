@@ -6,7 +6,6 @@ Read top to bottom: the directive table, the submit answer, then the `LSF` trans
 
 from __future__ import annotations
 
-import logging
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -18,27 +17,12 @@ from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import LSFOptions
 from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
-from ..script import directive_lines, table_options
-from ..status import (
-    Observation,
-    QueryResult,
-)
+from ..script import directive_argv, table_options
+from ..status import Observation, QueryResult
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
-from .lsf_formats import (
-    _text,
-    accepted_by_bkill,
-    parse_bhist_long,
-    parse_bjobs_json,
-    query_result_from_records,
-)
-
-logger = logging.getLogger("cluster_api")
+from . import lsf_formats as formats
 
 DIRECTIVE = "#BSUB"
-BJOBS_FIELDS = (
-    "jobid jobindex job_name stat exit_code exec_host max_mem "
-    "submit_time start_time finish_time exit_reason"
-)
 
 # Any "Job <N>" in bsub's answer is the id (sites wrap the message; 0.8.1 read any).
 _SUBMITTED = re.compile(r"Job <(\d+)>")
@@ -142,40 +126,6 @@ def _walltime(value: str | int) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}"
 
 
-def lsf_header(spec: JobSpec, config: Any) -> list[str]:
-    """``#BSUB`` lines: generated ones (minus ``directives_skip``), then the config's
-    ``extra_directives`` verbatim."""
-    return directive_lines(
-        DIRECTIVE,
-        lsf_options(spec, config.lsf_units),
-        config.directives_skip,
-        config.extra_directives,
-    )
-
-
-def header_to_argv(header: list[str]) -> list[str]:
-    """The options of ``#BSUB`` lines as argv words, for ``bsub [options] script``.
-
-    LSF reads ``#BSUB`` lines of a script given as an argument only where the site sets
-    ``LSB_BSUB_PARSE_SCRIPT=Y``; passing them on the command line works everywhere.
-    """
-    argv: list[str] = []
-    for line in header:
-        if line.startswith(DIRECTIVE):
-            try:
-                argv.extend(shlex.split(line[len(DIRECTIVE) :]))
-            except ValueError as exc:
-                raise ValueError(f"cannot parse directive {line!r}: {exc}") from None
-    return argv
-
-
-def parse_submit_output(text: str) -> str:
-    match = _SUBMITTED.search(text)
-    if match is None:
-        raise SubmitError(f"bsub did not report a job id: {text.strip()[:500]!r}")
-    return match.group(1)
-
-
 class LSF(Scheduler):
     """IBM Spectrum LSF, as translation."""
 
@@ -196,40 +146,51 @@ class LSF(Scheduler):
         if spec.array_range is not None and spec.array_range[0] < 1:
             raise ValueError(f"LSF array indices start at 1, got array_range {spec.array_range!r}")
 
-    def header(self, spec: JobSpec) -> list[str]:
-        return lsf_header(spec, self.config)
+    def options(self, spec: JobSpec) -> list[str]:
+        return lsf_options(spec, self.config.lsf_units)
 
     def submit_command(self, spec: JobSpec, script_path: str) -> Command:
         extra = [*self.config.extra_args, *(spec.resources.extra_args or [])]
         env = {"LSB_JOB_REPORT_MAIL": "N"} if self.config.suppress_job_email else None
         if self.config.use_stdin:
             return Command(["bsub", *extra], env, stdin_file=script_path)
-        # LSF joins the command words and hands them to /bin/sh: the path is quoted for
-        # that shell, or a space in it breaks the job and a $(...) runs.
-        argv = ["bsub", *header_to_argv(self.header(spec)), *extra, shlex.quote(script_path)]
-        return Command(argv, env)
+        # The #BSUB options go on the command line: LSF reads them from a script given as
+        # an argument only where the site sets LSB_BSUB_PARSE_SCRIPT=Y. It joins the words
+        # and hands them to /bin/sh, so the path is quoted for that shell (or a space in it
+        # breaks the job and a $(...) runs).
+        argv = ["bsub", *directive_argv(DIRECTIVE, self.header(spec)), *extra]
+        return Command([*argv, shlex.quote(script_path)], env)
 
     def parse_submit(self, out: str) -> str:
-        return parse_submit_output(out)
+        match = _SUBMITTED.search(out)
+        if match is None:
+            raise SubmitError(f"bsub did not report a job id: {out.strip()[:500]!r}")
+        return match.group(1)
 
     def lookup_command(self, name: str, token: str) -> Command:
         return Command(["bjobs", "-a", "-o", "jobid job_description", "-json", "-J", f"{name}*"])
 
-    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
-        """None only when bjobs answered and lists no such job (an outage, an empty or
-        garbled answer raises)."""
+    def _records(self, answer: CommandAnswer) -> list[dict[str, Any]]:
+        """The records of a bjobs answer. bjobs fails (printing no JSON) both when it has
+        no job to show, which is an answer (no records), and when it cannot answer, which
+        raises; so does an empty or garbled answer."""
         if answer.failed and "{" not in answer.stdout:
             if self.transient.search(answer.text) or not _NO_JOB.search(answer.text):
                 raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
-            return None  # bjobs says it has no job of that name
-        for record in parse_bjobs_json(answer.stdout):
-            if _text(record, "JOB_DESCRIPTION") == token and _text(record, "JOBID"):
-                return str(_text(record, "JOBID")).split("[", 1)[0]
+            return []
+        return formats.parse_bjobs_json(answer.stdout)
+
+    def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
+        """None only when bjobs answered and lists no such job."""
+        for record in self._records(answer):
+            job_id = formats.field_text(record, "JOBID")
+            if job_id and formats.field_text(record, "JOB_DESCRIPTION") == token:
+                return job_id.split("[", 1)[0]
         return None
 
     def _bjobs(self) -> list[str]:
         users = ["-u", "all"] if self.config.poll_all_users else []
-        return ["bjobs", *users, "-a", "-o", BJOBS_FIELDS, "-json"]
+        return ["bjobs", *users, "-a", "-o", formats.BJOBS_FIELDS, "-json"]
 
     def status_command(self, active: Mapping[str, JobRecord]) -> Command:
         argv = self._bjobs()
@@ -245,9 +206,7 @@ class LSF(Scheduler):
 
     def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
         # bjobs exits 255 when any id is unknown but still prints the others.
-        if answer.failed and "{" not in answer.stdout:
-            raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
-        return query_result_from_records(parse_bjobs_json(answer.stdout), active)
+        return formats.query_result_from_records(self._records(answer), active)
 
     def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
         return Command(["bhist", "-l", *(r.job_id for r in records)])
@@ -256,17 +215,13 @@ class LSF(Scheduler):
         self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
     ) -> dict[Key, Observation]:
         # bhist exits non-zero when it knows only some of the jobs: read what it printed.
-        finals: dict[Key, Observation] = {}
-        for raw_id, obs in parse_bhist_long(answer.stdout).items():
-            job_id, _, index = raw_id.partition("[")
-            finals[(job_id, int(index[:-1]) if index else None)] = obs
-        return finals
+        return formats.parse_bhist_long(answer.stdout)
 
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
         return Command(["bkill", *(["-d"] if done else []), *job_ids])
 
     def parse_cancel(self, answer: CommandAnswer) -> set[str]:
-        return accepted_by_bkill(answer)
+        return formats.accepted_by_bkill(answer)
 
     def cancel_by_name_command(self, pattern: str) -> Command:
         return Command(["bkill", "-J", pattern, "0"])
@@ -275,14 +230,10 @@ class LSF(Scheduler):
         return Command([*self._bjobs(), *(["-J", f"{prefix}-*"] if prefix else [])])
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
-        if answer.failed and "{" not in answer.stdout:
-            if "No unfinished job found" in answer.text or "No job found" in answer.text:
-                return Listing()
-            raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
-        records = parse_bjobs_json(answer.stdout)
-        listing = Listing(query_result_from_records(records))
+        records = self._records(answer)
+        listing = Listing(formats.query_result_from_records(records))
         for raw in records:
-            job_id, name = _text(raw, "JOBID"), _text(raw, "JOB_NAME")
+            job_id, name = formats.field_text(raw, "JOBID"), formats.field_text(raw, "JOB_NAME")
             if job_id and name:
                 listing.names[job_id] = re.sub(r"\[\d+\]$", "", name)
         return listing

@@ -7,46 +7,31 @@ job on every poll and is tuned for it (see its docstring).
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import Container
-from datetime import datetime, timezone
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-try:
-    import orjson
-except ImportError:  # not installed (e.g. PyPy): the standard library decodes
-    orjson = None  # type: ignore[assignment]
-
 from ..errors import ClusterAPIError
+from ..jsontext import decode_json
+from ..localtime import month_time_reader
 from ..models import JobStatus
-from ..scheduler import CommandAnswer
+from ..scheduler import CommandAnswer, Key
 from ..status import Observation, QueryResult
 
-_STATUS = {
-    "PEND": JobStatus.PENDING,
-    "PROV": JobStatus.PENDING,
-    "WAIT": JobStatus.PENDING,
-    "PSUSP": JobStatus.PENDING,
-    "RUN": JobStatus.RUNNING,
-    "USUSP": JobStatus.RUNNING,
-    "SSUSP": JobStatus.RUNNING,
-    "DONE": JobStatus.DONE,
-    "EXIT": JobStatus.FAILED,
-    "UNKWN": JobStatus.UNKNOWN,
-    "ZOMBI": JobStatus.KILLED,
-}
+# What bjobs -o prints for the status poll: a job's name only names it (for a listing).
+BJOBS_FIELDS = (
+    "jobid jobindex job_name stat exit_code exec_host max_mem "
+    "submit_time start_time finish_time exit_reason"
+)
+_STATUS = dict.fromkeys(("PEND", "PROV", "WAIT", "PSUSP"), JobStatus.PENDING)
+_STATUS |= dict.fromkeys(("RUN", "USUSP", "SSUSP"), JobStatus.RUNNING)
+_STATUS |= {"DONE": JobStatus.DONE, "EXIT": JobStatus.FAILED, "ZOMBI": JobStatus.KILLED}
+_STATUS["UNKWN"] = JobStatus.UNKNOWN  # lost contact with the host: not an end
 # EXIT reasons of a job that was killed, not one that failed: by its owner or an admin, or
 # by LSF as an orphan whose dependency can never be met (the end of any failed dependant).
-_KILL_REASONS = (
-    "TERM_OWNER",
-    "TERM_ADMIN",
-    "TERM_FORCE_OWNER",
-    "TERM_FORCE_ADMIN",
-    "TERM_ORPHAN_SYSTEM",
-)
+_KILL_REASON = re.compile("TERM_(?:OWNER|ADMIN|FORCE_OWNER|FORCE_ADMIN|ORPHAN_SYSTEM)")
 
 
 # -- status ------------------------------------------------------------------------------
@@ -58,7 +43,7 @@ def parse_bjobs_json(text: str) -> list[dict[str, Any]]:
     start = text.find("{")
     if start < 0:
         raise ClusterAPIError(f"bjobs printed no JSON: {text.strip()[:200]!r}")
-    data = _decode_json(text[start:])
+    data = decode_json(text[start:], "bjobs")
     records = data.get("RECORDS") if isinstance(data, dict) else None
     if not isinstance(records, list):
         raise ClusterAPIError(f"bjobs JSON has no RECORDS list: {text.strip()[:200]!r}")
@@ -67,119 +52,13 @@ def parse_bjobs_json(text: str) -> list[dict[str, Any]]:
     return [r for r in records if isinstance(r, dict)]
 
 
-def _decode_json(text: str) -> Any:
-    """The JSON value ``text`` starts with. orjson decodes a 10k-job answer in half the
-    time of the standard library; anything orjson refuses (trailing text, NaN, huge
-    numbers, lone surrogates) and platforms without it go through the standard library,
-    which also words the error."""
-    if orjson is not None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.JSONDecoder().raw_decode(text)[0]
-    except (ValueError, RecursionError) as exc:
-        raise ClusterAPIError(
-            f"bjobs printed invalid JSON ({exc}): {text.strip()[:200]!r}"
-        ) from None
-
-
-def _text(record: dict[str, Any], key: str) -> str | None:
-    """A bjobs value, or None when it is empty (``""``/``"-"``). Hot: called ~10x a job."""
-    value = record.get(key)
-    if not value:
-        return None
-    if value.__class__ is not str:
-        value = str(value)
-    if value[0] == " " or value[-1] == " ":
-        value = value.strip()
-    if not value or value == "-":
-        return None
-    return value
-
-
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
-    )
-}
-
-
-# LSF times are local wall-clock times at minute or second precision. A poll meets
-# thousands of distinct times but only a few distinct local hours, so each hour's start is
-# converted once ("Nov 22 10 2026" -> epoch seconds) and the minutes and seconds added.
-_TIME = re.compile(
-    r"([A-Z][a-z]{2} +\d{1,2} +\d{1,2}):(\d{2})(?::(\d{2}))?(?: +(\d{4}))?(?: +[LEX])?"
-)
-_HOUR_STARTS: dict[str, float] = {}
-_SIXTY = {f"{n:02d}": n for n in range(60)}  # "00".."59": a minute or a second
-_ZONE: list[object] = [None]
-
-
-def parse_lsf_time(value: str | None, now: datetime | None = None) -> datetime | None:
-    """An LSF time (``Nov 22 10:31[:17] [2026] [L]``, local time) as an aware UTC datetime.
-
-    Without a year (sites without ``LSB_DISPLAY_YEAR=Y``) the most recent such date not
-    more than a day in the future is meant, which is right across New Year.
-    """
-    _forget_hours_if_the_zone_changed()
-    return _parse_time(value, now)
-
-
-def _forget_hours_if_the_zone_changed() -> None:
-    zone = (time.timezone, time.altzone, time.tzname)
-    if _ZONE[0] != zone:
-        _HOUR_STARTS.clear()
-        _ZONE[0] = zone
-
-
-def _parse_time(value: str | None, now: datetime | None) -> datetime | None:
-    """``parse_lsf_time`` for callers that checked the time zone already."""
-    if not value or value.__class__ is not str:
-        return None
-    # LSF's usual shape, "Nov 22 10:31:17 2026", once a time of its hour has been read.
-    if len(value) == 20 and value[9] == ":" and value[12] == ":":
-        start = _HOUR_STARTS.get(value[:9] + value[15:])
-        minute, second = _SIXTY.get(value[10:12]), _SIXTY.get(value[13:15])
-        if start is not None and minute is not None and second is not None:
-            return datetime.fromtimestamp(start + 60 * minute + second, timezone.utc)
-    match = _TIME.fullmatch(value.strip())
-    if match is None:
-        return None
-    day_hour, minute_text, second_text, year = match.groups()
-    minute, second = _SIXTY.get(minute_text), _SIXTY.get(second_text or "00")
-    if minute is None or second is None:
-        return None
-    seconds = 60 * minute + second
-    try:
-        if year is not None:
-            return datetime.fromtimestamp(_hour_start(day_hour, year) + seconds, timezone.utc)
-        now = now or datetime.now(timezone.utc)
-        start = _hour_start(day_hour, str(now.year))
-        moment = datetime.fromtimestamp(start + seconds, timezone.utc)
-        if (moment - now).days >= 1:
-            start = _hour_start(day_hour, str(now.year - 1))
-            moment = datetime.fromtimestamp(start + seconds, timezone.utc)
-        return moment
-    except (KeyError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _hour_start(day_hour: str, year: str) -> float:
-    """Epoch seconds at the start of a local hour (``"Nov 22 10"`` of ``"2026"``)."""
-    key = f"{day_hour} {year}"
-    start = _HOUR_STARTS.get(key)
-    if start is None:
-        month, day, hour = day_hour.split()
-        local = datetime(int(year), _MONTHS[month], int(day), int(hour))
-        start = _HOUR_STARTS[key] = local.astimezone().timestamp()
-    return start
-
-
 _EMPTY = frozenset({"", "-"})
-_UNSET: Any = object()
+
+
+def field_text(record: dict[str, Any], key: str) -> str | None:
+    """A bjobs value as text, or None when it is empty (``""``/``"-"``)."""
+    value = str(record.get(key) or "").strip()
+    return None if value in _EMPTY else value
 
 
 def _exit_code(value: str | None, status: JobStatus) -> int | None:
@@ -191,27 +70,12 @@ def _exit_code(value: str | None, status: JobStatus) -> int | None:
     return 0 if status is JobStatus.DONE else None
 
 
-_PENDING, _DONE, _FAILED, _KILLED = (
-    JobStatus.PENDING,
-    JobStatus.DONE,
-    JobStatus.FAILED,
-    JobStatus.KILLED,
-)
+_PENDING, _DONE = JobStatus.PENDING, JobStatus.DONE
+_FAILED, _KILLED = JobStatus.FAILED, JobStatus.KILLED
 
 
 # The fields a poll reads, in the order query_result_from_records unpacks them.
-_FIELDS = (
-    "JOBID",
-    "JOBINDEX",
-    "STAT",
-    "EXIT_CODE",
-    "EXEC_HOST",
-    "MAX_MEM",
-    "SUBMIT_TIME",
-    "START_TIME",
-    "FINISH_TIME",
-    "EXIT_REASON",
-)
+_FIELDS = tuple(f.upper() for f in BJOBS_FIELDS.split() if f != "job_name")
 _all_fields = itemgetter(*_FIELDS)
 _NOT_FOUND: Any = object()  # stands in for STAT in an ERROR record
 
@@ -243,9 +107,8 @@ def query_result_from_records(
     """
     result = QueryResult()
     jobs, elements = result.jobs, result.elements
-    now = datetime.now(timezone.utc)
+    read_time = month_time_reader()
     times: dict[Any, datetime | None] = {None: None, "": None, "-": None}
-    _forget_hours_if_the_zone_changed()
     for job_id, index, stat, code, host, mem, submit, start, finish, reason in _record_fields(
         records
     ):
@@ -267,7 +130,7 @@ def query_result_from_records(
         try:
             submit_time = times[submit]
         except KeyError:
-            submit_time = times[submit] = _parse_time(submit, now)
+            submit_time = times[submit] = read_time(submit)
         except TypeError:  # a list or an object, not a time
             submit_time = None
         if status is _PENDING:  # its START_TIME and FINISH_TIME are estimates
@@ -276,7 +139,7 @@ def query_result_from_records(
             try:
                 start_time = times[start]
             except KeyError:
-                start_time = times[start] = _parse_time(start, now)
+                start_time = times[start] = read_time(start)
             except TypeError:  # a list or an object, not a time
                 start_time = None
             if status is not _DONE and status is not _FAILED and status is not _KILLED:
@@ -287,10 +150,10 @@ def query_result_from_records(
                 try:
                     finish_time = times[finish]
                 except KeyError:
-                    finish_time = times[finish] = _parse_time(finish, now)
+                    finish_time = times[finish] = read_time(finish)
                 except TypeError:  # a list or an object, not a time
                     finish_time = None
-                if status is _FAILED and reason and any(k in reason for k in _KILL_REASONS):
+                if status is _FAILED and reason and _KILL_REASON.search(reason):
                     status = _KILLED
                 exit_code = _exit_code(code if code.__class__ is str else None, status)
                 obs = Observation(
@@ -312,13 +175,13 @@ def query_result_from_records(
     return result
 
 
-def parse_bhist_long(text: str) -> dict[str, Observation]:
-    """Final states from ``bhist -l`` (keys ``"123"`` or ``"123[4]"``); jobs that have not
-    ended are left out. bhist wraps long lines with indented continuations."""
+def parse_bhist_long(text: str) -> dict[Key, Observation]:
+    """Final states from ``bhist -l``, by (job id, element index or None); jobs that have
+    not ended are left out. bhist wraps long lines with indented continuations."""
     joined = re.sub(r"\n {10,}", "", text)
-    finals: dict[str, Observation] = {}
+    finals: dict[Key, Observation] = {}
     for block in re.split(r"(?m)^(?=Job <)", joined):
-        head = re.match(r"Job <(\d+(?:\[\d+\])?)>", block)
+        head = re.match(r"Job <(\d+)(?:\[(\d+)\])?>", block)
         if head is None:
             continue
         exited = re.search(r"Exited with exit code (\d+)", block)
@@ -327,7 +190,7 @@ def parse_bhist_long(text: str) -> dict[str, Observation]:
         if "Done successfully" in block:
             obs = Observation(JobStatus.DONE, exit_code=0)
         elif exited or re.search(r"\bExited\b", block):
-            killed = reason is not None and reason in _KILL_REASONS
+            killed = reason is not None and _KILL_REASON.fullmatch(reason) is not None
             obs = Observation(
                 JobStatus.KILLED if killed else JobStatus.FAILED,
                 exit_code=int(exited.group(1)) if exited else None,
@@ -335,7 +198,8 @@ def parse_bhist_long(text: str) -> dict[str, Observation]:
             )
         else:
             continue
-        finals[head.group(1)] = obs
+        job_id, index = head.groups()
+        finals[(job_id, int(index) if index else None)] = obs
     return finals
 
 

@@ -18,7 +18,6 @@ from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
 from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
-from ..script import directive_lines
 from ..status import Observation, QueryResult
 from . import pbs_formats as formats
 
@@ -42,16 +41,8 @@ class PBS(Scheduler):
         self.history_off = False
 
     # -- directives and submission ----------------------------------------------------
-    def qsub_options(self, spec: JobSpec) -> list[str]:
+    def options(self, spec: JobSpec) -> list[str]:
         return formats.directives(spec)
-
-    def header(self, spec: JobSpec) -> list[str]:
-        return directive_lines(
-            self.directive_prefix,
-            self.qsub_options(spec),
-            self.config.directives_skip,
-            self.config.extra_directives,
-        )
 
     def preamble(self, spec: JobSpec) -> list[str]:
         return formats.work_dir_lines(spec.resources.work_dir)

@@ -4,18 +4,19 @@ the id, quoting, value, stderr and cancel rules defined here."""
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import re
 import signal
 from collections.abc import Callable, Collection, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
+from ..jsontext import decode_json
+from ..localtime import parse_month_time
 from ..models import JobStatus
 from ..script import shell_word
 from ..status import Observation, QueryResult
@@ -44,8 +45,6 @@ _PBS_CODES = {-24 - i: f"JOB_EXEC_KILL_{name}" for i, name in enumerate(_KILLS)}
 _STATES = dict.fromkeys("QHWTM", JobStatus.PENDING) | dict.fromkeys("RSUBE", JobStatus.RUNNING)
 _KILLED_COMMENT = re.compile(r"\band terminated\b|^Subjob terminated")
 _SIGNALS = {int(s): s.name for s in signal.Signals}
-_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
-_CTIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
 Ending = tuple[JobStatus, int | None, str | None]
 Observe = Callable[[Mapping[str, Any]], Observation | None]
 Cancelled = tuple[set[str], set[str]]  # ids a qdel accepted, ids it said had already ended
@@ -156,14 +155,7 @@ def integer(value: Any) -> int | None:
 
 def moment(value: Any) -> datetime | None:
     """A ``qstat -f`` time: ``ctime()`` text in local time (``Fri Nov 11 17:57:05 2016``)."""
-    found = _CTIME.fullmatch(text(value) or "")
-    month = _MONTHS.find(found.group(1)) // 3 + 1 if found else 0
-    try:
-        day, hour, minute, second, year = map(int, found.groups()[1:])  # type: ignore[union-attr]
-        local = datetime(year, month, day, hour, minute, second)
-        return local.astimezone().astimezone(timezone.utc)
-    except (AttributeError, ValueError, OverflowError, OSError):
-        return None
+    return parse_month_time(text(value))
 
 
 def ending(code: int | None, negative: Mapping[int, str]) -> Ending:
@@ -253,10 +245,7 @@ def job_objects(stdout: str, stderr: str = "") -> dict[str, Any]:
         if stdout.strip() or not ids_named(stderr, GONE):
             raise ClusterAPIError(f"qstat printed no JSON: {(stdout or stderr).strip()[:200]!r}")
         return {}
-    try:  # strict=False: control characters inside values (Variable_List) are kept
-        data = json.JSONDecoder(strict=False).raw_decode(stdout[start:])[0]
-    except (ValueError, RecursionError) as exc:
-        raise ClusterAPIError(f"qstat printed invalid JSON ({exc}): {stdout[:200]!r}") from None
+    data = decode_json(stdout[start:], "qstat")  # control characters in Variable_List kept
     jobs = data.get("Jobs", {}) if isinstance(data, dict) else None
     if not isinstance(jobs, dict):
         raise ClusterAPIError(f"qstat JSON has no Jobs object: {stdout.strip()[:200]!r}")

@@ -26,7 +26,6 @@ from ..jobspec import JobSpec
 from ..models import JobRecord, JobStatus
 from ..options import BatchOptions
 from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
-from ..script import directive_lines
 from ..status import Observation, QueryResult
 from . import sge_formats as formats
 
@@ -50,14 +49,9 @@ class SGE(Scheduler):
     def validate(self, spec: JobSpec) -> None:
         formats.directives(spec)
 
-    def header(self, spec: JobSpec) -> list[str]:
-        """``#$`` lines (``-S`` included: Grid Engine ignores the shebang), minus
-        ``directives_skip``, then the config's ``extra_directives`` verbatim."""
-        config = self.config
-        options = formats.directives(spec)
-        return directive_lines(
-            self.directive_prefix, options, config.directives_skip, config.extra_directives
-        )
+    def options(self, spec: JobSpec) -> list[str]:
+        """``-S`` included: Grid Engine ignores the shebang."""
+        return formats.directives(spec)
 
     def submit_command(self, spec: JobSpec, script_path: str) -> Command:
         """qsub reads the ``#$`` lines from the script either way."""

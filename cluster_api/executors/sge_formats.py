@@ -10,10 +10,11 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ..errors import ClusterAPIError, SubmitError
 from ..jobspec import JobSpec
+from ..localtime import parse_month_time
 from ..models import JobStatus
 from ..status import Observation, QueryResult, is_number
 from ..units import (
@@ -221,11 +222,8 @@ def history_argv(job_id: str) -> list[str]:
 
 def parse_qacct_time(value: str) -> datetime | None:
     """``Tue Dec  1 22:03:30 2026`` (local) as UTC; None for ``-/-``, the epoch, odd text."""
-    try:
-        moment = datetime.strptime(" ".join(value.split()), "%a %b %d %H:%M:%S %Y")
-    except ValueError:
-        return None
-    return moment.astimezone().astimezone(timezone.utc) if moment.year > 1970 else None
+    moment = parse_month_time(value)
+    return moment if moment is not None and moment.year > 1970 else None
 
 
 def parse_qacct(text: str) -> list[dict[str, str]]:

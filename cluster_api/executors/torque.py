@@ -28,7 +28,7 @@ class Torque(PBS):
     history_source = "qstat"
     answer_mark = "<Data>"
 
-    def qsub_options(self, spec: JobSpec) -> list[str]:
+    def options(self, spec: JobSpec) -> list[str]:
         return torque_formats.directives(spec)
 
     def preamble(self, spec: JobSpec) -> list[str]:
