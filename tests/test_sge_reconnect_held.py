@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ async def test_a_fresh_process_releases_or_ends_the_held_dependants_it_finds(
     tmp_path: Path,
 ) -> None:
     require_sge()
-    prefix = f"held{tmp_path.name[-6:].replace('_', '')}"
+    prefix = f"held{uuid.uuid4().hex[:8]}"
     logs = tmp_path / "logs"
     logs.mkdir()
     first = subprocess.run(
@@ -157,6 +158,7 @@ async def test_a_fresh_process_releases_or_ends_the_held_dependants_it_finds(
         await monitor.wait_for(adopted[after_ok_id], adopted[after_bad_id], timeout=90)
     finally:
         await monitor.stop()
+        await executor.cancel_all()  # nothing left held for the next run
     assert adopted[after_ok_id].status is JobStatus.DONE
     assert adopted[after_bad_id].status is JobStatus.KILLED
     assert adopted[after_bad_id].metadata["dependency_failed"]
