@@ -40,6 +40,7 @@ from ..table import record_dependency_failure
 from ..units import parse_walltime_seconds
 from .local_supervisor import (
     CANCEL_SIGNALS,
+    EVENT_KINDS,
     KILL_GRACE_SECONDS,
     SUPERVISOR_PATH,
     command_line,
@@ -250,13 +251,25 @@ class LocalExecutor(Executor):
         return events
 
     def _apply_event(self, record: JobRecord, event: dict[str, Any]) -> None:
+        """Apply one event; one this supervisor cannot have written (a damaged events
+        file) is skipped and logged, and the events after it still apply."""
         kind, when = event.get("event"), _moment(event.get("time"))
         index = event.get("index")
+        culprits = event.get("dependency_failed")
+        if (
+            kind not in EVENT_KINDS
+            or not (index is None or type(index) is int)
+            or not (culprits is None or isinstance(culprits, list))
+        ):
+            logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
+            return
         target: JobRecord | ArrayElement | None = (
             record if index is None else record.array_elements.get(index)
         )
         if target is None:
-            logger.warning("local job %s: event for unknown element %r", record.job_id, index)
+            logger.warning(
+                "local job %s: skipped an event for unknown element %r", record.job_id, index
+            )
             return
         if kind == "start":
             update_record(
@@ -271,7 +284,7 @@ class LocalExecutor(Executor):
             try:
                 status = JobStatus(event.get("status"))
             except ValueError:
-                logger.warning("local job %s: unreadable event %r", record.job_id, event)
+                logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
                 return
             code = event.get("exit_code")
             reason = event.get("reason")
@@ -291,7 +304,6 @@ class LocalExecutor(Executor):
             logger.error("local job %s: supervisor failed: %s", record.job_id, event.get("message"))
         elif kind == "finished":
             self._finished.add(record.job_id)
-            culprits = event.get("dependency_failed")
             if culprits and "dependency_failed" not in record.metadata:
                 record_dependency_failure(record, [str(c) for c in culprits])
             self._close_out(record, JobStatus.FAILED, when)
