@@ -311,25 +311,43 @@ class LocalExecutor(Executor):
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
         a supervisor that died took with it)."""
-        targets: list[JobRecord | ArrayElement] = (
-            list(record.array_elements.values()) if record.is_array else [record]
-        )
-        for target in targets:
+        for _, target in _parts(record):
             if not target.status.is_terminal:
                 update_record(target, Observation(status, finish_time=when or utcnow()))
         if record.is_array:
             roll_up_array(record)
 
     def _supervisor_lost(self, job_id: str, how: str) -> None:
+        """The job's supervisor ended without recording the job's end. After our forced
+        kill (which took the job's processes too) the job is KILLED. Otherwise (killed
+        by someone else, crashed unrecorded) a part that never started can no longer
+        run and fails now; a part it started runs on in a session of its own, or ended
+        leaving its exit file: that file tells how it ended, as for a job whose
+        supervisor another process started (and the zombie check ends it if none
+        comes)."""
         record = self._jobs.get(job_id)
         if record is None:
             return
-        killed = job_id in self._force_killed
-        if not killed:
+        if job_id in self._force_killed:
+            self._finished.add(job_id)
+            self._close_out(record, JobStatus.KILLED, None)
+        else:
             record.metadata["executor_error"] = f"local supervisor ended ({how}) before the job"
-            logger.error("local job %s: supervisor ended (%s) before the job", job_id, how)
-        self._finished.add(job_id)
-        self._close_out(record, JobStatus.KILLED if killed else JobStatus.FAILED, None)
+            logger.error(
+                "local job %s: supervisor ended (%s) before the job; what it started ends "
+                "as its exit files say",
+                job_id,
+                how,
+            )
+            self._table.resolve_from_exit_files(record, {})
+            script = os.path.abspath(record.script_path or "")
+            for index, part in _parts(record):
+                pid = _started_pid(record, index)
+                running = pid is not None and _runs_script(pid, script)
+                if not part.status.is_terminal and not running:
+                    update_record(part, Observation(JobStatus.FAILED, finish_time=utcnow()))
+            if record.is_array:
+                roll_up_array(record)
         self.persist([record])
         self._notify_change()
 
@@ -449,10 +467,10 @@ class LocalExecutor(Executor):
         events, _ = read_events(events_path(script))
         for event in events:
             element = event.get("pid")
-            if event.get("event") == "start" and isinstance(element, int):
-                argv = command_line(element)
-                if argv is not None and script in argv:  # still that element, not a reused pid
-                    terminate_process_group(element, signal.SIGKILL)
+            if event.get("event") != "start" or not isinstance(element, int):
+                continue
+            if _runs_script(element, script):  # still that element, not a reused pid
+                terminate_process_group(element, signal.SIGKILL)
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         await self._cancel_ids(
@@ -462,6 +480,29 @@ class LocalExecutor(Executor):
 
 def _pid(job_id: str) -> int | None:
     return int(job_id) if job_id.isdigit() and int(job_id) > 0 else None
+
+
+def _parts(record: JobRecord) -> list[tuple[int | None, JobRecord | ArrayElement]]:
+    """What runs as a process of its own: the job, or each element of an array."""
+    if record.is_array:
+        return list(record.array_elements.items())
+    return [(None, record)]
+
+
+def _started_pid(record: JobRecord, index: int | None) -> int | None:
+    """The PID the supervisor reported for the job (element ``index``) when it started."""
+    pid = (
+        record.metadata.get("pid")
+        if index is None
+        else record.metadata.get("pids", {}).get(str(index))
+    )
+    return pid if isinstance(pid, int) else None
+
+
+def _runs_script(pid: int, script: str) -> bool:
+    """Whether process ``pid`` still runs ``script`` (and is not a reused PID)."""
+    argv = command_line(pid)
+    return argv is not None and script in argv
 
 
 def _script_of(pid: int) -> str | None:
