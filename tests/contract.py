@@ -59,7 +59,9 @@ class Row(ABC):
         """The job's end came from its history, asked once."""
 
     @abstractmethod
-    async def cancel_answer(self, accepted: JobRecord, ended: JobRecord) -> None:
+    async def cancel_answer(
+        self, executor: Executor, accepted: JobRecord, ended: JobRecord
+    ) -> None:
         """Stage a cancel that the scheduler accepts for ``accepted`` and refuses for
         ``ended``, which has already ended (exit 3) without the executor knowing yet."""
 
@@ -114,7 +116,7 @@ async def test_cancel_kills_only_what_the_scheduler_accepted(row: Row) -> None:
     executor = row.make()
     killed = await row.submit(executor, "101")
     ended = await row.submit(executor, "102")
-    await row.cancel_answer(killed, ended)
+    await row.cancel_answer(executor, killed, ended)
     await executor.cancel_all()
     assert killed.status is JobStatus.KILLED  # at once, before any poll
     row.check_not_relabelled(ended)

@@ -407,7 +407,9 @@ class BatchRow(Row):
             assert record.metadata["resolved_from"] == executor.scheduler.history_source
         assert self.runner.count(self.answers.programs[HISTORY]) == 1
 
-    async def cancel_answer(self, accepted: JobRecord, ended: JobRecord) -> None:
+    async def cancel_answer(
+        self, executor: Executor, accepted: JobRecord, ended: JobRecord
+    ) -> None:
         self.answer(CANCEL, self.answers.cancelled(accepted.job_id, ended.job_id))
 
     def check_not_relabelled(self, ended: JobRecord) -> None:
