@@ -79,7 +79,10 @@ class Row(ABC):
 
     @abstractmethod
     async def garble(self, executor: Executor, record: JobRecord) -> JobStatus:
-        """Make the job's next status answer garbage; the status the record must keep."""
+        """Make garbage of what the executor reads next about the job; the status the
+        record must show after it: what the scheduler's readable answers say (a batch
+        scheduler's query is refused whole, so the record keeps its status; the local
+        executor skips each damaged line of the job's events and applies the rest)."""
 
     @abstractmethod
     async def poll_garbage(self, executor: Executor) -> None:

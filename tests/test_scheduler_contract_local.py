@@ -49,7 +49,8 @@ WAIT = 10.0  # upper bound for what a few short processes take
 HELD = 'until [ -s release.{label} ]; do sleep 0.01; done; exit "$(cat release.{label})"'
 # Lines a damaged events file could hold: none may crash the executor or end the job.
 GARBAGE = [
-    b"<html>proxy error</html>",
+    b'{"event": "end", "sta',  # torn by a crash
+    b"\0\0\0\0\0\0\0\0",  # blocks a power cut left unwritten
     b"[1, 2]",
     b'{"event": "end", "status": "exploded", "exit_code": 3}',
     b'{"event": "end", "index": [1], "status": "failed", "exit_code": 3}',
@@ -189,8 +190,14 @@ class LocalRow(Row):
         assert len(skipped) == len(GARBAGE), self.caplog.text
 
     async def close(self) -> None:
-        for executor in self.executors:  # leave no job running, whatever the test did
+        """Leave no job running, whatever the test did: cancel them, and release each
+        one (a process whose supervisor died is no longer the executor's to stop)."""
+        for executor in self.executors:
             await executor.cancel_all()
+        for label in self.labels.values():
+            release = self.work / f"release.{label}"
+            if not release.exists():
+                release.write_text("1")
 
 
 @pytest.fixture
@@ -254,3 +261,19 @@ async def test_an_array_whose_supervisor_died_ends_as_each_element_did(row: Loca
     ends = {i: (e.status, e.exit_code) for i, e in array.array_elements.items()}
     assert ends == {1: (JobStatus.DONE, 0), 2: (JobStatus.FAILED, None)}
     assert array.status is JobStatus.FAILED
+
+
+async def test_a_job_whose_supervisor_died_is_still_cancelled(row: LocalRow) -> None:
+    """What its supervisor started runs on, so a cancel stops that, and the job ends
+    KILLED only once it is gone."""
+    executor = row.make()
+    record = await row.submit(executor, "1")
+    await row.until(executor, lambda: record.status is JobStatus.RUNNING)
+    os.kill(int(record.job_id), signal.SIGKILL)
+    await row.until(executor, lambda: "executor_error" in record.metadata)
+    assert record.status is JobStatus.RUNNING  # its process runs on
+    await executor.cancel(record.job_id)
+    assert process_gone(record.metadata["pid"])
+    assert record.status is JobStatus.KILLED
+    await row.poll(executor, record)
+    assert (record.status, record.exit_code) == (JobStatus.KILLED, 128 + signal.SIGTERM)

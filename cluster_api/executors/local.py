@@ -340,11 +340,9 @@ class LocalExecutor(Executor):
                 how,
             )
             self._table.resolve_from_exit_files(record, {})
-            script = os.path.abspath(record.script_path or "")
+            running = _still_running(record)
             for index, part in _parts(record):
-                pid = _started_pid(record, index)
-                running = pid is not None and _runs_script(pid, script)
-                if not part.status.is_terminal and not running:
+                if not part.status.is_terminal and _started_pid(record, index) not in running:
                     update_record(part, Observation(JobStatus.FAILED, finish_time=utcnow()))
             if record.is_array:
                 roll_up_array(record)
@@ -402,7 +400,8 @@ class LocalExecutor(Executor):
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
         """Signal each job's supervisor (SIGUSR1 asks it to record the job as done) and
         return once every one of them is gone, their records updated. An id whose process
-        is not one of this library's jobs is refused without a signal."""
+        is not one of this library's jobs is refused without a signal. A job whose
+        supervisor died unrecorded has the processes it had started signalled instead."""
         sig = signal.SIGUSR1 if done else signal.SIGTERM
         refused: list[str] = []
         signalled: list[tuple[str, int]] = []
@@ -420,7 +419,11 @@ class LocalExecutor(Executor):
             if pid is None or script is None or expected not in (None, script):
                 if alive or expected is None:
                     refused.append(job_id)
-                continue  # a job we know whose supervisor is gone: nothing left to stop
+                elif record is not None:  # its supervisor is gone; what it started may run on
+                    for element in _still_running(record):
+                        terminate_process_group(element, signal.SIGTERM)
+                        signalled.append((job_id, element))
+                continue
             if record is not None and record.script_path is None:
                 record.script_path = script  # tracked by pid alone: now its events can be read
             terminate_process_group(pid, sig)
@@ -497,6 +500,13 @@ def _started_pid(record: JobRecord, index: int | None) -> int | None:
         else record.metadata.get("pids", {}).get(str(index))
     )
     return pid if isinstance(pid, int) else None
+
+
+def _still_running(record: JobRecord) -> list[int]:
+    """The PIDs of the job's unfinished parts whose processes still run its script."""
+    script = os.path.abspath(record.script_path or "")
+    pids = [_started_pid(record, i) for i, part in _parts(record) if not part.status.is_terminal]
+    return [pid for pid in pids if pid is not None and _runs_script(pid, script)]
 
 
 def _runs_script(pid: int, script: str) -> bool:
