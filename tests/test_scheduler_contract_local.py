@@ -184,14 +184,14 @@ class LocalRow(Row):
         (record,) = executor.jobs.values()
         with self.caplog.at_level(logging.WARNING, logger="cluster_api"):
             await self.poll(executor, record)
-            await executor.poll_strict()
         assert record.exit_code == 0
         skipped = [r for r in self.caplog.records if "skipped" in r.getMessage()]
         assert len(skipped) == len(GARBAGE), self.caplog.text
+        assert not [r for r in self.caplog.records if r.levelno >= logging.ERROR]  # no crash
 
     async def close(self) -> None:
         """Leave no job running, whatever the test did: cancel them, and release each
-        one (a process whose supervisor died is no longer the executor's to stop)."""
+        one (a job whose process outlived a failed check then exits by itself)."""
         for executor in self.executors:
             await executor.cancel_all()
         for label in self.labels.values():

@@ -310,7 +310,7 @@ class LocalExecutor(Executor):
 
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
-        a supervisor that died took with it)."""
+        our forced kill of a supervisor took with it)."""
         for _, target in _parts(record):
             if not target.status.is_terminal:
                 update_record(target, Observation(status, finish_time=when or utcnow()))
