@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # imported in the fixture: importing cluster_api.testing here
 # The plugin is opt-in (see its docstring); loading it here, not with ``-p``, keeps it after
 # pytest-cov has started, so coverage counts the library's import-time lines.
 pytest_plugins = ["cluster_api.testing.plugin", "pytester"]
+# The scheduler contract's tests live in a helper module: rewrite its asserts as a test's.
+pytest.register_assert_rewrite("contract")
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

@@ -1,10 +1,12 @@
-"""The contract every scheduler keeps on the engine, checked the same way for each.
+"""The contract every scheduler keeps on the engine, for the batch schedulers.
 
-One row per scheduler: its executor class and how its commands answer, as the plain or
-recorded text the real scheduler prints. A new scheduler (sge, pbs, torque, flux) joins
-by adding a row. The rows run through a scripted command runner: nothing starts a
-process. ``Toy`` is a complete scheduler written here from the public interface alone
-(docs/executors/add-a-scheduler.md), to show that interface is enough.
+The contract's tests are in ``contract.py``; here each batch scheduler is a row: its
+executor class and how its commands answer, as the plain or recorded text the real
+scheduler prints. A new scheduler (sge, pbs, torque, flux) joins by adding its answers.
+The rows run through a scripted command runner: nothing starts a process. ``Toy`` is a
+complete scheduler written here from the public interface alone
+(docs/executors/add-a-scheduler.md), to show that interface is enough. The local
+executor's row is in ``test_scheduler_contract_local.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from contract import (  # noqa: F401 (its tests are collected here, over the batch rows)
+    Row,
+    script_of,
+    test_a_job_the_scheduler_forgot_ends_as_its_history_says,
+    test_cancel_kills_only_what_the_scheduler_accepted,
+    test_garbage_status_output_changes_nothing,
+    test_poll_follows_the_job_to_its_end,
+    test_reconnect_adopts_our_unfinished_jobs,
+    test_submit_writes_directives_and_reads_the_id,
+)
 
 from cluster_api import ClusterConfig, JobStatus, LSFExecutor, ResourceSpec, SlurmExecutor
+from cluster_api.core import Executor
 from cluster_api.engine import BatchExecutor
 from cluster_api.errors import ClusterAPIError, SubmitError
 from cluster_api.executors.flux import FluxExecutor
@@ -130,10 +143,11 @@ class ToyExecutor(BatchExecutor):
 
 # -- how each scheduler answers ----------------------------------------------------------
 Answer = tuple[str, str, int]  # stdout, stderr, exit status
+SUBMIT, STATUS, HISTORY, CANCEL = range(4)  # indexes into Answers.programs
 
 
 @dataclass
-class Row:
+class Answers:
     """One scheduler's answers, as text it prints."""
 
     executor: type[BatchExecutor]
@@ -215,8 +229,8 @@ def tstat(job_id: str, state: str, name: str, code: str = "") -> Answer:
     return f"{job_id}|{state}|{code}|{name}|tok\n", "", 0
 
 
-ROWS = {
-    "flux": Row(
+ANSWERS = {
+    "flux": Answers(
         FluxExecutor,
         programs=("flux batch", "flux jobs", "flux jobs", "flux cancel"),
         submitted=lambda i: f"{i}\n",
@@ -227,7 +241,7 @@ ROWS = {
         cancelled=lambda a, e: ("", f"flux-cancel: ERROR: {e}: job is inactive\n", 1),
         history_in_status=True,
     ),
-    "lsf": Row(
+    "lsf": Answers(
         LSFExecutor,
         programs=("bsub", "bjobs", "bhist", "bkill"),
         submitted=lambda i: f"Job <{i}> is submitted to default queue <normal>.\n",
@@ -244,7 +258,7 @@ ROWS = {
             255,
         ),
     ),
-    "slurm": Row(
+    "slurm": Answers(
         SlurmExecutor,
         programs=("sbatch", "squeue", "sacct", "scancel"),
         submitted=lambda i: f"{i}\n",
@@ -256,7 +270,7 @@ ROWS = {
         ),
         cancelled=scancel_v,
     ),
-    "sge": Row(
+    "sge": Answers(
         SGEExecutor,
         programs=("qsub", "qstat", "qacct", "qdel"),
         submitted=lambda i: f"{i}\n",
@@ -271,7 +285,7 @@ ROWS = {
         ),
         done_in_history=lambda i: qacct(i, 0),
     ),
-    "pbs": Row(
+    "pbs": Answers(
         PBSExecutor,
         programs=("qsub", "qstat", "qstat -x", "qdel"),
         submitted=lambda i: f"{i}\n",
@@ -281,7 +295,7 @@ ROWS = {
         failed_in_history=lambda i, code: qstat_json(i, "F", "job", code)[0],
         cancelled=lambda a, e: ("", f"qdel: Job has finished {e}\n", 35),
     ),
-    "torque": Row(
+    "torque": Answers(
         TorqueExecutor,
         programs=("qsub", "qstat", "", "qdel"),
         submitted=lambda i: f"{i}\n",
@@ -291,7 +305,7 @@ ROWS = {
         failed_in_history=lambda i, code: "",
         cancelled=lambda a, e: ("", f"qdel: Unknown Job Id {e}\n", 153),
     ),
-    "toy": Row(
+    "toy": Answers(
         ToyExecutor,
         programs=("tsub", "tstat", "thist", "tdel"),
         submitted=lambda i: f"Submitted {i}\n",
@@ -341,104 +355,96 @@ class ScriptedRunner:
         )
 
 
-@pytest.fixture(params=sorted(ROWS))
-def row(request: pytest.FixtureRequest) -> Row:
-    return ROWS[request.param]
+class BatchRow(Row):
+    """A batch scheduler under the contract: each thing it must say is scripted as the
+    text it prints."""
+
+    def __init__(self, answers: Answers, tmp_path: Path) -> None:
+        self.answers, self.tmp_path = answers, tmp_path
+        self.runner = ScriptedRunner()
+
+    def make(self) -> BatchExecutor:
+        config = ClusterConfig(
+            executor=self.answers.executor.name,
+            log_directory=str(self.tmp_path / "logs"),
+            journal=False,
+        )
+        return self.answers.executor(config, runner=self.runner)
+
+    def answer(self, command: int, answer: Answer | str) -> None:
+        """What command ``command`` (an index into ``Answers.programs``) prints from now."""
+        self.runner.answers[self.answers.programs[command]] = answer
+
+    async def submit(self, executor: Executor, label: str) -> JobRecord:
+        self.answer(SUBMIT, self.answers.submitted(label))
+        resources = ResourceSpec(work_dir=str(self.tmp_path))
+        return await executor.submit("echo hi", "job", resources=resources)
+
+    def check_submitted(self, executor: Executor, record: JobRecord, label: str) -> None:
+        assert record.job_id == label
+        assert executor.directive_prefix and executor.directive_prefix in script_of(record)
+
+    def run(self, record: JobRecord) -> None:
+        self.answer(STATUS, self.answers.running(record.job_id, record.name))
+
+    def end(self, record: JobRecord) -> None:
+        self.answer(STATUS, self.answers.done(record.job_id, record.name))
+        if self.answers.done_in_history is not None:
+            self.answer(HISTORY, self.answers.done_in_history(record.job_id))
+
+    async def poll(self, executor: Executor, record: JobRecord) -> dict[str, JobStatus]:
+        return await executor.poll()  # one answer, taken in at once
+
+    async def forget(self, executor: Executor, record: JobRecord, code: int) -> None:
+        self.answer(STATUS, self.answers.gone(record.job_id))
+        if not self.answers.programs[HISTORY]:
+            pytest.skip(f"{self.answers.executor.name} keeps no job history: its exit files tell")
+        self.answer(HISTORY, self.answers.failed_in_history(record.job_id, code))
+
+    def check_told_by_history(self, executor: Executor, record: JobRecord) -> None:
+        assert isinstance(executor, BatchExecutor)
+        if not self.answers.history_in_status:
+            assert record.metadata["resolved_from"] == executor.scheduler.history_source
+        assert self.runner.count(self.answers.programs[HISTORY]) == 1
+
+    async def cancel_answer(
+        self, executor: Executor, accepted: JobRecord, ended: JobRecord
+    ) -> None:
+        self.answer(CANCEL, self.answers.cancelled(accepted.job_id, ended.job_id))
+
+    def check_not_relabelled(self, ended: JobRecord) -> None:
+        assert ended.status is JobStatus.PENDING  # the next poll tells how it ended
+
+    def check_cancel_sent_once(self, accepted: JobRecord) -> None:
+        assert self.runner.count(self.answers.programs[CANCEL]) == 1  # one command for both
+
+    async def left_running(self, name: str) -> str:
+        self.answer(STATUS, self.answers.running("205", f"capi-{name}"))
+        return "205"
+
+    async def garble(self, executor: Executor, record: JobRecord) -> JobStatus:
+        self.answer(STATUS, ("<html>proxy error</html>\n", "", 0))
+        return JobStatus.PENDING
+
+    async def poll_garbage(self, executor: Executor) -> None:
+        with pytest.raises(ClusterAPIError):
+            await executor.poll_strict()
 
 
-@pytest.fixture
-def runner() -> ScriptedRunner:
-    return ScriptedRunner()
+@pytest.fixture(params=sorted(ANSWERS))
+def row(request: pytest.FixtureRequest, tmp_path: Path) -> BatchRow:
+    return BatchRow(ANSWERS[request.param], tmp_path)
 
 
-def make(row: Row, runner: ScriptedRunner, tmp_path: Path) -> BatchExecutor:
-    config = ClusterConfig(
-        executor=row.executor.name, log_directory=str(tmp_path / "logs"), journal=False
-    )
-    return row.executor(config, runner=runner)
+def test_every_scheduler_is_pure_translation(row: BatchRow) -> None:
+    """What makes a batch scheduler: a Scheduler subclass, and an executor naming it.
 
-
-async def submit(
-    executor: BatchExecutor, row: Row, runner: ScriptedRunner, job_id: str, tmp_path: Path
-) -> JobRecord:
-    runner.answers[row.programs[0]] = row.submitted(job_id)
-    return await executor.submit("echo hi", "job", resources=ResourceSpec(work_dir=str(tmp_path)))
-
-
-# -- the contract ------------------------------------------------------------------------
-async def test_submit_writes_directives_and_reads_the_id(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    record = await submit(executor, row, runner, "101", tmp_path)
-    assert record.job_id == "101"
-    assert record.script_path is not None
-    script = Path(record.script_path).read_text()
-    assert executor.directive_prefix and executor.directive_prefix in script
-    assert executor.jobs["101"] is record
-
-
-async def test_poll_follows_the_job_to_its_end(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[row.programs[1]] = row.running("101", record.name)
-    assert await executor.poll() == {"101": JobStatus.RUNNING}
-    runner.answers[row.programs[1]] = row.done("101", record.name)
-    if row.done_in_history is not None:
-        runner.answers[row.programs[2]] = row.done_in_history("101")
-    await executor.poll()
-    assert (record.status, record.exit_code) == (JobStatus.DONE, 0)
-
-
-async def test_a_job_the_scheduler_forgot_ends_as_its_history_says(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[row.programs[1]] = row.gone("101")
-    history = row.programs[2]
-    if not history:
-        pytest.skip(f"{row.executor.name} keeps no job history: its exit files tell")
-    runner.answers[history] = row.failed_in_history("101", 3)
-    await executor.poll()
-    assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
-    if not row.history_in_status:
-        assert record.metadata["resolved_from"] == executor.scheduler.history_source
-    assert runner.count(history) == 1
-
-
-async def test_cancel_kills_only_what_the_scheduler_accepted(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    killed = await submit(executor, row, runner, "101", tmp_path)
-    ended = await submit(executor, row, runner, "102", tmp_path)
-    cancel = row.programs[3]
-    runner.answers[cancel] = row.cancelled("101", "102")
-    await executor.cancel_all()
-    assert killed.status is JobStatus.KILLED  # at once, before any poll
-    assert ended.status is JobStatus.PENDING  # the next poll tells how it ended
-    assert runner.count(cancel) == 1  # one command for both
-
-
-async def test_reconnect_adopts_our_unfinished_jobs(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    runner.answers[row.programs[1]] = row.running("205", "capi-found")
-    adopted = await executor.reconnect()
-    assert [(r.job_id, r.name, r.status) for r in adopted] == [
-        ("205", "capi-found", JobStatus.RUNNING)
-    ]
-    assert adopted[0].metadata["reconnected"] is True
-
-
-async def test_garbage_status_output_changes_nothing(row, runner, tmp_path) -> None:
-    executor = make(row, runner, tmp_path)
-    record = await submit(executor, row, runner, "101", tmp_path)
-    runner.answers[row.programs[1]] = ("<html>proxy error</html>\n", "", 0)
-    with pytest.raises(ClusterAPIError):
-        await executor.poll_strict()
-    assert record.status is JobStatus.PENDING
-    assert not executor.is_unseen("101")
-
-
-def test_every_scheduler_is_pure_translation(row) -> None:
-    """What makes a scheduler: a Scheduler subclass, and an executor naming it."""
-    assert issubclass(row.executor.scheduler_class, Scheduler)
-    assert row.executor.name == row.executor.scheduler_class.name
+    Batch rows only: the local executor has no scheduler to translate for. Its
+    supervisor processes are the scheduler and their events files its answers, read
+    without a command (test_scheduler_contract_local.py checks that it runs none)."""
+    executor = row.answers.executor
+    assert issubclass(executor.scheduler_class, Scheduler)
+    assert executor.name == executor.scheduler_class.name
 
 
 # -- recorded answers --------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ..table import record_dependency_failure
 from ..units import parse_walltime_seconds
 from .local_supervisor import (
     CANCEL_SIGNALS,
+    EVENT_KINDS,
     KILL_GRACE_SECONDS,
     SUPERVISOR_PATH,
     command_line,
@@ -250,13 +251,25 @@ class LocalExecutor(Executor):
         return events
 
     def _apply_event(self, record: JobRecord, event: dict[str, Any]) -> None:
+        """Apply one event; one this supervisor cannot have written (a damaged events
+        file) is skipped and logged, and the events after it still apply."""
         kind, when = event.get("event"), _moment(event.get("time"))
         index = event.get("index")
+        culprits = event.get("dependency_failed")
+        if (
+            kind not in EVENT_KINDS
+            or not (index is None or type(index) is int)
+            or not (culprits is None or isinstance(culprits, list))
+        ):
+            logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
+            return
         target: JobRecord | ArrayElement | None = (
             record if index is None else record.array_elements.get(index)
         )
         if target is None:
-            logger.warning("local job %s: event for unknown element %r", record.job_id, index)
+            logger.warning(
+                "local job %s: skipped an event for unknown element %r", record.job_id, index
+            )
             return
         if kind == "start":
             update_record(
@@ -271,7 +284,7 @@ class LocalExecutor(Executor):
             try:
                 status = JobStatus(event.get("status"))
             except ValueError:
-                logger.warning("local job %s: unreadable event %r", record.job_id, event)
+                logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
                 return
             code = event.get("exit_code")
             reason = event.get("reason")
@@ -291,33 +304,48 @@ class LocalExecutor(Executor):
             logger.error("local job %s: supervisor failed: %s", record.job_id, event.get("message"))
         elif kind == "finished":
             self._finished.add(record.job_id)
-            culprits = event.get("dependency_failed")
             if culprits and "dependency_failed" not in record.metadata:
                 record_dependency_failure(record, [str(c) for c in culprits])
             self._close_out(record, JobStatus.FAILED, when)
 
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
-        a supervisor that died took with it)."""
-        targets: list[JobRecord | ArrayElement] = (
-            list(record.array_elements.values()) if record.is_array else [record]
-        )
-        for target in targets:
+        our forced kill of a supervisor took with it)."""
+        for _, target in _parts(record):
             if not target.status.is_terminal:
                 update_record(target, Observation(status, finish_time=when or utcnow()))
         if record.is_array:
             roll_up_array(record)
 
     def _supervisor_lost(self, job_id: str, how: str) -> None:
+        """The job's supervisor ended without recording the job's end. After our forced
+        kill (which took the job's processes too) the job is KILLED. Otherwise (killed
+        by someone else, crashed unrecorded) a part that never started can no longer
+        run and fails now; a part it started runs on in a session of its own, or ended
+        leaving its exit file: that file tells how it ended, as for a job whose
+        supervisor another process started (and the zombie check ends it if none
+        comes)."""
         record = self._jobs.get(job_id)
         if record is None:
             return
-        killed = job_id in self._force_killed
-        if not killed:
+        if job_id in self._force_killed:
+            self._finished.add(job_id)
+            self._close_out(record, JobStatus.KILLED, None)
+        else:
             record.metadata["executor_error"] = f"local supervisor ended ({how}) before the job"
-            logger.error("local job %s: supervisor ended (%s) before the job", job_id, how)
-        self._finished.add(job_id)
-        self._close_out(record, JobStatus.KILLED if killed else JobStatus.FAILED, None)
+            logger.error(
+                "local job %s: supervisor ended (%s) before the job; what it started ends "
+                "as its exit files say",
+                job_id,
+                how,
+            )
+            self._table.resolve_from_exit_files(record, {})
+            running = _still_running(record)
+            for index, part in _parts(record):
+                if not part.status.is_terminal and _started_pid(record, index) not in running:
+                    update_record(part, Observation(JobStatus.FAILED, finish_time=utcnow()))
+            if record.is_array:
+                roll_up_array(record)
         self.persist([record])
         self._notify_change()
 
@@ -372,7 +400,8 @@ class LocalExecutor(Executor):
     async def _cancel_ids(self, job_ids: list[str], *, done: bool) -> None:
         """Signal each job's supervisor (SIGUSR1 asks it to record the job as done) and
         return once every one of them is gone, their records updated. An id whose process
-        is not one of this library's jobs is refused without a signal."""
+        is not one of this library's jobs is refused without a signal. A job whose
+        supervisor died unrecorded has the processes it had started signalled instead."""
         sig = signal.SIGUSR1 if done else signal.SIGTERM
         refused: list[str] = []
         signalled: list[tuple[str, int]] = []
@@ -390,7 +419,11 @@ class LocalExecutor(Executor):
             if pid is None or script is None or expected not in (None, script):
                 if alive or expected is None:
                     refused.append(job_id)
-                continue  # a job we know whose supervisor is gone: nothing left to stop
+                elif record is not None:  # its supervisor is gone; what it started may run on
+                    for element in _still_running(record):
+                        terminate_process_group(element, signal.SIGTERM)
+                        signalled.append((job_id, element))
+                continue
             if record is not None and record.script_path is None:
                 record.script_path = script  # tracked by pid alone: now its events can be read
             terminate_process_group(pid, sig)
@@ -437,10 +470,10 @@ class LocalExecutor(Executor):
         events, _ = read_events(events_path(script))
         for event in events:
             element = event.get("pid")
-            if event.get("event") == "start" and isinstance(element, int):
-                argv = command_line(element)
-                if argv is not None and script in argv:  # still that element, not a reused pid
-                    terminate_process_group(element, signal.SIGKILL)
+            if event.get("event") != "start" or not isinstance(element, int):
+                continue
+            if _runs_script(element, script):  # still that element, not a reused pid
+                terminate_process_group(element, signal.SIGKILL)
 
     async def _cancel_name_pattern(self, pattern: str) -> None:
         await self._cancel_ids(
@@ -450,6 +483,36 @@ class LocalExecutor(Executor):
 
 def _pid(job_id: str) -> int | None:
     return int(job_id) if job_id.isdigit() and int(job_id) > 0 else None
+
+
+def _parts(record: JobRecord) -> list[tuple[int | None, JobRecord | ArrayElement]]:
+    """What runs as a process of its own: the job, or each element of an array."""
+    if record.is_array:
+        return list(record.array_elements.items())
+    return [(None, record)]
+
+
+def _started_pid(record: JobRecord, index: int | None) -> int | None:
+    """The PID the supervisor reported for the job (element ``index``) when it started."""
+    pid = (
+        record.metadata.get("pid")
+        if index is None
+        else record.metadata.get("pids", {}).get(str(index))
+    )
+    return pid if isinstance(pid, int) else None
+
+
+def _still_running(record: JobRecord) -> list[int]:
+    """The PIDs of the job's unfinished parts whose processes still run its script."""
+    script = os.path.abspath(record.script_path or "")
+    pids = [_started_pid(record, i) for i, part in _parts(record) if not part.status.is_terminal]
+    return [pid for pid in pids if pid is not None and _runs_script(pid, script)]
+
+
+def _runs_script(pid: int, script: str) -> bool:
+    """Whether process ``pid`` still runs ``script`` (and is not a reused PID)."""
+    argv = command_line(pid)
+    return argv is not None and script in argv
 
 
 def _script_of(pid: int) -> str | None:

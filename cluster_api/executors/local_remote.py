@@ -120,9 +120,10 @@ class RemoteLocalExecutor(LocalExecutor):
     # -- status ------------------------------------------------------------------------
     def _new_events(self, job_id: str, script_path: str) -> list[dict[str, Any]]:
         """The events past those applied, from what the last remote read brought."""
-        text = self.files.read_text(events_path(script_path))
+        path = events_path(script_path)
+        text = self.files.read_text(path)
         offset = self._offsets.get(job_id, 0)
-        events, used = parse_events((text or "").encode()[offset:])
+        events, used = parse_events((text or "").encode()[offset:], path)
         self._offsets[job_id] = offset + used
         return events
 
@@ -197,7 +198,7 @@ class RemoteLocalExecutor(LocalExecutor):
         text = self.files.read_text(events_path(script)) if script else None
         if script is None or text is None:
             return
-        events, _ = parse_events(text.encode())
+        events, _ = parse_events(text.encode(), events_path(script))
         pids = {e["pid"] for e in events if e.get("event") == "start" and type(e.get("pid")) is int}
         pairs = [word for pid in sorted(pids) for word in (str(pid), script)]
         if pairs:

@@ -47,6 +47,8 @@ SLOT_POLL_SECONDS = 0.02
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TMPDIR")
 SUPERVISOR_PATH = os.path.abspath(__file__)
+#: The events a supervisor writes (see ``Supervisor.emit``).
+EVENT_KINDS = ("start", "end", "error", "finished")
 
 
 def events_path(script_path: str) -> str:
@@ -126,22 +128,28 @@ def read_events(path: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
             data = handle.read()
     except OSError:
         return [], offset
-    events, end = parse_events(data)
+    events, end = parse_events(data, path)
     return events, offset + end
 
 
-def parse_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The complete event lines of ``data`` and the number of bytes they take (a line
-    still being written is left for the next look)."""
+def parse_events(data: bytes, source: str) -> tuple[list[dict[str, Any]], int]:
+    """The complete event lines of ``data`` (read from ``source``) and the number of
+    bytes they take (a line still being written is left for the next look)."""
     end = data.rfind(b"\n") + 1
     events = []
     for line in data[:end].splitlines():
         try:
             event = json.loads(line)
         except ValueError:
-            continue  # a torn line from a crash: what follows is still readable
+            event = None
         if isinstance(event, dict):
             events.append(event)
+        else:  # a torn line from a crash, a damaged file: what follows is still readable
+            import logging  # only then: a supervisor starts with as little as it can
+
+            logging.getLogger("cluster_api").warning(
+                "%s: skipped an unreadable event line %r", source, line[:200]
+            )
     return events, end
 
 
