@@ -96,9 +96,9 @@ class BatchOptions:
     )
     array_chunk_size: int = option(
         1000,
-        "LSF, Slurm: most commands `submit_many` puts in one array (one submit command "
-        "each); keep it within the site's array size limit (LSF `MAX_JOB_ARRAY_SIZE`, "
-        "Slurm `MaxArraySize`).",
+        "Batch schedulers: most commands `submit_many` puts in one array (one submit "
+        "command each); keep it within the site's array size limit (LSF "
+        "`MAX_JOB_ARRAY_SIZE`, Slurm `MaxArraySize`, Grid Engine `max_aj_tasks`).",
         minimum=1,
     )
 
