@@ -22,12 +22,12 @@ from typing import ClassVar
 
 from .config import ClusterConfig
 from .errors import ClusterAPIError
+from .history import HistoryQuery, Key
 from .jobspec import JobSpec
 from .models import JobRecord
+from .script import directive_lines
 from .status import Observation, QueryResult
 
-#: Where a history answer puts what it knows: (tracked job id, element index or None).
-Key = tuple[str, int | None]
 #: The metadata key listing the scheduler's own ids of an array whose elements are
 #: separate jobs (`Scheduler.array_elements_are_jobs`); the tracked id is the first.
 ELEMENT_IDS = "element_ids"
@@ -78,6 +78,12 @@ class CommandAnswer:
         """The error to raise for an answer that says nothing usable: the command's own
         failure when it failed, else ``what``."""
         return self.error if self.error is not None else ClusterAPIError(what)
+
+    def require_success(self, program: str) -> None:
+        """Raise for a failed command, for a parser that can use no failed answer of
+        ``program``: the command's own failure, or one quoting what it printed."""
+        if self.failed:
+            raise self.unusable(f"{program} failed: {self.text.strip()[:200]!r}")
 
 
 @dataclass
@@ -152,7 +158,18 @@ class Scheduler:
         are checked against ``job_id_pattern`` by the engine already)."""
 
     def header(self, spec: JobSpec) -> list[str]:
-        """The directive lines of one job (arrays, dependencies and the token included)."""
+        """The directive lines of one job (arrays, dependencies and the token included):
+        by default its `options` after ``directive_prefix``, minus those the config's
+        ``directives_skip`` names, then the config's ``extra_directives`` verbatim."""
+        config = self.config
+        options = self.options(spec)
+        return directive_lines(
+            self.directive_prefix, options, config.directives_skip, config.extra_directives
+        )
+
+    def options(self, spec: JobSpec) -> list[str]:
+        """The directive options of one job, one a string (``--cpus-per-task=4``), for
+        the default `header`."""
         raise NotImplementedError
 
     def preamble(self, spec: JobSpec) -> list[str]:
@@ -201,15 +218,14 @@ class Scheduler:
         in ``not_found``. ``ClusterAPIError`` when the answer is not usable."""
         raise NotImplementedError
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
-        """A command asking the job history how these jobs ended (``result`` is the
-        status answer they come from); None when there is no history to ask."""
+    def history_command(self, query: HistoryQuery) -> Command | None:
+        """A command asking the job history for the ends in ``query``; None when there
+        is no history to ask (or nothing in the query it could be asked about)."""
         return None
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
-        """What the history says about these jobs, by (job id, element index or None)."""
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
+        """What the history says about the jobs of ``query``, by (job id, element index
+        or None)."""
         return {}
 
     # -- cancellation -----------------------------------------------------------------

@@ -28,14 +28,13 @@ from cluster_api import (
     available_executors,
     create_executor,
 )
-from cluster_api.executors.slurm import (
-    SQUEUE_FORMAT,
-    SlurmExecutor,
+from cluster_api.executors.slurm import SQUEUE_FORMAT, SlurmExecutor, parse_submit_output
+from cluster_api.executors.slurm_formats import (
     format_walltime,
+    parse_exit_code,
+    parse_slurm_time,
     parse_squeue,
-    parse_submit_output,
 )
-from cluster_api.executors.slurm_formats import parse_exit_code, parse_slurm_time
 from cluster_api.script import exit_file_path
 from cluster_api.testing.fake import FakeRunner
 from cluster_api.units import expand_indices

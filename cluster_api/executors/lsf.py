@@ -14,10 +14,11 @@ from typing import Any
 
 from ..engine import BatchExecutor
 from ..errors import SubmitError
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import LSFOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from ..scheduler import Command, CommandAnswer, Listing, Scheduler
 from ..script import directive_lines, table_options
 from ..status import (
     Observation,
@@ -249,12 +250,10 @@ class LSF(Scheduler):
             raise answer.unusable(f"bjobs failed: {answer.text.strip()[:200]!r}")
         return query_result_from_records(parse_bjobs_json(answer.stdout), active)
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
-        return Command(["bhist", "-l", *(r.job_id for r in records)])
+    def history_command(self, query: HistoryQuery) -> Command:
+        return Command(["bhist", "-l", *query.job_ids])
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         # bhist exits non-zero when it knows only some of the jobs: read what it printed.
         finals: dict[Key, Observation] = {}
         for raw_id, obs in parse_bhist_long(answer.stdout).items():

@@ -11,43 +11,22 @@ layouts change between Slurm versions.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
 from ..errors import ClusterAPIError, SubmitError
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
-from ..script import directive_lines, table_options
-from ..status import (
-    Observation,
-    QueryResult,
-    is_number,
-    job_id_order,
-)
+from ..scheduler import Command, CommandAnswer, HistoryRetry, Listing, Scheduler
+from ..script import table_options
+from ..status import Observation, QueryResult, is_number
 from ..units import format_memory, parse_memory_bytes
-from .slurm_formats import (
-    JOB_ID,
-    NEVER_SATISFIED,
-    SqueueRow,
-    _log_pattern,
-    _value,
-    format_walltime,
-    history_keys,
-    observation_from_sacct,
-    parse_sacct,
-    parse_squeue,
-    plan_history,
-    query_result_from_rows,
-    slurm_state,
-)
-
-logger = logging.getLogger("cluster_api")
+from . import slurm_formats as formats
+from .slurm_formats import JOB_ID, SqueueRow, parse_squeue, query_result_from_rows
 
 DIRECTIVE = "#SBATCH"
 # %i shown id, %A the record's own job id, %F array job id (own id for plain jobs),
@@ -78,48 +57,6 @@ def _quote(value: str) -> str:
     if _BARE.match(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def slurm_options(spec: JobSpec) -> list[str]:
-    """The sbatch options for one job, one option per string (``--partition=normal``)."""
-    res = spec.resources
-    q = _quote
-    is_array = spec.array_range is not None
-    suffix = "%A_%a" if is_array else "%j"
-    stdout = _log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
-    stderr = _log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
-    limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
-    return table_options(
-        (
-            (spec.name, lambda v: [f"--job-name={q(v)}"]),
-            (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
-            (stdout, lambda v: [f"--output={q(v)}"]),
-            (stderr, lambda v: [f"--error={q(v)}"]),
-            (spec.token, lambda v: [f"--comment={q(v)}"]),
-            (res.queue, lambda v: [f"--partition={q(v)}"]),
-            (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
-            (res.gpus, lambda n: [f"--gpus={n}"]),
-            (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
-            (res.walltime, lambda w: [f"--time={format_walltime(w)}"]),
-            (res.account, lambda v: [f"--account={q(v)}"]),
-            (res.work_dir, lambda v: [f"--chdir={q(v)}"]),
-            # Without the second, a dependant of a failed job pends forever.
-            (
-                spec.depends_on,
-                lambda ids: [f"--dependency=afterok:{':'.join(ids)}", "--kill-on-invalid-dep=yes"],
-            ),
-            (not spec.inherit_env, lambda _: ["--export=NONE"]),
-            (res.extra_directives, list),
-        )
-    )
-
-
-def slurm_header(spec: JobSpec, config: Any) -> list[str]:
-    """``#SBATCH`` lines: generated ones (minus ``directives_skip``), then the config's
-    ``extra_directives`` verbatim."""
-    return directive_lines(
-        DIRECTIVE, slurm_options(spec), config.directives_skip, config.extra_directives
-    )
 
 
 def parse_submit_output(text: str) -> str:
@@ -159,8 +96,36 @@ class Slurm(Scheduler):
         self.sacct_mode: str | None = None
 
     # -- submission --------------------------------------------------------------------
-    def header(self, spec: JobSpec) -> list[str]:
-        return slurm_header(spec, self.config)
+    def options(self, spec: JobSpec) -> list[str]:
+        """The sbatch options for one job, one option per string (``--partition=normal``)."""
+        res = spec.resources
+        q = _quote
+        is_array = spec.array_range is not None
+        suffix = "%A_%a" if is_array else "%j"
+        stdout = formats.log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
+        stderr = formats.log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
+        limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
+        after = f"--dependency=afterok:{':'.join(spec.depends_on)}"
+        return table_options(
+            (
+                (spec.name, lambda v: [f"--job-name={q(v)}"]),
+                (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
+                (stdout, lambda v: [f"--output={q(v)}"]),
+                (stderr, lambda v: [f"--error={q(v)}"]),
+                (spec.token, lambda v: [f"--comment={q(v)}"]),
+                (res.queue, lambda v: [f"--partition={q(v)}"]),
+                (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
+                (res.gpus, lambda n: [f"--gpus={n}"]),
+                (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
+                (res.walltime, lambda w: [f"--time={formats.format_walltime(w)}"]),
+                (res.account, lambda v: [f"--account={q(v)}"]),
+                (res.work_dir, lambda v: [f"--chdir={q(v)}"]),
+                # Without the second, a dependant of a failed job pends forever.
+                (spec.depends_on, lambda _: [after, "--kill-on-invalid-dep=yes"]),
+                (not spec.inherit_env, lambda _: ["--export=NONE"]),
+                (res.extra_directives, list),
+            )
+        )
 
     def preamble(self, spec: JobSpec) -> list[str]:
         # --export=NONE leaves SLURM_EXPORT_ENV=NONE in the job, so every srun in the
@@ -184,9 +149,8 @@ class Slurm(Scheduler):
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
         """The job carrying ``token`` as its comment. squeue prints its header line even
         when nothing matches, so an empty or garbled answer raises instead."""
+        answer.require_success("squeue")
         out = answer.stdout
-        if answer.failed:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
         lines = out.strip().splitlines()
         if not lines or lines[0].strip() != LOOKUP_HEADER:
             raise ClusterAPIError(f"squeue printed no job table: {out.strip()[:200]!r}")
@@ -217,20 +181,18 @@ class Slurm(Scheduler):
         directives_skip) pends forever: it is doomed, for the engine to cancel."""
         # One unknown id (finished and purged) makes squeue exit 1; several are silently
         # left out. Either way: the controller no longer holds them.
-        if answer.failed and _INVALID_JOB_ID not in answer.text:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
+        if _INVALID_JOB_ID not in answer.text:
+            answer.require_success("squeue")
         rows = parse_squeue(answer.stdout)
-        stale = [k for k, (array_id, _) in self.element_ids.items() if array_id not in active]
-        for raw_id in stale:
-            del self.element_ids[raw_id]
+        self.element_ids = {k: v for k, v in self.element_ids.items() if v[0] in active}
         self._remember_element_ids(rows)
         result = query_result_from_rows(rows)
         result.not_found.update(job_id for job_id in active if not result.seen(job_id))
         result.doomed.update(
             row.array_id
             for row in rows
-            if slurm_state(row.state) == "PENDING"
-            and row.reason == NEVER_SATISFIED
+            if formats.slurm_state(row.state) == "PENDING"
+            and row.reason == formats.NEVER_SATISFIED
             and (row.array_id in active or row.shown_id in active)
         )
         return result
@@ -243,57 +205,32 @@ class Slurm(Scheduler):
                 self.element_ids[row.raw_id] = (row.array_id, index)
 
     # -- history -----------------------------------------------------------------------
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
+    def history_command(self, query: HistoryQuery) -> Command | None:
         """One sacct for these jobs: by id, or when the ids would not fit on a command
         line, every job since the oldest submission (the parser keeps ours). Without
         slurmdbd, ``sacct -c`` (the jobcomp file; it ignores time windows)."""
-        history = plan_history(records, result, self.element_ids)
-        if not history.ask:
+        ids = formats.sacct_ids(query, self.element_ids)
+        if not ids:
             return None
-        ids = sorted(history.ask, key=job_id_order)
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
         if self.config.poll_all_users:
             argv.append("--allusers")
         if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
             argv.append(f"--jobs={','.join(ids)}")
-        elif history.since is not None:
-            argv.append(f"--starttime={history.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
+        elif query.since is not None:
+            argv.append(f"--starttime={query.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
         else:
             argv.append("--starttime=now-30days")
         return Command([*argv, *(["-c"] if self.sacct_mode == "c" else [])])
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
-        """Final observations by (tracked job id, element index or None). A line that
-        cannot be tied to one element for sure (``sacct -c -j 13`` is the element that
-        took id 13) is left out."""
-        if answer.failed:
-            if self.sacct_mode != "c" and _NO_ACCOUNTING in answer.text:
-                self.sacct_mode = "c"
-                raise HistoryRetry(
-                    "no Slurm accounting database: reading job history with sacct -c"
-                )
-            raise answer.unusable(f"sacct failed: {answer.text.strip()[:200]!r}")
-        if self.sacct_mode is None:
-            self.sacct_mode = "db"
-        rows = parse_sacct(answer.stdout)
-        history = plan_history(records, result, self.element_ids)
-        # With slurmdbd the peak memory is on the job's .batch step line.
-        batch_rss = {
-            row.raw_id.split(".", 1)[0]: row.max_rss
-            for row in rows
-            if row.raw_id.endswith(".batch") and _value(row.max_rss)
-        }
-        finals: dict[Key, Observation] = {}
-        for row in rows:
-            obs = None if row.is_step else observation_from_sacct(row)
-            if obs is None:
-                continue
-            obs.max_mem = obs.max_mem or batch_rss.get(row.raw_id)
-            for key in history_keys(row, history, self.element_ids):
-                finals[key] = obs
-        return finals
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
+        """Final observations of the jobs asked about (`.slurm_formats.finals_from_sacct`)."""
+        if answer.failed and self.sacct_mode != "c" and _NO_ACCOUNTING in answer.text:
+            self.sacct_mode = "c"
+            raise HistoryRetry("no Slurm accounting database: reading job history with sacct -c")
+        answer.require_success("sacct")
+        self.sacct_mode = self.sacct_mode or "db"
+        return formats.finals_from_sacct(answer.stdout, query, self.element_ids)
 
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
@@ -315,8 +252,7 @@ class Slurm(Scheduler):
         return Command(argv, SQUEUE_ENV)
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
-        if answer.failed:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
+        answer.require_success("squeue")
         rows = parse_squeue(answer.stdout)
         self._remember_element_ids(rows)
         return Listing(query_result_from_rows(rows), {r.array_id: r.name for r in rows})
