@@ -28,7 +28,6 @@ from ..units import format_memory, parse_memory_bytes
 from . import slurm_formats as formats
 from .slurm_formats import JOB_ID, SqueueRow, parse_squeue, query_result_from_rows
 
-DIRECTIVE = "#SBATCH"
 # %i shown id, %A the record's own job id, %F array job id (own id for plain jobs),
 # %K array index ("N/A" for plain jobs), %T state, %r reason, %N nodes, %V submit,
 # %S start, %e end, %j name. No widths (they truncate); the name, free text, goes last.
@@ -59,6 +58,11 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _squeue(*options: str) -> Command:
+    """squeue listing every job and element, finished ones too, in SQUEUE_FORMAT."""
+    return Command(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, *options], SQUEUE_ENV)
+
+
 def parse_submit_output(text: str) -> str:
     """The job id from ``sbatch --parsable`` (``jobid`` or ``jobid;cluster``)."""
     for line in reversed(text.strip().splitlines()):
@@ -75,7 +79,7 @@ class Slurm(Scheduler):
 
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
-    directive_prefix = DIRECTIVE
+    directive_prefix = "#SBATCH"
     job_id_pattern = JOB_ID
     job_id_example = "123 or 123_4"
     # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
@@ -100,8 +104,7 @@ class Slurm(Scheduler):
         """The sbatch options for one job, one option per string (``--partition=normal``)."""
         res = spec.resources
         q = _quote
-        is_array = spec.array_range is not None
-        suffix = "%A_%a" if is_array else "%j"
+        suffix = "%A_%a" if spec.array_range is not None else "%j"
         stdout = formats.log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
         stderr = formats.log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
         limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
@@ -150,17 +153,14 @@ class Slurm(Scheduler):
         """The job carrying ``token`` as its comment. squeue prints its header line even
         when nothing matches, so an empty or garbled answer raises instead."""
         answer.require_success("squeue")
-        out = answer.stdout
-        lines = out.strip().splitlines()
-        if not lines or lines[0].strip() != LOOKUP_HEADER:
-            raise ClusterAPIError(f"squeue printed no job table: {out.strip()[:200]!r}")
-        found = []
-        for line in lines[1:]:
-            job_id, _, comment = line.strip().partition("|")
-            if not is_number(job_id):
-                raise ClusterAPIError(f"squeue printed an odd line: {line[:200]!r}")
-            if comment == token:
-                found.append(int(job_id))
+        header, *lines = answer.stdout.strip().splitlines() or [""]
+        if header.strip() != LOOKUP_HEADER:
+            raise ClusterAPIError(f"squeue printed no job table: {answer.stdout.strip()[:200]!r}")
+        rows = [line.strip().partition("|") for line in lines]
+        odd = ["".join(row) for row in rows if not is_number(row[0])]
+        if odd:
+            raise ClusterAPIError(f"squeue printed an odd line: {odd[0][:200]!r}")
+        found = [int(job_id) for job_id, _, comment in rows if comment == token]
         return str(max(found)) if found else None
 
     # -- status ------------------------------------------------------------------------
@@ -168,12 +168,11 @@ class Slurm(Scheduler):
         ids = [i for i in active if JOB_ID.match(i)]
         if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
             return None
-        argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
         if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
-            return Command([*argv, f"--jobs={','.join(ids)}"], SQUEUE_ENV)
+            return _squeue(f"--jobs={','.join(ids)}")
         # Too many ids for one argv: every job of the user (of everyone with
         # poll_all_users), filtered here; still one command.
-        return Command(argv if self.config.poll_all_users else [*argv, "--me"], SQUEUE_ENV)
+        return _squeue() if self.config.poll_all_users else _squeue("--me")
 
     def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
         """Jobs squeue no longer lists are not found. A job whose dependency failed and
@@ -198,11 +197,9 @@ class Slurm(Scheduler):
         return result
 
     def _remember_element_ids(self, rows: Iterable[SqueueRow]) -> None:
-        for row in rows:
-            # Until an element starts it shows the array's id; once started, its own.
-            index = row.element_index
-            if index is not None and row.started:
-                self.element_ids[row.raw_id] = (row.array_id, index)
+        # Until an element starts it shows the array's id; once started, its own.
+        started = ((row.raw_id, row.array_id, row.element_index) for row in rows if row.started)
+        self.element_ids.update((raw, (array, i)) for raw, array, i in started if i is not None)
 
     # -- history -----------------------------------------------------------------------
     def history_command(self, query: HistoryQuery) -> Command | None:
@@ -213,8 +210,7 @@ class Slurm(Scheduler):
         if not ids:
             return None
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
-        if self.config.poll_all_users:
-            argv.append("--allusers")
+        argv += ["--allusers"] if self.config.poll_all_users else []
         if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
             argv.append(f"--jobs={','.join(ids)}")
         elif query.since is not None:
@@ -246,10 +242,7 @@ class Slurm(Scheduler):
         return terminating - set(_SCANCEL_REFUSED.findall(answer.text))
 
     def listing_command(self, prefix: str | None) -> Command:
-        argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
-        if not (prefix and self.config.poll_all_users):
-            argv.append("--me")
-        return Command(argv, SQUEUE_ENV)
+        return _squeue() if prefix and self.config.poll_all_users else _squeue("--me")
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
         answer.require_success("squeue")

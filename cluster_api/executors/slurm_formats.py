@@ -154,18 +154,12 @@ def parse_squeue(text: str) -> list[SqueueRow]:
     rows = []
     junk = []
     for line in text.splitlines():
-        if not line.strip():
-            continue
         parts = line.split("|", 10)  # the name, last, may itself contain "|"
-        if len(parts) != 11 or not is_number(parts[1].strip()) or not is_number(parts[2].strip()):
+        fields = [part.strip() for part in parts[:10]]
+        if len(parts) == 11 and is_number(fields[1]) and is_number(fields[2]):
+            rows.append(SqueueRow(*fields, parts[10]))
+        elif line.strip():
             junk.append(line)
-            continue
-        shown, raw, array, index, state, reason, nodes, submit, start, end = (
-            p.strip() for p in parts[:10]
-        )
-        rows.append(
-            SqueueRow(shown, raw, array, index, state, reason, nodes, submit, start, end, parts[10])
-        )
     if junk and not rows:
         raise ClusterAPIError(f"squeue printed no job lines: {text.strip()[:200]!r}")
     return rows
