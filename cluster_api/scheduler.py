@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .config import ClusterConfig
-from .errors import ClusterAPIError
+from .errors import ClusterAPIError, SubmitError
 from .history import HistoryQuery, Key
 from .jobspec import JobSpec
 from .models import JobRecord
@@ -118,6 +118,9 @@ class Scheduler:
     array_index_variable: ClassVar[str | None] = None
     #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
     records_cancel_as_done: ClassVar[bool] = False
+    #: Where the submit command's answer gives the new job's id (group 1), for the
+    #: default `parse_submit`.
+    submitted_pattern: ClassVar[re.Pattern[str] | None] = None
     #: Submit errors of a busy or restarting scheduler: worth one more try.
     transient: ClassVar[re.Pattern[str]] = re.compile(r"(?!)")
     #: Seconds before a submission whose answer was lost is looked up.
@@ -181,8 +184,15 @@ class Scheduler:
         raise NotImplementedError
 
     def parse_submit(self, out: str) -> str:
-        """The new job's id from the submit command's stdout; ``SubmitError`` otherwise."""
-        raise NotImplementedError
+        """The new job's id from the submit command's stdout; ``SubmitError`` otherwise.
+        By default group 1 of ``submitted_pattern`` in the last line it is found in."""
+        if self.submitted_pattern is None:
+            raise NotImplementedError
+        for line in reversed(out.strip().splitlines()):
+            match = self.submitted_pattern.search(line.strip())
+            if match:
+                return match.group(1)
+        raise SubmitError(f"{self.name} submit did not report a job id: {out.strip()[:500]!r}")
 
     def submitted_ids(self, out: str) -> list[str]:
         """Every id the submit command printed: more than one only for an array whose

@@ -12,11 +12,11 @@ layouts change between Slurm versions.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
-from ..errors import ClusterAPIError, SubmitError
+from ..errors import ClusterAPIError
 from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
@@ -26,7 +26,7 @@ from ..script import table_options
 from ..status import Observation, QueryResult, is_number
 from ..units import format_memory, parse_memory_bytes
 from . import slurm_formats as formats
-from .slurm_formats import JOB_ID, SqueueRow, parse_squeue, query_result_from_rows
+from .slurm_formats import JOB_ID, parse_squeue, query_result_from_rows
 
 # %i shown id, %A the record's own job id, %F array job id (own id for plain jobs),
 # %K array index ("N/A" for plain jobs), %T state, %r reason, %N nodes, %V submit,
@@ -39,7 +39,6 @@ SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,NodeList,MaxRSS,Start,End"
 LOOKUP_FORMAT = "%F|%k"
 LOOKUP_HEADER = "ARRAY_JOB_ID|COMMENT"
 
-_SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
 _INVALID_JOB_ID = "Invalid job id specified"
 _SCANCEL_TERMINATING = re.compile(r"Terminating job (\d+(?:_\d+)?)")
 _SCANCEL_REFUSED = re.compile(r"error on job id (\d+(?:_\d+)?)")
@@ -63,15 +62,6 @@ def _squeue(*options: str) -> Command:
     return Command(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, *options], SQUEUE_ENV)
 
 
-def parse_submit_output(text: str) -> str:
-    """The job id from ``sbatch --parsable`` (``jobid`` or ``jobid;cluster``)."""
-    for line in reversed(text.strip().splitlines()):
-        match = _SUBMITTED.match(line.strip())
-        if match:
-            return match.group(1)
-    raise SubmitError(f"sbatch did not report a job id: {text.strip()[:500]!r}")
-
-
 class Slurm(Scheduler):
     """Slurm, as translation. It remembers two things its answers taught it: each array
     element's own job id (after MinJobAge ``sacct -c`` knows elements by it alone), and
@@ -82,11 +72,11 @@ class Slurm(Scheduler):
     directive_prefix = "#SBATCH"
     job_id_pattern = JOB_ID
     job_id_example = "123 or 123_4"
+    submitted_pattern = re.compile(r"^(\d+)(?:;\S+)?$")  # sbatch --parsable: jobid[;cluster]
     # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
     transient = re.compile(
-        r"Socket timed out|Unable to contact slurm controller|temporarily unable|"
-        r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable",
-        re.IGNORECASE,
+        r"(?i)Socket timed out|Unable to contact slurm controller|temporarily unable|"
+        r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable"
     )
     history_source = "sacct"
     element_id_format = "{job_id}_{index}"
@@ -95,9 +85,8 @@ class Slurm(Scheduler):
         super().__init__(config)
         # An array element's own job id -> (array id, index), recorded while squeue shows it.
         self.element_ids: dict[str, tuple[str, int]] = {}
-        # "db" (slurmdbd answers plain sacct), "c" (only the jobcomp file: sacct -c), or
-        # None until the first history answer tells.
-        self.sacct_mode: str | None = None
+        # Whether there is only the jobcomp file (sacct -c), no slurmdbd: sacct told.
+        self.jobcomp_only = False
 
     # -- submission --------------------------------------------------------------------
     def options(self, spec: JobSpec) -> list[str]:
@@ -143,9 +132,6 @@ class Slurm(Scheduler):
             return Command(["sbatch", "--parsable", *extra], stdin_file=script_path)
         return Command(["sbatch", "--parsable", *extra, script_path])
 
-    def parse_submit(self, out: str) -> str:
-        return parse_submit_output(out)
-
     def lookup_command(self, name: str, token: str) -> Command:
         return Command(["squeue", "-t", "all", f"--name={name}", "-o", LOOKUP_FORMAT], SQUEUE_ENV)
 
@@ -184,8 +170,7 @@ class Slurm(Scheduler):
             answer.require_success("squeue")
         rows = parse_squeue(answer.stdout)
         self.element_ids = {k: v for k, v in self.element_ids.items() if v[0] in active}
-        self._remember_element_ids(rows)
-        result = query_result_from_rows(rows)
+        result = query_result_from_rows(rows, self.element_ids)
         result.not_found.update(job_id for job_id in active if not result.seen(job_id))
         result.doomed.update(
             row.array_id
@@ -195,11 +180,6 @@ class Slurm(Scheduler):
             and (row.array_id in active or row.shown_id in active)
         )
         return result
-
-    def _remember_element_ids(self, rows: Iterable[SqueueRow]) -> None:
-        # Until an element starts it shows the array's id; once started, its own.
-        started = ((row.raw_id, row.array_id, row.element_index) for row in rows if row.started)
-        self.element_ids.update((raw, (array, i)) for raw, array, i in started if i is not None)
 
     # -- history -----------------------------------------------------------------------
     def history_command(self, query: HistoryQuery) -> Command | None:
@@ -211,21 +191,17 @@ class Slurm(Scheduler):
             return None
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
         argv += ["--allusers"] if self.config.poll_all_users else []
-        if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
-            argv.append(f"--jobs={','.join(ids)}")
-        elif query.since is not None:
-            argv.append(f"--starttime={query.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
-        else:
-            argv.append("--starttime=now-30days")
-        return Command([*argv, *(["-c"] if self.sacct_mode == "c" else [])])
+        since = query.since.astimezone().strftime("%Y-%m-%dT%H:%M:%S") if query.since else None
+        fits = sum(len(i) + 1 for i in ids) <= self.max_id_chars
+        argv.append(f"--jobs={','.join(ids)}" if fits else f"--starttime={since or 'now-30days'}")
+        return Command([*argv, *(["-c"] if self.jobcomp_only else [])])
 
     def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         """Final observations of the jobs asked about (`.slurm_formats.finals_from_sacct`)."""
-        if answer.failed and self.sacct_mode != "c" and _NO_ACCOUNTING in answer.text:
-            self.sacct_mode = "c"
+        if answer.failed and not self.jobcomp_only and _NO_ACCOUNTING in answer.text:
+            self.jobcomp_only = True
             raise HistoryRetry("no Slurm accounting database: reading job history with sacct -c")
         answer.require_success("sacct")
-        self.sacct_mode = self.sacct_mode or "db"
         return formats.finals_from_sacct(answer.stdout, query, self.element_ids)
 
     # -- cancellation and listing ------------------------------------------------------
@@ -247,8 +223,8 @@ class Slurm(Scheduler):
     def parse_listing(self, answer: CommandAnswer) -> Listing:
         answer.require_success("squeue")
         rows = parse_squeue(answer.stdout)
-        self._remember_element_ids(rows)
-        return Listing(query_result_from_rows(rows), {r.array_id: r.name for r in rows})
+        names = {row.array_id: row.name for row in rows}
+        return Listing(query_result_from_rows(rows, self.element_ids), names)
 
 
 class SlurmExecutor(BatchExecutor):

@@ -135,15 +135,6 @@ class SqueueRow:
     name: str
 
     @property
-    def is_plain(self) -> bool:
-        return self.index == "N/A"
-
-    @property
-    def element_index(self) -> int | None:
-        """The element's index; None for a plain job or the pending rest of an array."""
-        return int(self.index) if is_number(self.index) else None
-
-    @property
     def started(self) -> bool:
         return bool(_value(self.nodes))
 
@@ -155,9 +146,9 @@ def parse_squeue(text: str) -> list[SqueueRow]:
     junk = []
     for line in text.splitlines():
         parts = line.split("|", 10)  # the name, last, may itself contain "|"
-        fields = [part.strip() for part in parts[:10]]
+        fields = [part.strip() for part in parts[:10]] + parts[10:]  # the name as printed
         if len(parts) == 11 and is_number(fields[1]) and is_number(fields[2]):
-            rows.append(SqueueRow(*fields, parts[10]))
+            rows.append(SqueueRow(*fields))
         elif line.strip():
             junk.append(line)
     if junk and not rows:
@@ -184,20 +175,25 @@ def observation_from_row(row: SqueueRow) -> Observation:
     )
 
 
-def query_result_from_rows(rows: Iterable[SqueueRow]) -> QueryResult:
+def query_result_from_rows(
+    rows: Iterable[SqueueRow], element_ids: dict[str, tuple[str, int]]
+) -> QueryResult:
     """Sort squeue rows into plain jobs and array elements, under every id a caller may
-    track them by: the array id, ``13_2``, and an element's own job id."""
+    track them by: the array id, ``13_2``, and an element's own job id, which is added
+    to ``element_ids`` (until an element starts it shows the array's id)."""
     result = QueryResult()
     for row in rows:
         obs = observation_from_row(row)
-        index = row.element_index
-        if row.is_plain:
+        if row.index == "N/A":  # a plain job
             result.jobs[row.array_id] = obs
-        elif index is not None:
+        elif is_number(row.index):
+            index = int(row.index)
             result.elements.setdefault(row.array_id, {})[index] = obs
             result.jobs[row.shown_id] = obs
             if row.raw_id != row.array_id:
                 result.jobs[row.raw_id] = obs
+            if row.started:
+                element_ids[row.raw_id] = (row.array_id, index)
         else:  # the pending rest of an array in one line (no -r): every index pending
             for index in expand_indices(row.index):
                 result.elements.setdefault(row.array_id, {})[index] = obs
@@ -272,17 +268,13 @@ def finals_from_sacct(
     plain = {job_id for job_id, index in query.keys if index is None}
     arrays = {job_id for job_id, index in query.keys if index is not None}
     # With slurmdbd the peak memory is on the job's .batch step line.
-    batch_rss = {
-        row.raw_id.split(".", 1)[0]: row.max_rss
-        for row in rows
-        if row.raw_id.endswith(".batch") and _value(row.max_rss)
-    }
+    step_rss = {row.raw_id: row.max_rss for row in rows if row.is_step}
     finals: dict[Key, Observation] = {}
     for row in rows:
         obs = None if row.is_step else observation_from_sacct(row)
         if obs is None:
             continue
-        obs.max_mem = obs.max_mem or batch_rss.get(row.raw_id)
+        obs.max_mem = obs.max_mem or _value(step_rss.get(f"{row.raw_id}.batch", ""))
         element = _element_of(row, element_ids)
         if element is not None and element[0] in arrays:
             finals[element] = obs
