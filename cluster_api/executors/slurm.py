@@ -26,7 +26,6 @@ from ..script import table_options
 from ..status import Observation, QueryResult, is_number
 from ..units import format_memory, parse_memory_bytes
 from . import slurm_formats as formats
-from .slurm_formats import JOB_ID, parse_squeue, query_result_from_rows
 
 # %i shown id, %A the record's own job id, %F array job id (own id for plain jobs),
 # %K array index ("N/A" for plain jobs), %T state, %r reason, %N nodes, %V submit,
@@ -52,9 +51,8 @@ _BARE = re.compile(r"^[A-Za-z0-9_./:%@+,=-]+$")
 def _quote(value: str) -> str:
     """A directive value as sbatch's script parser reads it: bare when safe, otherwise in
     double quotes with ``\\`` and ``"`` escaped (sbatch knows no single quotes)."""
-    if _BARE.match(value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return value if _BARE.match(value) else f'"{escaped}"'
 
 
 def _squeue(*options: str) -> Command:
@@ -70,7 +68,7 @@ class Slurm(Scheduler):
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
     directive_prefix = "#SBATCH"
-    job_id_pattern = JOB_ID
+    job_id_pattern = formats.JOB_ID
     job_id_example = "123 or 123_4"
     submitted_pattern = re.compile(r"^(\d+)(?:;\S+)?$")  # sbatch --parsable: jobid[;cluster]
     # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
@@ -84,7 +82,7 @@ class Slurm(Scheduler):
     def __init__(self, config: ClusterConfig) -> None:
         super().__init__(config)
         # An array element's own job id -> (array id, index), recorded while squeue shows it.
-        self.element_ids: dict[str, tuple[str, int]] = {}
+        self.element_ids: formats.ElementIds = {}
         # Whether there is only the jobcomp file (sacct -c), no slurmdbd: sacct told.
         self.jobcomp_only = False
 
@@ -92,7 +90,6 @@ class Slurm(Scheduler):
     def options(self, spec: JobSpec) -> list[str]:
         """The sbatch options for one job, one option per string (``--partition=normal``)."""
         res = spec.resources
-        q = _quote
         suffix = "%A_%a" if spec.array_range is not None else "%j"
         stdout = formats.log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
         stderr = formats.log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
@@ -100,18 +97,18 @@ class Slurm(Scheduler):
         after = f"--dependency=afterok:{':'.join(spec.depends_on)}"
         return table_options(
             (
-                (spec.name, lambda v: [f"--job-name={q(v)}"]),
+                (spec.name, lambda v: [f"--job-name={_quote(v)}"]),
                 (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
-                (stdout, lambda v: [f"--output={q(v)}"]),
-                (stderr, lambda v: [f"--error={q(v)}"]),
-                (spec.token, lambda v: [f"--comment={q(v)}"]),
-                (res.queue, lambda v: [f"--partition={q(v)}"]),
+                (stdout, lambda v: [f"--output={_quote(v)}"]),
+                (stderr, lambda v: [f"--error={_quote(v)}"]),
+                (spec.token, lambda v: [f"--comment={_quote(v)}"]),
+                (res.queue, lambda v: [f"--partition={_quote(v)}"]),
                 (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
                 (res.gpus, lambda n: [f"--gpus={n}"]),
                 (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
                 (res.walltime, lambda w: [f"--time={formats.format_walltime(w)}"]),
-                (res.account, lambda v: [f"--account={q(v)}"]),
-                (res.work_dir, lambda v: [f"--chdir={q(v)}"]),
+                (res.account, lambda v: [f"--account={_quote(v)}"]),
+                (res.work_dir, lambda v: [f"--chdir={_quote(v)}"]),
                 # Without the second, a dependant of a failed job pends forever.
                 (spec.depends_on, lambda _: [after, "--kill-on-invalid-dep=yes"]),
                 (not spec.inherit_env, lambda _: ["--export=NONE"]),
@@ -151,7 +148,7 @@ class Slurm(Scheduler):
 
     # -- status ------------------------------------------------------------------------
     def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
-        ids = [i for i in active if JOB_ID.match(i)]
+        ids = [i for i in active if formats.JOB_ID.match(i)]
         if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
             return None
         if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
@@ -168,9 +165,9 @@ class Slurm(Scheduler):
         # left out. Either way: the controller no longer holds them.
         if _INVALID_JOB_ID not in answer.text:
             answer.require_success("squeue")
-        rows = parse_squeue(answer.stdout)
+        rows = formats.parse_squeue(answer.stdout)
         self.element_ids = {k: v for k, v in self.element_ids.items() if v[0] in active}
-        result = query_result_from_rows(rows, self.element_ids)
+        result = formats.query_result_from_rows(rows, self.element_ids)
         result.not_found.update(job_id for job_id in active if not result.seen(job_id))
         result.doomed.update(
             row.array_id
@@ -222,9 +219,9 @@ class Slurm(Scheduler):
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
         answer.require_success("squeue")
-        rows = parse_squeue(answer.stdout)
+        rows = formats.parse_squeue(answer.stdout)
         names = {row.array_id: row.name for row in rows}
-        return Listing(query_result_from_rows(rows, self.element_ids), names)
+        return Listing(formats.query_result_from_rows(rows, self.element_ids), names)
 
 
 class SlurmExecutor(BatchExecutor):

@@ -10,7 +10,7 @@ layouts change between Slurm versions. Pure parsing, tested with recorded text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,8 @@ from ..units import expand_indices, parse_local_time, parse_walltime_minutes
 # A job id we may put on a command line: 123, or 123_4 for one array element.
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 _ELEMENT_ID = re.compile(r"^(\d+)_(\d+)$")
+#: An array element's own job id -> (array id, index), learnt from squeue.
+ElementIds = dict[str, tuple[str, int]]
 
 _PENDING = "PENDING CONFIGURING REQUEUED REQUEUE_HOLD REQUEUE_FED RESV_DEL_HOLD POWER_UP_NODE"
 _RUNNING = "RUNNING COMPLETING SUSPENDED STOPPED SIGNALING STAGE_OUT RESIZING UPDATE_DB"
@@ -175,9 +177,7 @@ def observation_from_row(row: SqueueRow) -> Observation:
     )
 
 
-def query_result_from_rows(
-    rows: Iterable[SqueueRow], element_ids: dict[str, tuple[str, int]]
-) -> QueryResult:
+def query_result_from_rows(rows: Iterable[SqueueRow], element_ids: ElementIds) -> QueryResult:
     """Sort squeue rows into plain jobs and array elements, under every id a caller may
     track them by: the array id, ``13_2``, and an element's own job id, which is added
     to ``element_ids`` (until an element starts it shows the array's id)."""
@@ -247,7 +247,7 @@ def observation_from_sacct(row: SacctRow) -> Observation | None:
     )
 
 
-def sacct_ids(query: HistoryQuery, element_ids: Mapping[str, tuple[str, int]]) -> list[str]:
+def sacct_ids(query: HistoryQuery, element_ids: ElementIds) -> list[str]:
     """The ids to give sacct for the ends in ``query``: a plain job's id; an element's
     own id, once squeue showed it (``element_ids``: all ``sacct -c`` knows elements by
     after MinJobAge); and a lost array's id (with slurmdbd, a line per element). Ids
@@ -259,7 +259,7 @@ def sacct_ids(query: HistoryQuery, element_ids: Mapping[str, tuple[str, int]]) -
 
 
 def finals_from_sacct(
-    text: str, query: HistoryQuery, element_ids: Mapping[str, tuple[str, int]]
+    text: str, query: HistoryQuery, element_ids: ElementIds
 ) -> dict[Key, Observation]:
     """Final observations of the jobs in ``query`` from a sacct answer, by the keys its
     lines answer. A line that cannot be tied to one element for sure (``sacct -c -j 13``
@@ -282,7 +282,7 @@ def finals_from_sacct(
     return finals
 
 
-def _element_of(row: SacctRow, element_ids: Mapping[str, tuple[str, int]]) -> Key | None:
+def _element_of(row: SacctRow, element_ids: ElementIds) -> Key | None:
     """The array element a sacct line is about: ``13_2`` with slurmdbd, otherwise the
     element whose own id the line has."""
     element = _ELEMENT_ID.match(row.job_id)
