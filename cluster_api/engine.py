@@ -279,12 +279,13 @@ class BatchExecutor(Executor):
             await self._cancel_doomed(sorted(result.doomed, key=job_id_order))
         await self.files.refresh(exit_paths(r for i, r in active.items() if not _told(result, i)))
         candidates = untold(active, result)
-        lost = [
+        # A lost job whose exit files all say 0 has nothing left for the history to tell.
+        unsettled = [
             r
             for r in map(active.__getitem__, candidates)
             if not (r.job_id in result.not_found and exit_files_say_success(r))
         ]
-        queries = history_queries(lost, result, self.scheduler.history_ids_per_call)
+        queries = history_queries(unsettled, result, self.scheduler.history_ids_per_call)
         self._history_asked_now = {job_id for query in queries for job_id in query.job_ids}
         if queries:
             finals = await self._history(queries, strict=False)

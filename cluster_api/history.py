@@ -37,7 +37,7 @@ Key = tuple[str, int | None]
 @dataclass(frozen=True)
 class HistoryQuery:
     """The ends a status answer left untold, for a job history to tell. The engine decides
-    which they are, the same way for every scheduler (`cluster_api.history`); a scheduler
+    which they are, the same way for every scheduler (`history_queries`); a scheduler
     only translates them into its history's command and reads its answer back.
 
     ``keys`` are the ends wanted, as `Scheduler.parse_history` returns them: ``(job id,
@@ -78,7 +78,7 @@ def untold_ends(record: JobRecord, result: QueryResult) -> list[Key]:
         if not is_array_job(record):
             return [(job_id, None)]
         listed = {}
-    keys: list[Key] = [(job_id, i) for i, obs in listed.items() if lacks_exit_code(obs)]
+    keys: list[Key] = [(job_id, index) for index, obs in listed.items() if lacks_exit_code(obs)]
     keys += (
         (job_id, index)
         for index, element in record.array_elements.items()
@@ -94,10 +94,12 @@ def history_queries(
     ``per_call`` jobs a query (`Scheduler.history_ids_per_call`; None: all in one)."""
     asked = [(record, keys) for record in records if (keys := untold_ends(record, result))]
     size = per_call or len(asked) or 1
-    return [_query(asked[i : i + size], result) for i in range(0, len(asked), size)]
+    return [_history_query(asked[i : i + size], result) for i in range(0, len(asked), size)]
 
 
-def _query(asked: Sequence[tuple[JobRecord, list[Key]]], result: QueryResult) -> HistoryQuery:
+def _history_query(
+    asked: Sequence[tuple[JobRecord, list[Key]]], result: QueryResult
+) -> HistoryQuery:
     submitted = [r.submit_time for r, _ in asked if r.submit_time is not None]
     return HistoryQuery(
         keys=[key for _, keys in asked for key in keys],

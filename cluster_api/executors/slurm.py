@@ -1,8 +1,9 @@
 """Slurm: ``sbatch`` to submit, one ``squeue`` per poll, ``sacct`` for how jobs ended,
 ``scancel`` to cancel.
 
-Read top to bottom: the directive table, the submit answer, then the `Slurm` translation
-(commands and what their answers mean; the answers' formats are read in `.slurm_formats`).
+Read top to bottom: the command formats, then the `Slurm` translation (its directive
+table, commands and what their answers mean; the answers' formats are read in
+`.slurm_formats`; which ends the history is asked for, the engine decides).
 
 Facts about Slurm's output come from recorded Slurm 22.05.8 answers
 (``tests/data/slurm/FINDINGS.md``). Only the stable text formats are used: the JSON
@@ -172,8 +173,8 @@ class Slurm(Scheduler):
         result.doomed.update(
             row.array_id
             for row in rows
-            if formats.slurm_state(row.state) == "PENDING"
-            and row.reason == formats.NEVER_SATISFIED
+            if row.reason == formats.NEVER_SATISFIED
+            and formats.slurm_state(row.state) == "PENDING"
             and (row.array_id in active or row.shown_id in active)
         )
         return result
