@@ -1,15 +1,28 @@
 """Which ends the engine asks a job history for (`cluster_api.history.history_queries`),
 the same for every scheduler, and how Slurm translates that question into sacct ids and
-its answer back. Plain data: records and status answers built here, no processes."""
+its answer back; and the `Scheduler` defaults Slurm's translation leans on (header from
+options, parse_submit from a pattern, require_success). Plain data, no processes."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
-from cluster_api import JobRecord, JobStatus
+import pytest
+
+from cluster_api import (
+    ClusterAPIError,
+    ClusterConfig,
+    JobRecord,
+    JobStatus,
+    ResourceSpec,
+    SubmitError,
+)
 from cluster_api.executors.slurm_formats import finals_from_sacct, sacct_ids
 from cluster_api.history import HistoryQuery, history_queries, untold_ends
+from cluster_api.jobspec import JobSpec
 from cluster_api.models import ArrayElement
+from cluster_api.scheduler import CommandAnswer, Scheduler
 from cluster_api.status import Observation, QueryResult
 
 DONE, FAILED, RUNNING, PENDING = (
@@ -144,3 +157,38 @@ def test_sacct_lines_are_read_back_onto_the_keys_asked_for() -> None:
         ("7", None): (FAILED, 1),
     }
     assert finals[("14", 3)].max_mem == "4096K"
+
+
+# -- the scheduler defaults Slurm's translation leans on ---------------------------------
+class _Plain(Scheduler):
+    """A scheduler giving only directive options and the pattern of its submit answer."""
+
+    name = "plain"
+    directive_prefix = "#PL"
+    submitted_pattern = re.compile(r"^job (\d+) queued$")
+
+    def options(self, spec: JobSpec) -> list[str]:
+        return [f"--name={spec.name}", "--mail=none"]
+
+
+def test_the_default_header_writes_options_minus_skipped_then_extra_directives() -> None:
+    config = ClusterConfig(directives_skip=["--mail"], extra_directives=["#PL --site-rule"])
+    spec = JobSpec("true", "j1", ResourceSpec(), [], [], {}, {}, True, False, [])
+    assert _Plain(config).header(spec) == ["#PL --name=j1", "#PL --site-rule"]
+
+
+def test_the_default_parse_submit_reads_the_last_line_matching_the_pattern() -> None:
+    plain = _Plain(ClusterConfig())
+    assert plain.parse_submit("notice: job 1 queued later\njob 42 queued\n") == "42"
+    with pytest.raises(SubmitError, match="plain submit did not report a job id"):
+        plain.parse_submit("queue full\n")
+
+
+def test_require_success_raises_the_commands_own_failure() -> None:
+    failure = ClusterAPIError("squeue exited 1")
+    CommandAnswer(["1"], "1|RUNNING\n").require_success("squeue")  # succeeded: nothing
+    with pytest.raises(ClusterAPIError) as raised:
+        CommandAnswer(["1"], "", "boom", failed=True, error=failure).require_success("squeue")
+    assert raised.value is failure
+    with pytest.raises(ClusterAPIError, match="squeue failed: 'boom'"):
+        CommandAnswer(["1"], "", "boom", failed=True).require_success("squeue")
