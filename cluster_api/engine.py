@@ -23,7 +23,15 @@ from .config import ClusterConfig
 from .core import Executor
 from .errors import ClusterAPIError, CommandFailedError, CommandTimeoutError, SubmitError
 from .files import exit_paths, reading_from
-from .history import apply_history, exit_codes_from_files, merge_history, needs_history, untold
+from .history import (
+    HistoryQuery,
+    Key,
+    apply_history,
+    exit_codes_from_files,
+    history_queries,
+    merge_history,
+    untold,
+)
 from .jobspec import JobSpec, job_spec, set_array
 from .models import JobRecord, JobStatus, ResourceSpec
 from .packing import checked_commands, chunked, task_line, task_records, write_tasks_file
@@ -33,7 +41,6 @@ from .scheduler import (
     Command,
     CommandAnswer,
     HistoryRetry,
-    Key,
     Scheduler,
     own_ids,
 )
@@ -271,15 +278,16 @@ class BatchExecutor(Executor):
             await self._cancel_doomed(sorted(result.doomed, key=job_id_order))
         await self.files.refresh(exit_paths(r for i, r in active.items() if not _told(result, i)))
         candidates = untold(active, result)
-        lost = [
+        # A lost job whose exit files all say 0 has nothing left for the history to tell.
+        unsettled = [
             r
             for r in map(active.__getitem__, candidates)
-            if needs_history(r, result)
-            and not (r.job_id in result.not_found and exit_files_say_success(r))
+            if not (r.job_id in result.not_found and exit_files_say_success(r))
         ]
-        self._history_asked_now = {r.job_id for r in lost}
-        if lost:
-            finals = await self._history(lost, result, strict=False)
+        queries = history_queries(unsettled, result, self.scheduler.history_ids_per_call)
+        self._history_asked_now = {job_id for query in queries for job_id in query.job_ids}
+        if queries:
+            finals = await self._history(queries, strict=False)
             source = self.scheduler.history_source
             self.persist(merge_history(active, result, finals, source))
         exit_codes_from_files(active, result, candidates)
@@ -294,32 +302,28 @@ class BatchExecutor(Executor):
             logger.warning("could not cancel %s: %s", job_ids, exc)
 
     async def _history(
-        self, records: Sequence[JobRecord], result: QueryResult, *, strict: bool
+        self, queries: Sequence[HistoryQuery], *, strict: bool
     ) -> dict[Key, Observation]:
-        """What the history says about these jobs, in one command per
-        ``history_ids_per_call`` jobs (two when the first answer shows it must be asked
-        another way). A history that cannot be asked never fails a poll (the exit files
-        still tell); with ``strict`` one that does not answer in time raises (nothing
-        may be concluded from its silence)."""
-        size = self.scheduler.history_ids_per_call or len(records)
-        batches = [records[i : i + size] for i in range(0, len(records), size)]
+        """What the history says, one command per query (`.history.history_queries`
+        sizes them by ``history_ids_per_call``; two commands when the first answer shows
+        it must be asked another way). A history that cannot be asked never fails a poll
+        (the exit files still tell); with ``strict`` one that does not answer in time
+        raises (nothing may be concluded from its silence)."""
         finals: dict[Key, Observation] = {}
-        for part in await asyncio.gather(*(self._history_of(b, result, strict) for b in batches)):
+        for part in await asyncio.gather(*(self._history_of(q, strict) for q in queries)):
             finals.update(part)
         return finals
 
-    async def _history_of(
-        self, records: Sequence[JobRecord], result: QueryResult, strict: bool
-    ) -> dict[Key, Observation]:
-        """One history command for ``records`` (a second when the answer says so)."""
+    async def _history_of(self, query: HistoryQuery, strict: bool) -> dict[Key, Observation]:
+        """One history command for ``query`` (a second when the answer says so)."""
         try:
             for _ in range(2):
-                command = self.scheduler.history_command(records, result)
+                command = self.scheduler.history_command(query)
                 if command is None:
                     return {}
-                answer = await self._answer(command, [r.job_id for r in records])
+                answer = await self._answer(command, query.job_ids)
                 try:
-                    return self.scheduler.parse_history(answer, records, result)
+                    return self.scheduler.parse_history(answer, query)
                 except HistoryRetry as retry:
                     logger.info("%s; asking the job history again", retry)
         except ClusterAPIError as exc:
@@ -341,7 +345,8 @@ class BatchExecutor(Executor):
         result = QueryResult(not_found={r.job_id for r in todo})
         with reading_from(self.files):
             await self.files.refresh(exit_paths(todo))
-            finals = await self._history(todo, result, strict=True)
+            queries = history_queries(todo, result, self.scheduler.history_ids_per_call)
+            finals = await self._history(queries, strict=True)
             for record in todo:
                 apply_history(record, finals, self.scheduler.history_source)
         self.persist(todo)

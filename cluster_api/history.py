@@ -1,6 +1,6 @@
-"""The history fallback: what a scheduler's job history (``bhist``, ``sacct``) says about
-jobs the status query could not tell the whole end of, merged in one way for every
-scheduler.
+"""The history fallback: which ends of jobs the status query could not tell a
+scheduler's job history (``bhist``, ``sacct``) is asked for, and how what it says is
+merged, in one way for every scheduler.
 
 Keys are (tracked job id, element index or None), as `Scheduler.parse_history` gives them.
 """
@@ -8,10 +8,11 @@ Keys are (tracked job id, element index or None), as `Scheduler.parse_history` g
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from .models import JobRecord, JobStatus
-from .scheduler import Key
 from .script import exit_file_path
 from .status import (
     Observation,
@@ -29,33 +30,86 @@ logger = logging.getLogger("cluster_api")
 
 _DETAILS = ("exit_code", "exec_host", "max_mem", "start_time", "finish_time")
 
+#: Where a history answer puts what it knows: (tracked job id, element index or None).
+Key = tuple[str, int | None]
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """The ends a status answer left untold, for a job history to tell. The engine decides
+    which they are, the same way for every scheduler (`history_queries`); a scheduler
+    only translates them into its history's command and reads its answer back.
+
+    ``keys`` are the ends wanted, as `Scheduler.parse_history` returns them: ``(job id,
+    None)`` for a plain job, ``(job id, index)`` for an array element. ``lost`` are the
+    jobs among them the status answer no longer lists (a history that lists an array
+    whole by its id may be asked for it). ``since`` is their oldest submission, None when
+    one is unknown: where a history is asked by time window (too many ids for one
+    command line), the window starts there.
+    """
+
+    keys: list[Key]
+    lost: frozenset[str] = frozenset()
+    since: datetime | None = None
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The tracked jobs asked about, each once, in the order of ``keys``."""
+        return list(dict.fromkeys(job_id for job_id, _ in self.keys))
+
 
 def lacks_exit_code(obs: Observation) -> bool:
     """An end the status answer gave without its exit code: the history may know it."""
     return obs.status is JobStatus.FAILED and obs.exit_code is None
 
 
-def needs_history(record: JobRecord, result: QueryResult) -> bool:
-    """Whether the status answer left this job's end (or an element's) untold: the
-    scheduler no longer knows it, it ended without an exit code, or some unfinished
-    elements of a listed array are missing from the answer."""
+def untold_ends(record: JobRecord, result: QueryResult) -> list[Key]:
+    """The ends of one job the status answer left for the history to tell. A plain job's
+    own, when the answer no longer lists it or gave its end without an exit code. An
+    array's element by element: when the answer no longer lists the array, each
+    unfinished element; otherwise those it gave without an exit code and the unfinished
+    ones it left out."""
     job_id = record.job_id
-    if job_id in result.not_found:
-        return True
-    elements = result.elements.get(job_id)
-    if elements is None:
-        obs = result.jobs.get(job_id)
-        return obs is not None and lacks_exit_code(obs)
-    if any(lacks_exit_code(obs) for obs in elements.values()):
-        return True
-    return any(
-        index not in elements and not element.is_terminal
+    listed = result.elements.get(job_id)
+    if listed is None:
+        if job_id not in result.not_found:
+            obs = result.jobs.get(job_id)
+            return [(job_id, None)] if obs is not None and lacks_exit_code(obs) else []
+        if not is_array_job(record):
+            return [(job_id, None)]
+        listed = {}
+    keys: list[Key] = [(job_id, index) for index, obs in listed.items() if lacks_exit_code(obs)]
+    keys += (
+        (job_id, index)
         for index, element in record.array_elements.items()
+        if index not in listed and not element.is_terminal
+    )
+    return keys
+
+
+def history_queries(
+    records: Sequence[JobRecord], result: QueryResult, per_call: int | None
+) -> list[HistoryQuery]:
+    """What to ask the history about these jobs (their `untold_ends`), at most
+    ``per_call`` jobs a query (`Scheduler.history_ids_per_call`; None: all in one)."""
+    asked = [(record, keys) for record in records if (keys := untold_ends(record, result))]
+    size = per_call or len(asked) or 1
+    return [_history_query(asked[i : i + size], result) for i in range(0, len(asked), size)]
+
+
+def _history_query(
+    asked: Sequence[tuple[JobRecord, list[Key]]], result: QueryResult
+) -> HistoryQuery:
+    submitted = [r.submit_time for r, _ in asked if r.submit_time is not None]
+    return HistoryQuery(
+        keys=[key for _, keys in asked for key in keys],
+        lost=frozenset(r.job_id for r, _ in asked if r.job_id in result.not_found),
+        since=min(submitted) if len(submitted) == len(asked) else None,
     )
 
 
 def untold(active: Mapping[str, JobRecord], result: QueryResult) -> list[str]:
-    """The ids of active jobs the status answer may have left untold (``needs_history``
+    """The ids of active jobs the status answer may have left untold (`untold_ends`
     decides), found from the answer itself: this runs every poll, and a scan of every
     job would cost as much as applying the answer."""
     failed = JobStatus.FAILED

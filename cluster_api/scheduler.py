@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .config import ClusterConfig
-from .errors import ClusterAPIError
+from .errors import ClusterAPIError, SubmitError
+from .history import HistoryQuery, Key
 from .jobspec import JobSpec
 from .models import JobRecord
 from .script import directive_lines
 from .status import Observation, QueryResult
 
-#: Where a history answer puts what it knows: (tracked job id, element index or None).
-Key = tuple[str, int | None]
 #: The metadata key listing the scheduler's own ids of an array whose elements are
 #: separate jobs (`Scheduler.array_elements_are_jobs`); the tracked id is the first.
 ELEMENT_IDS = "element_ids"
@@ -80,6 +79,12 @@ class CommandAnswer:
         failure when it failed, else ``what``."""
         return self.error if self.error is not None else ClusterAPIError(what)
 
+    def require_success(self, program: str) -> None:
+        """Raise for a failed command, for a parser that can use no failed answer of
+        ``program``: the command's own failure, or one quoting what it printed."""
+        if self.failed:
+            raise self.unusable(f"{program} failed: {self.text.strip()[:200]!r}")
+
 
 @dataclass
 class Listing:
@@ -113,6 +118,9 @@ class Scheduler:
     array_index_variable: ClassVar[str | None] = None
     #: Whether ``cancel(done=True)`` makes the scheduler record the job as DONE.
     records_cancel_as_done: ClassVar[bool] = False
+    #: Where the submit command's answer gives the new job's id (group 1), for the
+    #: default `parse_submit`.
+    submitted_pattern: ClassVar[re.Pattern[str] | None] = None
     #: Submit errors of a busy or restarting scheduler: worth one more try.
     transient: ClassVar[re.Pattern[str]] = re.compile(r"(?!)")
     #: Seconds before a submission whose answer was lost is looked up.
@@ -176,8 +184,15 @@ class Scheduler:
         raise NotImplementedError
 
     def parse_submit(self, out: str) -> str:
-        """The new job's id from the submit command's stdout; ``SubmitError`` otherwise."""
-        raise NotImplementedError
+        """The new job's id from the submit command's stdout; ``SubmitError`` otherwise.
+        By default group 1 of ``submitted_pattern`` in the last line it is found in."""
+        if self.submitted_pattern is None:
+            raise NotImplementedError
+        for line in reversed(out.strip().splitlines()):
+            match = self.submitted_pattern.search(line.strip())
+            if match:
+                return match.group(1)
+        raise SubmitError(f"{self.name} submit did not report a job id: {out.strip()[:500]!r}")
 
     def submitted_ids(self, out: str) -> list[str]:
         """Every id the submit command printed: more than one only for an array whose
@@ -213,15 +228,14 @@ class Scheduler:
         in ``not_found``. ``ClusterAPIError`` when the answer is not usable."""
         raise NotImplementedError
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
-        """A command asking the job history how these jobs ended (``result`` is the
-        status answer they come from); None when there is no history to ask."""
+    def history_command(self, query: HistoryQuery) -> Command | None:
+        """A command asking the job history for the ends in ``query``; None when there
+        is no history to ask (or nothing in the query it could be asked about)."""
         return None
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
-        """What the history says about these jobs, by (job id, element index or None)."""
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
+        """What the history says about the jobs of ``query``, by (job id, element index
+        or None)."""
         return {}
 
     # -- cancellation -----------------------------------------------------------------

@@ -38,10 +38,11 @@ from cluster_api.executors.pbs import PBSExecutor
 from cluster_api.executors.sge import SGEExecutor
 from cluster_api.executors.slurm import Slurm
 from cluster_api.executors.torque import TorqueExecutor
+from cluster_api.history import HistoryQuery, Key
 from cluster_api.jobspec import JobSpec
 from cluster_api.models import JobRecord
 from cluster_api.runner import CommandResult
-from cluster_api.scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from cluster_api.scheduler import Command, CommandAnswer, Listing, Scheduler
 from cluster_api.script import directive_lines
 from cluster_api.status import Observation, QueryResult
 
@@ -110,12 +111,10 @@ class Toy(Scheduler):
         result.not_found.update(j for j in active if not result.seen(j))
         return result
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
-        return Command(["thist", *(r.job_id for r in records)])
+    def history_command(self, query: HistoryQuery) -> Command:
+        return Command(["thist", *query.job_ids])
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         finals: dict[Key, Observation] = {}
         for line in answer.stdout.splitlines():
             job_id, state, code = line.split("|")

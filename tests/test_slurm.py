@@ -28,14 +28,13 @@ from cluster_api import (
     available_executors,
     create_executor,
 )
-from cluster_api.executors.slurm import (
-    SQUEUE_FORMAT,
-    SlurmExecutor,
+from cluster_api.executors.slurm import SQUEUE_FORMAT, SlurmExecutor
+from cluster_api.executors.slurm_formats import (
     format_walltime,
+    parse_exit_code,
+    parse_slurm_time,
     parse_squeue,
-    parse_submit_output,
 )
-from cluster_api.executors.slurm_formats import parse_exit_code, parse_slurm_time
 from cluster_api.script import exit_file_path
 from cluster_api.testing.fake import FakeRunner
 from cluster_api.units import expand_indices
@@ -455,7 +454,7 @@ async def test_submit_argv_with_stdin(fake: FakeSlurm) -> None:
 async def test_submit_output_parsing(fake: FakeSlurm, output: str, job_id: str) -> None:
     fake.sbatch = output
     assert (await executor().submit("true", "j")).job_id == job_id
-    assert parse_submit_output(output) == job_id
+    assert executor().scheduler.parse_submit(output) == job_id
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from typing import Any
 
 from ..engine import BatchExecutor
 from ..errors import SubmitError
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import LSFOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler
+from ..scheduler import Command, CommandAnswer, Listing, Scheduler
 from ..script import directive_argv, table_options
 from ..status import Observation, QueryResult
 from ..units import format_memory, parse_memory_bytes, parse_walltime_minutes
@@ -208,12 +209,10 @@ class LSF(Scheduler):
         # bjobs exits 255 when any id is unknown but still prints the others.
         return formats.query_result_from_records(self._records(answer), active)
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
-        return Command(["bhist", "-l", *(r.job_id for r in records)])
+    def history_command(self, query: HistoryQuery) -> Command:
+        return Command(["bhist", "-l", *query.job_ids])
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         # bhist exits non-zero when it knows only some of the jobs: read what it printed.
         return formats.parse_bhist_long(answer.stdout)
 

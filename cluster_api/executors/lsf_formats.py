@@ -14,10 +14,11 @@ from operator import itemgetter
 from typing import Any
 
 from ..errors import ClusterAPIError
+from ..history import Key
 from ..jsontext import decode_json
 from ..localtime import month_time_reader
 from ..models import JobStatus
-from ..scheduler import CommandAnswer, Key
+from ..scheduler import CommandAnswer
 from ..status import Observation, QueryResult
 
 # What bjobs -o prints for the status poll: a job's name only names it (for a listing).

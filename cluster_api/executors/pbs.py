@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
+from ..scheduler import Command, CommandAnswer, Listing, Scheduler, keyed_by_element
 from ..status import Observation, QueryResult
 from . import pbs_formats as formats
 
@@ -96,19 +97,17 @@ class PBS(Scheduler):
         result.not_found.update(j for j in active if not result.seen(j))
         return result
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
+    def history_command(self, query: HistoryQuery) -> Command | None:
         if self.history_off:
             return None
-        return Command(formats.history_argv([r.job_id for r in records]))
+        return Command(formats.history_argv(query.job_ids))
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         if formats.HISTORY_OFF in answer.stderr:
             self.history_off = True
             return {}
         self._check(answer)
-        ended = formats.parse_history(answer.stdout, answer.stderr, [r.job_id for r in records])
+        ended = formats.parse_history(answer.stdout, answer.stderr, query.job_ids)
         return keyed_by_element(ended)
 
     # -- cancellation and listing ------------------------------------------------------

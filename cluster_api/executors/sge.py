@@ -22,10 +22,11 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ..engine import BatchExecutor
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord, JobStatus
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, Key, Listing, Scheduler, keyed_by_element
+from ..scheduler import Command, CommandAnswer, Listing, Scheduler, keyed_by_element
 from ..status import Observation, QueryResult
 from . import sge_formats as formats
 
@@ -102,13 +103,11 @@ class SGE(Scheduler):
         )
         return result
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command:
-        (record,) = records  # history_ids_per_call
-        return Command(formats.history_argv(record.job_id))
+    def history_command(self, query: HistoryQuery) -> Command:
+        (job_id,) = query.job_ids  # history_ids_per_call
+        return Command(formats.history_argv(job_id))
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         """qacct exits 1 for a job it does not know (yet): nothing is concluded."""
         history = formats.parse_history(answer.stdout, answer.stderr)
         if answer.failed and not (history.jobs or history.elements or history.not_found):

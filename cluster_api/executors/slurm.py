@@ -1,8 +1,9 @@
 """Slurm: ``sbatch`` to submit, one ``squeue`` per poll, ``sacct`` for how jobs ended,
 ``scancel`` to cancel.
 
-Read top to bottom: the directive table, the submit answer, then the `Slurm` translation
-(commands and what their answers mean; the answers' formats are read in `.slurm_formats`).
+Read top to bottom: the command formats, then the `Slurm` translation (its directive
+table, commands and what their answers mean; the answers' formats are read in
+`.slurm_formats`; which ends the history is asked for, the engine decides).
 
 Facts about Slurm's output come from recorded Slurm 22.05.8 answers
 (``tests/data/slurm/FINDINGS.md``). Only the stable text formats are used: the JSON
@@ -11,45 +12,22 @@ layouts change between Slurm versions.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from ..config import ClusterConfig
 from ..engine import BatchExecutor
-from ..errors import ClusterAPIError, SubmitError
+from ..errors import ClusterAPIError
+from ..history import HistoryQuery, Key
 from ..jobspec import JobSpec
 from ..models import JobRecord
 from ..options import BatchOptions
-from ..scheduler import Command, CommandAnswer, HistoryRetry, Key, Listing, Scheduler
-from ..script import directive_lines, table_options
-from ..status import (
-    Observation,
-    QueryResult,
-    is_number,
-    job_id_order,
-)
+from ..scheduler import Command, CommandAnswer, HistoryRetry, Listing, Scheduler
+from ..script import table_options
+from ..status import Observation, QueryResult, is_number
 from ..units import format_memory, parse_memory_bytes
-from .slurm_formats import (
-    JOB_ID,
-    NEVER_SATISFIED,
-    SqueueRow,
-    _log_pattern,
-    _value,
-    format_walltime,
-    history_keys,
-    observation_from_sacct,
-    parse_sacct,
-    parse_squeue,
-    plan_history,
-    query_result_from_rows,
-    slurm_state,
-)
+from . import slurm_formats as formats
 
-logger = logging.getLogger("cluster_api")
-
-DIRECTIVE = "#SBATCH"
 # %i shown id, %A the record's own job id, %F array job id (own id for plain jobs),
 # %K array index ("N/A" for plain jobs), %T state, %r reason, %N nodes, %V submit,
 # %S start, %e end, %j name. No widths (they truncate); the name, free text, goes last.
@@ -61,7 +39,6 @@ SACCT_FIELDS = "JobIDRaw,JobID,State,ExitCode,NodeList,MaxRSS,Start,End"
 LOOKUP_FORMAT = "%F|%k"
 LOOKUP_HEADER = "ARRAY_JOB_ID|COMMENT"
 
-_SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
 _INVALID_JOB_ID = "Invalid job id specified"
 _SCANCEL_TERMINATING = re.compile(r"Terminating job (\d+(?:_\d+)?)")
 _SCANCEL_REFUSED = re.compile(r"error on job id (\d+(?:_\d+)?)")
@@ -75,60 +52,13 @@ _BARE = re.compile(r"^[A-Za-z0-9_./:%@+,=-]+$")
 def _quote(value: str) -> str:
     """A directive value as sbatch's script parser reads it: bare when safe, otherwise in
     double quotes with ``\\`` and ``"`` escaped (sbatch knows no single quotes)."""
-    if _BARE.match(value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return value if _BARE.match(value) else f'"{escaped}"'
 
 
-def slurm_options(spec: JobSpec) -> list[str]:
-    """The sbatch options for one job, one option per string (``--partition=normal``)."""
-    res = spec.resources
-    q = _quote
-    is_array = spec.array_range is not None
-    suffix = "%A_%a" if is_array else "%j"
-    stdout = _log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
-    stderr = _log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
-    limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
-    return table_options(
-        (
-            (spec.name, lambda v: [f"--job-name={q(v)}"]),
-            (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
-            (stdout, lambda v: [f"--output={q(v)}"]),
-            (stderr, lambda v: [f"--error={q(v)}"]),
-            (spec.token, lambda v: [f"--comment={q(v)}"]),
-            (res.queue, lambda v: [f"--partition={q(v)}"]),
-            (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
-            (res.gpus, lambda n: [f"--gpus={n}"]),
-            (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
-            (res.walltime, lambda w: [f"--time={format_walltime(w)}"]),
-            (res.account, lambda v: [f"--account={q(v)}"]),
-            (res.work_dir, lambda v: [f"--chdir={q(v)}"]),
-            # Without the second, a dependant of a failed job pends forever.
-            (
-                spec.depends_on,
-                lambda ids: [f"--dependency=afterok:{':'.join(ids)}", "--kill-on-invalid-dep=yes"],
-            ),
-            (not spec.inherit_env, lambda _: ["--export=NONE"]),
-            (res.extra_directives, list),
-        )
-    )
-
-
-def slurm_header(spec: JobSpec, config: Any) -> list[str]:
-    """``#SBATCH`` lines: generated ones (minus ``directives_skip``), then the config's
-    ``extra_directives`` verbatim."""
-    return directive_lines(
-        DIRECTIVE, slurm_options(spec), config.directives_skip, config.extra_directives
-    )
-
-
-def parse_submit_output(text: str) -> str:
-    """The job id from ``sbatch --parsable`` (``jobid`` or ``jobid;cluster``)."""
-    for line in reversed(text.strip().splitlines()):
-        match = _SUBMITTED.match(line.strip())
-        if match:
-            return match.group(1)
-    raise SubmitError(f"sbatch did not report a job id: {text.strip()[:500]!r}")
+def _squeue(*options: str) -> Command:
+    """squeue listing every job and element, finished ones too, in SQUEUE_FORMAT."""
+    return Command(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, *options], SQUEUE_ENV)
 
 
 class Slurm(Scheduler):
@@ -138,14 +68,14 @@ class Slurm(Scheduler):
 
     name = "slurm"
     array_index_variable = "SLURM_ARRAY_TASK_ID"
-    directive_prefix = DIRECTIVE
-    job_id_pattern = JOB_ID
+    directive_prefix = "#SBATCH"
+    job_id_pattern = formats.JOB_ID
     job_id_example = "123 or 123_4"
+    submitted_pattern = re.compile(r"^(\d+)(?:;\S+)?$")  # sbatch --parsable: jobid[;cluster]
     # Messages of a busy, restarting or unreachable slurmctld: worth one more try.
     transient = re.compile(
-        r"Socket timed out|Unable to contact slurm controller|temporarily unable|"
-        r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable",
-        re.IGNORECASE,
+        r"(?i)Socket timed out|Unable to contact slurm controller|temporarily unable|"
+        r"Connection refused|Zero Bytes were transmitted|Resource temporarily unavailable"
     )
     history_source = "sacct"
     element_id_format = "{job_id}_{index}"
@@ -153,14 +83,39 @@ class Slurm(Scheduler):
     def __init__(self, config: ClusterConfig) -> None:
         super().__init__(config)
         # An array element's own job id -> (array id, index), recorded while squeue shows it.
-        self.element_ids: dict[str, tuple[str, int]] = {}
-        # "db" (slurmdbd answers plain sacct), "c" (only the jobcomp file: sacct -c), or
-        # None until the first history answer tells.
-        self.sacct_mode: str | None = None
+        self.element_ids: formats.ElementIds = {}
+        # Whether there is only the jobcomp file (sacct -c), no slurmdbd: sacct told.
+        self.jobcomp_only = False
 
     # -- submission --------------------------------------------------------------------
-    def header(self, spec: JobSpec) -> list[str]:
-        return slurm_header(spec, self.config)
+    def options(self, spec: JobSpec) -> list[str]:
+        """The sbatch options for one job, one option per string (``--partition=normal``)."""
+        res = spec.resources
+        suffix = "%A_%a" if spec.array_range is not None else "%j"
+        stdout = formats.log_pattern(res.stdout_path, res.work_dir, "stdout", suffix)
+        stderr = formats.log_pattern(res.stderr_path, res.work_dir, "stderr", suffix)
+        limit = f"%{spec.max_concurrent}" if spec.max_concurrent else ""
+        after = f"--dependency=afterok:{':'.join(spec.depends_on)}"
+        return table_options(
+            (
+                (spec.name, lambda v: [f"--job-name={_quote(v)}"]),
+                (spec.array_range, lambda r: [f"--array={r[0]}-{r[1]}{limit}"]),
+                (stdout, lambda v: [f"--output={_quote(v)}"]),
+                (stderr, lambda v: [f"--error={_quote(v)}"]),
+                (spec.token, lambda v: [f"--comment={_quote(v)}"]),
+                (res.queue, lambda v: [f"--partition={_quote(v)}"]),
+                (res.cpus, lambda n: [f"--cpus-per-task={n}"]),
+                (res.gpus, lambda n: [f"--gpus={n}"]),
+                (res.memory, lambda m: [f"--mem={format_memory(parse_memory_bytes(m), 'MB')}M"]),
+                (res.walltime, lambda w: [f"--time={formats.format_walltime(w)}"]),
+                (res.account, lambda v: [f"--account={_quote(v)}"]),
+                (res.work_dir, lambda v: [f"--chdir={_quote(v)}"]),
+                # Without the second, a dependant of a failed job pends forever.
+                (spec.depends_on, lambda _: [after, "--kill-on-invalid-dep=yes"]),
+                (not spec.inherit_env, lambda _: ["--export=NONE"]),
+                (res.extra_directives, list),
+            )
+        )
 
     def preamble(self, spec: JobSpec) -> list[str]:
         # --export=NONE leaves SLURM_EXPORT_ENV=NONE in the job, so every srun in the
@@ -175,41 +130,33 @@ class Slurm(Scheduler):
             return Command(["sbatch", "--parsable", *extra], stdin_file=script_path)
         return Command(["sbatch", "--parsable", *extra, script_path])
 
-    def parse_submit(self, out: str) -> str:
-        return parse_submit_output(out)
-
     def lookup_command(self, name: str, token: str) -> Command:
         return Command(["squeue", "-t", "all", f"--name={name}", "-o", LOOKUP_FORMAT], SQUEUE_ENV)
 
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
         """The job carrying ``token`` as its comment. squeue prints its header line even
         when nothing matches, so an empty or garbled answer raises instead."""
-        out = answer.stdout
-        if answer.failed:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
-        lines = out.strip().splitlines()
-        if not lines or lines[0].strip() != LOOKUP_HEADER:
-            raise ClusterAPIError(f"squeue printed no job table: {out.strip()[:200]!r}")
-        found = []
-        for line in lines[1:]:
-            job_id, _, comment = line.strip().partition("|")
-            if not is_number(job_id):
-                raise ClusterAPIError(f"squeue printed an odd line: {line[:200]!r}")
-            if comment == token:
-                found.append(int(job_id))
+        answer.require_success("squeue")
+        header, *lines = answer.stdout.strip().splitlines() or [""]
+        if header.strip() != LOOKUP_HEADER:
+            raise ClusterAPIError(f"squeue printed no job table: {answer.stdout.strip()[:200]!r}")
+        rows = [line.strip().partition("|") for line in lines]
+        odd = ["".join(row) for row in rows if not is_number(row[0])]
+        if odd:
+            raise ClusterAPIError(f"squeue printed an odd line: {odd[0][:200]!r}")
+        found = [int(job_id) for job_id, _, comment in rows if comment == token]
         return str(max(found)) if found else None
 
     # -- status ------------------------------------------------------------------------
     def status_command(self, active: Mapping[str, JobRecord]) -> Command | None:
-        ids = [i for i in active if JOB_ID.match(i)]
+        ids = [i for i in active if formats.JOB_ID.match(i)]
         if not ids:  # nothing squeue could be asked about (squeue refuses bad ids)
             return None
-        argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
         if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
-            return Command([*argv, f"--jobs={','.join(ids)}"], SQUEUE_ENV)
+            return _squeue(f"--jobs={','.join(ids)}")
         # Too many ids for one argv: every job of the user (of everyone with
         # poll_all_users), filtered here; still one command.
-        return Command(argv if self.config.poll_all_users else [*argv, "--me"], SQUEUE_ENV)
+        return _squeue() if self.config.poll_all_users else _squeue("--me")
 
     def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
         """Jobs squeue no longer lists are not found. A job whose dependency failed and
@@ -217,83 +164,43 @@ class Slurm(Scheduler):
         directives_skip) pends forever: it is doomed, for the engine to cancel."""
         # One unknown id (finished and purged) makes squeue exit 1; several are silently
         # left out. Either way: the controller no longer holds them.
-        if answer.failed and _INVALID_JOB_ID not in answer.text:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
-        rows = parse_squeue(answer.stdout)
-        stale = [k for k, (array_id, _) in self.element_ids.items() if array_id not in active]
-        for raw_id in stale:
-            del self.element_ids[raw_id]
-        self._remember_element_ids(rows)
-        result = query_result_from_rows(rows)
+        if _INVALID_JOB_ID not in answer.text:
+            answer.require_success("squeue")
+        rows = formats.parse_squeue(answer.stdout)
+        self.element_ids = {k: v for k, v in self.element_ids.items() if v[0] in active}
+        result = formats.query_result_from_rows(rows, self.element_ids)
         result.not_found.update(job_id for job_id in active if not result.seen(job_id))
         result.doomed.update(
             row.array_id
             for row in rows
-            if slurm_state(row.state) == "PENDING"
-            and row.reason == NEVER_SATISFIED
+            if row.reason == formats.NEVER_SATISFIED
+            and formats.slurm_state(row.state) == "PENDING"
             and (row.array_id in active or row.shown_id in active)
         )
         return result
 
-    def _remember_element_ids(self, rows: Iterable[SqueueRow]) -> None:
-        for row in rows:
-            # Until an element starts it shows the array's id; once started, its own.
-            index = row.element_index
-            if index is not None and row.started:
-                self.element_ids[row.raw_id] = (row.array_id, index)
-
     # -- history -----------------------------------------------------------------------
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> Command | None:
+    def history_command(self, query: HistoryQuery) -> Command | None:
         """One sacct for these jobs: by id, or when the ids would not fit on a command
         line, every job since the oldest submission (the parser keeps ours). Without
         slurmdbd, ``sacct -c`` (the jobcomp file; it ignores time windows)."""
-        history = plan_history(records, result, self.element_ids)
-        if not history.ask:
+        ids = formats.sacct_ids(query, self.element_ids)
+        if not ids:
             return None
-        ids = sorted(history.ask, key=job_id_order)
         argv = ["sacct", "--parsable2", "--noheader", f"--format={SACCT_FIELDS}"]
-        if self.config.poll_all_users:
-            argv.append("--allusers")
-        if sum(len(i) + 1 for i in ids) <= self.max_id_chars:
-            argv.append(f"--jobs={','.join(ids)}")
-        elif history.since is not None:
-            argv.append(f"--starttime={history.since.astimezone().strftime('%Y-%m-%dT%H:%M:%S')}")
-        else:
-            argv.append("--starttime=now-30days")
-        return Command([*argv, *(["-c"] if self.sacct_mode == "c" else [])])
+        argv += ["--allusers"] if self.config.poll_all_users else []
+        since = query.since.astimezone().strftime("%Y-%m-%dT%H:%M:%S") if query.since else None
+        fits = sum(len(i) + 1 for i in ids) <= self.max_id_chars
+        argv.append(f"--jobs={','.join(ids)}" if fits else f"--starttime={since or 'now-30days'}")
+        return Command([*argv, *(["-c"] if self.jobcomp_only else [])])
 
-    def parse_history(
-        self, answer: CommandAnswer, records: Sequence[JobRecord], result: QueryResult
-    ) -> dict[Key, Observation]:
-        """Final observations by (tracked job id, element index or None). A line that
-        cannot be tied to one element for sure (``sacct -c -j 13`` is the element that
-        took id 13) is left out."""
-        if answer.failed:
-            if self.sacct_mode != "c" and _NO_ACCOUNTING in answer.text:
-                self.sacct_mode = "c"
-                raise HistoryRetry(
-                    "no Slurm accounting database: reading job history with sacct -c"
-                )
-            raise answer.unusable(f"sacct failed: {answer.text.strip()[:200]!r}")
-        if self.sacct_mode is None:
-            self.sacct_mode = "db"
-        rows = parse_sacct(answer.stdout)
-        history = plan_history(records, result, self.element_ids)
-        # With slurmdbd the peak memory is on the job's .batch step line.
-        batch_rss = {
-            row.raw_id.split(".", 1)[0]: row.max_rss
-            for row in rows
-            if row.raw_id.endswith(".batch") and _value(row.max_rss)
-        }
-        finals: dict[Key, Observation] = {}
-        for row in rows:
-            obs = None if row.is_step else observation_from_sacct(row)
-            if obs is None:
-                continue
-            obs.max_mem = obs.max_mem or batch_rss.get(row.raw_id)
-            for key in history_keys(row, history, self.element_ids):
-                finals[key] = obs
-        return finals
+    def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
+        """Final observations of the jobs asked about (`.slurm_formats.finals_from_sacct`)."""
+        if answer.failed and not self.jobcomp_only and _NO_ACCOUNTING in answer.text:
+            self.jobcomp_only = True
+            raise HistoryRetry("no Slurm accounting database: reading job history with sacct -c")
+        answer.require_success("sacct")
+        return formats.finals_from_sacct(answer.stdout, query, self.element_ids)
 
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
@@ -309,17 +216,13 @@ class Slurm(Scheduler):
         return terminating - set(_SCANCEL_REFUSED.findall(answer.text))
 
     def listing_command(self, prefix: str | None) -> Command:
-        argv = ["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT]
-        if not (prefix and self.config.poll_all_users):
-            argv.append("--me")
-        return Command(argv, SQUEUE_ENV)
+        return _squeue() if prefix and self.config.poll_all_users else _squeue("--me")
 
     def parse_listing(self, answer: CommandAnswer) -> Listing:
-        if answer.failed:
-            raise answer.unusable(f"squeue failed: {answer.text.strip()[:200]!r}")
-        rows = parse_squeue(answer.stdout)
-        self._remember_element_ids(rows)
-        return Listing(query_result_from_rows(rows), {r.array_id: r.name for r in rows})
+        answer.require_success("squeue")
+        rows = formats.parse_squeue(answer.stdout)
+        names = {row.array_id: row.name for row in rows}
+        return Listing(formats.query_result_from_rows(rows, self.element_ids), names)
 
 
 class SlurmExecutor(BatchExecutor):

@@ -1,6 +1,6 @@
 """How Slurm's answers read: states, exit codes and times; ``squeue -o SQUEUE_FORMAT``
 (one ``|``-separated line per job or array element) and ``sacct --parsable2``, and which
-ids to ask sacct about so its lines map back onto tracked jobs.
+sacct ids the ends the engine asks the history for have, so its lines map back onto them.
 
 Facts about Slurm's output come from recorded Slurm 22.05.8 answers
 (``tests/data/slurm/FINDINGS.md``). Only the stable text formats are used: the JSON
@@ -10,54 +10,36 @@ layouts change between Slurm versions. Pure parsing, tested with recorded text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from ..errors import ClusterAPIError
-from ..history import lacks_exit_code
-from ..models import JobRecord, JobStatus
-from ..scheduler import Key
-from ..status import Observation, QueryResult, is_number
+from ..history import HistoryQuery, Key
+from ..models import JobStatus
+from ..status import Observation, QueryResult, is_number, job_id_order
 from ..table import DEPENDENCY_FAILED_END
 from ..units import expand_indices, parse_local_time, parse_walltime_minutes
 
 # A job id we may put on a command line: 123, or 123_4 for one array element.
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 _ELEMENT_ID = re.compile(r"^(\d+)_(\d+)$")
+#: An array element's own job id -> (array id, index), learnt from squeue.
+ElementIds = dict[str, tuple[str, int]]
 
-_STATUS = {
-    "PENDING": JobStatus.PENDING,
-    "CONFIGURING": JobStatus.PENDING,
-    "REQUEUED": JobStatus.PENDING,
-    "REQUEUE_HOLD": JobStatus.PENDING,
-    "REQUEUE_FED": JobStatus.PENDING,
-    "RESV_DEL_HOLD": JobStatus.PENDING,
-    "POWER_UP_NODE": JobStatus.PENDING,
-    "RUNNING": JobStatus.RUNNING,
-    "COMPLETING": JobStatus.RUNNING,
-    "SUSPENDED": JobStatus.RUNNING,
-    "STOPPED": JobStatus.RUNNING,
-    "SIGNALING": JobStatus.RUNNING,
-    "STAGE_OUT": JobStatus.RUNNING,
-    "RESIZING": JobStatus.RUNNING,
-    "UPDATE_DB": JobStatus.RUNNING,
-    "COMPLETED": JobStatus.DONE,
-    "FAILED": JobStatus.FAILED,
-    "SPECIAL_EXIT": JobStatus.FAILED,
-    "LAUNCH_FAILED": JobStatus.FAILED,
-    "CANCELLED": JobStatus.KILLED,
-    "TIMEOUT": JobStatus.FAILED,
-    "OUT_OF_MEMORY": JobStatus.FAILED,
-    "NODE_FAIL": JobStatus.FAILED,
-    "BOOT_FAIL": JobStatus.FAILED,
-    "DEADLINE": JobStatus.FAILED,
-    "PREEMPTED": JobStatus.FAILED,
-}
+_PENDING = "PENDING CONFIGURING REQUEUED REQUEUE_HOLD REQUEUE_FED RESV_DEL_HOLD POWER_UP_NODE"
+_RUNNING = "RUNNING COMPLETING SUSPENDED STOPPED SIGNALING STAGE_OUT RESIZING UPDATE_DB"
+_FAILED = "FAILED SPECIAL_EXIT LAUNCH_FAILED"
 # Ends imposed by Slurm rather than by the job's own exit: the state is the reason.
-_REASON_STATES = frozenset(
-    {"TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-)
+_IMPOSED = "TIMEOUT OUT_OF_MEMORY NODE_FAIL BOOT_FAIL DEADLINE PREEMPTED"
+_REASON_STATES = frozenset(_IMPOSED.split())
+_STATUS = {
+    **dict.fromkeys(_PENDING.split(), JobStatus.PENDING),
+    **dict.fromkeys(_RUNNING.split(), JobStatus.RUNNING),
+    **dict.fromkeys(f"{_FAILED} {_IMPOSED}".split(), JobStatus.FAILED),
+    "COMPLETED": JobStatus.DONE,
+    "CANCELLED": JobStatus.KILLED,
+}
 # A dependency that failed: with --kill-on-invalid-dep the dependant is CANCELLED, without
 # it the dependant pends forever. Either way it did not run because its parent failed.
 NEVER_SATISFIED = "DependencyNeverSatisfied"
@@ -65,7 +47,7 @@ _NO_VALUE = frozenset({"", "N/A", "NONE", "None", "Unknown", "(null)", "None ass
 
 
 # -- directive values ---------------------------------------------------------------
-def _log_pattern(given: str | None, work_dir: str, stream: str, suffix: str) -> str:
+def log_pattern(given: str | None, work_dir: str, stream: str, suffix: str) -> str:
     """The ``--output``/``--error`` filename pattern: the one given, or one in work_dir.
 
     In a pattern ``%`` is special, so a literal one in the folder is written ``%%``. A
@@ -155,15 +137,6 @@ class SqueueRow:
     name: str
 
     @property
-    def is_plain(self) -> bool:
-        return self.index == "N/A"
-
-    @property
-    def element_index(self) -> int | None:
-        """The element's index; None for a plain job or the pending rest of an array."""
-        return int(self.index) if is_number(self.index) else None
-
-    @property
     def started(self) -> bool:
         return bool(_value(self.nodes))
 
@@ -174,18 +147,12 @@ def parse_squeue(text: str) -> list[SqueueRow]:
     rows = []
     junk = []
     for line in text.splitlines():
-        if not line.strip():
-            continue
         parts = line.split("|", 10)  # the name, last, may itself contain "|"
-        if len(parts) != 11 or not is_number(parts[1].strip()) or not is_number(parts[2].strip()):
+        fields = [part.strip() for part in parts[:10]] + parts[10:]  # the name as printed
+        if len(parts) == 11 and is_number(fields[1]) and is_number(fields[2]):
+            rows.append(SqueueRow(*fields))
+        elif line.strip():
             junk.append(line)
-            continue
-        shown, raw, array, index, state, reason, nodes, submit, start, end = (
-            p.strip() for p in parts[:10]
-        )
-        rows.append(
-            SqueueRow(shown, raw, array, index, state, reason, nodes, submit, start, end, parts[10])
-        )
     if junk and not rows:
         raise ClusterAPIError(f"squeue printed no job lines: {text.strip()[:200]!r}")
     return rows
@@ -210,20 +177,23 @@ def observation_from_row(row: SqueueRow) -> Observation:
     )
 
 
-def query_result_from_rows(rows: Iterable[SqueueRow]) -> QueryResult:
+def query_result_from_rows(rows: Iterable[SqueueRow], element_ids: ElementIds) -> QueryResult:
     """Sort squeue rows into plain jobs and array elements, under every id a caller may
-    track them by: the array id, ``13_2``, and an element's own job id."""
+    track them by: the array id, ``13_2``, and an element's own job id, which is added
+    to ``element_ids`` (until an element starts it shows the array's id)."""
     result = QueryResult()
     for row in rows:
         obs = observation_from_row(row)
-        index = row.element_index
-        if row.is_plain:
+        if row.index == "N/A":  # a plain job
             result.jobs[row.array_id] = obs
-        elif index is not None:
+        elif is_number(row.index):
+            index = int(row.index)
             result.elements.setdefault(row.array_id, {})[index] = obs
             result.jobs[row.shown_id] = obs
             if row.raw_id != row.array_id:
                 result.jobs[row.raw_id] = obs
+            if row.started:
+                element_ids[row.raw_id] = (row.array_id, index)
         else:  # the pending rest of an array in one line (no -r): every index pending
             for index in expand_indices(row.index):
                 result.elements.setdefault(row.array_id, {})[index] = obs
@@ -277,95 +247,45 @@ def observation_from_sacct(row: SacctRow) -> Observation | None:
     )
 
 
-@dataclass
-class _History:
-    """What to ask sacct about, and how to read its answer back onto tracked jobs."""
-
-    ask: set[str] = field(default_factory=set)
-    plain: dict[str, str] = field(default_factory=dict)  # sacct id -> tracked plain job
-    arrays: set[str] = field(default_factory=set)  # ids of tracked arrays
-    # The oldest submission among them (None: some submission time is unknown), the
-    # start of the time window when there are too many ids for one command line.
-    since: datetime | None = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    def note(self, record: JobRecord) -> None:
-        if self.since is not None:
-            submitted = record.submit_time
-            self.since = None if submitted is None else min(self.since, submitted)
+def sacct_ids(query: HistoryQuery, element_ids: ElementIds) -> list[str]:
+    """The ids to give sacct for the ends in ``query``: a plain job's id; an element's
+    own id, once squeue showed it (``element_ids``: all ``sacct -c`` knows elements by
+    after MinJobAge); and a lost array's id (with slurmdbd, a line per element). Ids
+    sacct would refuse are left out."""
+    ids = {job_id for job_id, index in query.keys if index is None or job_id in query.lost}
+    own_id = {element: raw_id for raw_id, element in element_ids.items()}
+    wanted = [i for i in ids if JOB_ID.match(i)] + [own_id[k] for k in query.keys if k in own_id]
+    return sorted(set(wanted), key=job_id_order)
 
 
-def plan_history(
-    records: Sequence[JobRecord], result: QueryResult, element_ids: Mapping[str, tuple[str, int]]
-) -> _History:
-    """What to ask sacct about these jobs, and how to read its answer back."""
-    history = _History()
-    own_id = {v: k for k, v in element_ids.items()}
-    for record in records:
-        job_id = record.job_id
-        if not result.seen(job_id):
-            _add_lost(history, record, element_ids)
-        elif job_id in result.elements:
-            elements = result.elements[job_id]
-            for index, obs in elements.items():
-                raw = own_id.get((job_id, index))
-                if lacks_exit_code(obs) and raw is not None:
-                    history.ask.add(raw)
-                    history.arrays.add(job_id)
-                    history.note(record)
-            # Elements that already left squeue while the array is still listed.
-            gone = [i for i in record.array_elements if i not in elements]
-            _add_elements(history, record, gone, element_ids)
-        elif lacks_exit_code(result.jobs[job_id]):
-            history.ask.add(job_id)
-            history.plain[job_id] = job_id
-            history.note(record)
-    return history
+def finals_from_sacct(
+    text: str, query: HistoryQuery, element_ids: ElementIds
+) -> dict[Key, Observation]:
+    """Final observations of the jobs in ``query`` from a sacct answer, by the keys its
+    lines answer. A line that cannot be tied to one element for sure (``sacct -c -j 13``
+    is the element that took id 13) is left out."""
+    rows = parse_sacct(text)
+    plain = {job_id for job_id, index in query.keys if index is None}
+    arrays = {job_id for job_id, index in query.keys if index is not None}
+    # With slurmdbd the peak memory is on the job's .batch step line.
+    step_rss = {row.raw_id: row.max_rss for row in rows if row.is_step}
+    finals: dict[Key, Observation] = {}
+    for row in rows:
+        obs = None if row.is_step else observation_from_sacct(row)
+        if obs is None:
+            continue
+        obs.max_mem = obs.max_mem or _value(step_rss.get(f"{row.raw_id}.batch", ""))
+        element = _element_of(row, element_ids)
+        if element is not None and element[0] in arrays:
+            finals[element] = obs
+        finals.update(((job_id, None), obs) for job_id in {row.job_id, row.raw_id} & plain)
+    return finals
 
 
-def _add_lost(
-    history: _History, record: JobRecord, element_ids: Mapping[str, tuple[str, int]]
-) -> None:
-    """Ask about a job squeue no longer lists: its id, and for an array the own ids of
-    the elements seen running (all ``sacct -c`` knows them by)."""
-    if not JOB_ID.match(record.job_id):
-        return
-    history.ask.add(record.job_id)
-    history.note(record)
-    if record.is_array or record.array_elements:
-        history.arrays.add(record.job_id)
-        _add_elements(history, record, list(record.array_elements), element_ids)
-    else:
-        history.plain[record.job_id] = record.job_id
-
-
-def _add_elements(
-    history: _History,
-    record: JobRecord,
-    indices: list[int],
-    element_ids: Mapping[str, tuple[str, int]],
-) -> None:
-    wanted = {i for i in indices if not record.array_elements[i].status.is_terminal}
-    if not wanted:
-        return
-    for raw_id, (array_id, index) in element_ids.items():
-        if array_id == record.job_id and index in wanted:
-            history.ask.add(raw_id)
-            history.arrays.add(record.job_id)
-            history.note(record)
-
-
-def history_keys(
-    row: SacctRow, history: _History, element_ids: Mapping[str, tuple[str, int]]
-) -> list[Key]:
-    keys: list[Key] = []
+def _element_of(row: SacctRow, element_ids: ElementIds) -> Key | None:
+    """The array element a sacct line is about: ``13_2`` with slurmdbd, otherwise the
+    element whose own id the line has."""
     element = _ELEMENT_ID.match(row.job_id)
-    if element and element.group(1) in history.arrays:  # slurmdbd: 13_2
-        keys.append((element.group(1), int(element.group(2))))
-    elif row.raw_id in element_ids:  # an element's own id
-        array_id, index = element_ids[row.raw_id]
-        if array_id in history.arrays:
-            keys.append((array_id, index))
-    for job_id in {row.job_id, row.raw_id}:
-        if job_id in history.plain:
-            keys.append((history.plain[job_id], None))
-    return keys
+    if element:
+        return element.group(1), int(element.group(2))
+    return element_ids.get(row.raw_id)

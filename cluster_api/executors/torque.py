@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..engine import BatchExecutor
+from ..history import HistoryQuery
 from ..jobspec import JobSpec
-from ..models import JobRecord
 from ..options import BatchOptions
 from ..scheduler import Command, CommandAnswer
 from ..status import QueryResult
@@ -51,7 +51,7 @@ class Torque(PBS):
     def read_status(self, stdout: str, stderr: str, wanted: Sequence[str]) -> QueryResult:
         return torque_formats.parse_status(stdout, stderr, wanted)
 
-    def history_command(self, records: Sequence[JobRecord], result: QueryResult) -> None:
+    def history_command(self, query: HistoryQuery) -> None:
         """None: Torque keeps no history to ask."""
         return None
 
