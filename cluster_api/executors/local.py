@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ..config import ClusterConfig
@@ -38,9 +38,9 @@ from ..runner import CommandRunner, terminate_process_group
 from ..status import Observation, QueryResult, roll_up_array, update_record, utcnow
 from ..table import record_dependency_failure
 from ..units import parse_walltime_seconds
+from .local_events import apply_event, event_time
 from .local_supervisor import (
     CANCEL_SIGNALS,
-    EVENT_KINDS,
     KILL_GRACE_SECONDS,
     SUPERVISOR_PATH,
     command_line,
@@ -251,62 +251,14 @@ class LocalExecutor(Executor):
         return events
 
     def _apply_event(self, record: JobRecord, event: dict[str, Any]) -> None:
-        """Apply one event; one this supervisor cannot have written (a damaged events
-        file) is skipped and logged, and the events after it still apply."""
-        kind, when = event.get("event"), _moment(event.get("time"))
-        index = event.get("index")
+        if not apply_event(record, event):
+            return
+        # The supervisor's last word: it ends what it left unfinished.
+        self._finished.add(record.job_id)
         culprits = event.get("dependency_failed")
-        if (
-            kind not in EVENT_KINDS
-            or not (index is None or type(index) is int)
-            or not (culprits is None or isinstance(culprits, list))
-        ):
-            logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
-            return
-        target: JobRecord | ArrayElement | None = (
-            record if index is None else record.array_elements.get(index)
-        )
-        if target is None:
-            logger.warning(
-                "local job %s: skipped an event for unknown element %r", record.job_id, index
-            )
-            return
-        if kind == "start":
-            update_record(
-                target, Observation(JobStatus.RUNNING, exec_host=event.get("host"), start_time=when)
-            )
-            if isinstance(event.get("pid"), int):
-                if index is None:
-                    record.metadata["pid"] = event["pid"]
-                else:
-                    record.metadata.setdefault("pids", {})[str(index)] = event["pid"]
-        elif kind == "end":
-            try:
-                status = JobStatus(event.get("status"))
-            except ValueError:
-                logger.warning("local job %s: skipped an unreadable event %r", record.job_id, event)
-                return
-            code = event.get("exit_code")
-            reason = event.get("reason")
-            update_record(
-                target,
-                Observation(
-                    status,
-                    exit_code=code if isinstance(code, int) else None,
-                    finish_time=when,
-                    reason=reason if isinstance(reason, str) else None,
-                ),
-            )
-            if isinstance(reason, str) and status is not JobStatus.DONE and index is not None:
-                record.metadata.setdefault("exit_reason", reason)
-        elif kind == "error":
-            record.metadata["executor_error"] = event.get("message")
-            logger.error("local job %s: supervisor failed: %s", record.job_id, event.get("message"))
-        elif kind == "finished":
-            self._finished.add(record.job_id)
-            if culprits and "dependency_failed" not in record.metadata:
-                record_dependency_failure(record, [str(c) for c in culprits])
-            self._close_out(record, JobStatus.FAILED, when)
+        if culprits and "dependency_failed" not in record.metadata:
+            record_dependency_failure(record, [str(c) for c in culprits])
+        self._close_out(record, JobStatus.FAILED, event_time(event))
 
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
@@ -517,9 +469,3 @@ def _runs_script(pid: int, script: str) -> bool:
 
 def _script_of(pid: int) -> str | None:
     return supervised_script(pid) if not process_gone(pid) else None
-
-
-def _moment(value: object) -> datetime | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return None
