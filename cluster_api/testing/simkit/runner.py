@@ -19,7 +19,14 @@ from collections.abc import Callable
 from typing import IO, NamedTuple
 
 from .jobs import STAT_FINISHED, element_label, finish_element, sorted_elements
-from .procs import JOB_TOKEN_VAR, RUNNER_COMMAND, hostname, signal_group, signal_number, tree_rss_kb
+from .procs import (
+    JOB_TOKEN_VAR,
+    RUNNER_COMMAND,
+    hostname,
+    signal_group,
+    signal_number,
+    trees_rss_kb,
+)
 from .store import (
     SPOOL_DIR,
     STATE_FILE,
@@ -162,8 +169,10 @@ class JobSupervisor:
         now = time.time()
         job = self._current_job(now)
         ended: list[Ending] = []
+        due = [el.pid for el in self.running.values() if now >= el.next_sample]
+        rss = trees_rss_kb(due) if due else {}
         for idx, el in list(self.running.items()):
-            _enforce(job, el, job["elements"][idx], settings, now)
+            _enforce(job, el, job["elements"][idx], settings, now, rss.get(el.pid))
             ending = _reap(el)
             if ending is not None:
                 ended.append(ending)
@@ -436,8 +445,11 @@ def _terminate(el: Element, request: Json, now: float, settings: Json) -> None:
         el.final_signal_at = now + float(settings["job_terminate_interval"])
 
 
-def _enforce(job: Json, el: Element, element: Json, settings: Json, now: float) -> None:
-    """Kill requests, the run limit and the memory limit of a running element."""
+def _enforce(
+    job: Json, el: Element, element: Json, settings: Json, now: float, rss: int | None
+) -> None:
+    """Kill requests, the run limit and the memory limit of a running element;
+    ``rss`` is its memory when sampled in this pass."""
     request = element.get("kill")
     if request and el.request is None:
         _terminate(el, request, now, settings)
@@ -450,9 +462,8 @@ def _enforce(job: Json, el: Element, element: Json, settings: Json, now: float) 
         signals = settings.get("runlimit_signals", ["USR2", "KILL"])
         runlimit = {"reason": "TERM_RUNLIMIT", "exit_code": 140, "signals": signals}
         _terminate(el, runlimit, now, settings)
-    if now >= el.next_sample:
+    if rss is not None:
         el.next_sample = now + float(settings["mem_sample_interval"])
-        rss = tree_rss_kb(el.pid)
         el.peak_kb = max(el.peak_kb, rss)
         mem_limit = job.get("mem_limit_kb")
         if mem_limit and rss > int(mem_limit) and el.request is None:
