@@ -3,7 +3,7 @@ and each pass over it reads and rewrites the shared state at most once, for ever
 element the pass started or saw end, however many there are.
 
 The runner is run in this process where writes are counted (``save_state`` is the seam);
-elsewhere the simulator runs as users run it. Every test starts real job processes."""
+elsewhere the simulator runs as users run it."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import pytest
 
 from cluster_api.testing import LSFSimulator
 from cluster_api.testing.lsfsim import bsub as lsf_bsub
+from cluster_api.testing.lsfsim import depend as lsf_depend
 from cluster_api.testing.lsfsim.jobenv import JOB_STYLE
 from cluster_api.testing.lsfsim.settings import DEFAULT_SETTINGS
 from cluster_api.testing.simkit import procs, runner, store
-
-pytestmark = pytest.mark.integration  # every test here starts processes
+from cluster_api.testing.simkit.jobs import new_element
 
 
 @pytest.fixture
@@ -93,6 +93,7 @@ def spans(records: dict[str, dict[str, Any]]) -> list[tuple[float, float]]:
     return [(float(e["start_time"]), float(e["finish_time"])) for e in records.values()]
 
 
+@pytest.mark.integration
 def test_a_300_element_array_costs_one_state_write_per_pass_not_per_element(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_signals: None
 ) -> None:
@@ -108,6 +109,7 @@ def test_a_300_element_array_costs_one_state_write_per_pass_not_per_element(
     assert len(saves) < 60
 
 
+@pytest.mark.integration
 def test_a_runner_stopped_mid_pass_records_every_element_it_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_signals: None
 ) -> None:
@@ -138,6 +140,7 @@ def test_a_runner_stopped_mid_pass_records_every_element_it_started(
                 os.waitpid(record["pid"], 0)
 
 
+@pytest.mark.integration
 def test_a_kill_reaches_one_running_element_among_many(lsf_simulator: LSFSimulator) -> None:
     lsf_simulator.set(job_terminate_interval=0.2)
     job_id = lsf_simulator.submit("sleep 60", "-J", "crowd[1-200]")
@@ -151,6 +154,7 @@ def test_a_kill_reaches_one_running_element_among_many(lsf_simulator: LSFSimulat
     assert [k for k, e in records().items() if e["stat"] != "RUN"] == ["137"]
 
 
+@pytest.mark.integration
 def test_slots_and_array_limits_hold_with_many_elements(lsf_simulator: LSFSimulator) -> None:
     lsf_simulator.set(slots=6)
     wide = lsf_simulator.submit("sleep 0.1", "-J", "wide[1-60]")
@@ -167,6 +171,7 @@ def test_slots_and_array_limits_hold_with_many_elements(lsf_simulator: LSFSimula
     assert max_overlap(wide_spans) >= 3  # the cluster did run them side by side
 
 
+@pytest.mark.integration
 def test_one_scan_of_proc_gives_each_tree_the_memory_a_walk_from_it_gives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -186,3 +191,32 @@ def test_one_scan_of_proc_gives_each_tree_the_memory_a_walk_from_it_gives(
         for job in jobs:
             procs.signal_group(job.pid, signal.SIGKILL)
             job.wait()
+
+
+def array(job_id: int, name: str, size: int, stat: str, **fields: object) -> dict[str, Any]:
+    records = {str(i): new_element() for i in range(1, size + 1)}
+    for record in records.values():
+        record["stat"] = stat
+    job = {"id": job_id, "name": name, "user": "me", "slots": 1, "elements": records}
+    job["array"] = {"indices": list(range(1, size + 1)), "limit": None}
+    job.update(fields)
+    return job
+
+
+def test_element_by_element_dependencies_look_their_element_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = {
+        "jobs": {
+            "1": array(1, "first", 1000, "RUN"),
+            "2": array(2, "then", 1000, "PEND", dependency="done(first[*])"),
+        }
+    }
+    state["jobs"]["1"]["elements"]["7"]["stat"] = "DONE"
+    dependency = lsf_depend.job_dependency(state["jobs"]["2"])
+    assert dependency is not None and dependency.per_element
+    searches = count_calls(monkeypatch, lsf_depend, "sorted_elements")
+    settings = {"slots": None, "clean_period": 3600}
+    assert runner.plan_start(state, "2", dependency, {}, settings) == (True, ["7"])
+    # Before: each of the 1000 pending elements searched all 1000 of the other array.
+    assert len(searches) == 0
