@@ -216,9 +216,11 @@ class JobSupervisor:
             for ending in ended:
                 record_end(job["elements"][ending.element.idx], ending, end_time)
             self._publish_peaks(job, now)
-            if start:
-                self._start(state, settings)
-            save_state(self.state_dir, state)
+            try:
+                if start:
+                    self._start(state, settings)
+            finally:  # a launch that fails oddly must not lose the ones before it
+                save_state(self.state_dir, state)
         self.state = state
         self.loaded_key = None
         return job
@@ -226,14 +228,13 @@ class JobSupervisor:
     def _publish_peaks(self, job: Json, now: float) -> None:
         """Running elements' memory peaks so far (a peaks-only update comes at most once
         a second)."""
-        published = False
         for el in self.running.values():
+            if el.peak_kb <= el.recorded_kb:
+                continue
             record = job["elements"][el.idx]
-            if el.peak_kb > el.recorded_kb and record["stat"] == "RUN":
+            if record["stat"] == "RUN":
                 record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
-                published = True
             el.recorded_kb = el.peak_kb
-        if published:
             self.next_publish = now + PEAK_PUBLISH_INTERVAL
 
     def _start(self, state: Json, settings: Json) -> None:
