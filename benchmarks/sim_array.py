@@ -35,17 +35,18 @@ def install(simulator: str, state_dir: str) -> Any:
 
 
 def submit_array(sim: Any, simulator: str, n: int) -> None:
+    # From the state folder: a PBS job's output goes to the folder it was submitted from.
     if simulator == "lsf":
-        result = sim.run("bsub", "-J", f"a[1-{n}]", input="true\n")
+        result = sim.run("bsub", "-J", f"a[1-{n}]", input="true\n", cwd=sim.state_dir)
     else:
-        result = sim.run("qsub", "-J", f"1-{n}", input="true\n")
+        result = sim.run("qsub", "-J", f"1-{n}", input="true\n", cwd=sim.state_dir)
     if result.returncode != 0:
         raise SystemExit(f"submit failed: {result.stderr.strip()}")
 
 
 def submit_one(sim: Any, simulator: str) -> None:
     command = "bsub" if simulator == "lsf" else "qsub"
-    result = sim.run(command, input="true\n")
+    result = sim.run(command, input="true\n", cwd=sim.state_dir)
     if result.returncode != 0:
         raise SystemExit(f"submit failed: {result.stderr.strip()}")
 
