@@ -152,18 +152,21 @@ def resolve_ref(
         return [element for _, element in sorted_elements(job)]
     name, _, idx = value.partition("[")
     idx = idx.rstrip("]")
+    if idx == "*" and own_index is not None:
+        idx = own_index
+    elif idx == "*":
+        idx = ""
     out: list[Json] = []
     for job in jobs.values():
         if job.get("user") != user or not fnmatch.fnmatchcase(str(job["name"]), name):
             continue
-        for key, element in sorted_elements(job):
-            if is_purged(element, settings, now):
-                continue
-            if idx == "*" and own_index is not None and key != own_index:
-                continue
-            if idx and idx != "*" and key != idx:
-                continue
-            out.append(element)
+        if idx:
+            # Looked up, not searched for: a runner checks ``name[*]`` for each of its
+            # own elements, and both arrays may hold thousands.
+            candidates = [job["elements"][idx]] if idx in job["elements"] else []
+        else:
+            candidates = [element for _, element in sorted_elements(job)]
+        out.extend(e for e in candidates if not is_purged(e, settings, now))
     return out
 
 

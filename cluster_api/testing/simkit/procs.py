@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Iterator
 
 JOB_TOKEN_VAR = "LSFSIM_JOB_TOKEN"
 """Set in every job's environment to ``<state dir>:<label>``: a process group is only
@@ -28,17 +29,17 @@ def username() -> str:
         return str(os.getuid())
 
 
-def process_table() -> list[tuple[int, int, int, int]]:
-    """(pid, pgid, sid, rss_kb) of every process readable in /proc."""
-    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-    table: list[tuple[int, int, int, int]] = []
+def _pid_names() -> list[str]:
     try:
-        names = os.listdir("/proc")
+        return [name for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
-        return table
+        return []
+
+
+def _live_stats(names: list[str]) -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the fields of ``/proc/PID/stat`` after the command name) of every process
+    in ``names`` still there and not a zombie."""
     for name in names:
-        if not name.isdigit():
-            continue
         try:
             with open(f"/proc/{name}/stat", "rb") as handle:
                 raw = handle.read()
@@ -47,8 +48,26 @@ def process_table() -> list[tuple[int, int, int, int]]:
         fields = raw[raw.rfind(b")") + 2 :].split()
         if len(fields) < 22 or fields[0] in (b"Z", b"X"):
             continue
-        table.append((int(name), int(fields[2]), int(fields[3]), int(fields[21]) * page_kb))
-    return table
+        yield int(name), fields
+
+
+def process_table() -> list[tuple[int, int, int, int]]:
+    """(pid, pgid, sid, rss_kb) of every process readable in /proc."""
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    return [
+        (pid, int(fields[2]), int(fields[3]), int(fields[21]) * page_kb)
+        for pid, fields in _live_stats(_pid_names())
+    ]
+
+
+def _resident_kb(pid: int, page_kb: int) -> int:
+    """The process's resident memory (``statm``: ``stat``'s own figure is only
+    approximate on recent kernels, off by a few hundred KB)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * page_kb
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def tree_rss_kb(root: int) -> int:
@@ -62,11 +81,10 @@ def tree_rss_kb(root: int) -> int:
         if pid in seen:
             continue
         seen.add(pid)
+        total += _resident_kb(pid, page_kb)
         try:
-            with open(f"/proc/{pid}/statm", "rb") as handle:
-                total += int(handle.read().split()[1]) * page_kb
             tasks = os.listdir(f"/proc/{pid}/task")
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
         for tid in tasks:
             try:
@@ -75,6 +93,38 @@ def tree_rss_kb(root: int) -> int:
             except (OSError, ValueError):
                 continue
     return total
+
+
+WALK_MAX_ROOTS = 8
+"""Up to this many trees are always walked: a scan would not be cheaper on any machine."""
+WALK_COST = 4
+"""Walking a job's tree (a shell and its command) reads six files; a scan reads one per
+process of the machine, then the memory of the trees' two: a scan is cheaper while the
+machine has fewer than four processes per tree (500 trees: 28 ms against 48, here)."""
+
+
+def trees_rss_kb(roots: list[int]) -> dict[int, int]:
+    """Resident memory (KB) of each root with all its descendants: walked from each
+    root, or, when that costs more, found from one scan of ``/proc`` for all of them."""
+    if len(roots) <= WALK_MAX_ROOTS:
+        return {root: tree_rss_kb(root) for root in roots}
+    names = _pid_names()
+    if len(roots) * WALK_COST < len(names):
+        return {root: tree_rss_kb(root) for root in roots}
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    children: dict[int, list[int]] = {}
+    for pid, fields in _live_stats(names):
+        children.setdefault(int(fields[1]), []).append(pid)
+    totals: dict[int, int] = {}
+    for root in roots:
+        total = 0
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            total += _resident_kb(pid, page_kb)
+            todo.extend(children.get(pid, ()))
+        totals[root] = total
+    return totals
 
 
 def process_has_token(pid: int, token: str) -> bool:

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from typing import IO, NamedTuple
 
 from .jobs import STAT_FINISHED, element_label, finish_element, sorted_elements
-from .procs import JOB_TOKEN_VAR, RUNNER_COMMAND, hostname, signal_group, signal_number, tree_rss_kb
+from .procs import (
+    JOB_TOKEN_VAR,
+    RUNNER_COMMAND,
+    hostname,
+    signal_group,
+    signal_number,
+    trees_rss_kb,
+)
 from .store import (
     SPOOL_DIR,
     STATE_FILE,
@@ -32,6 +39,13 @@ from .store import (
 )
 
 KILL_SIGNALS = ["INT", "TERM", "KILL"]
+PASS_INTERVAL = 0.05
+"""Seconds between two passes of a runner over its job."""
+START_BATCH_SECONDS = 0.25
+"""Longest a pass holds the cluster's lock starting elements (about 0.6 ms each here):
+bsub and bkill wait for that lock, so a big array starts over a few passes."""
+PEAK_PUBLISH_INTERVAL = 1.0
+"""Seconds between two updates that only publish memory peaks."""
 
 
 class Dependency(NamedTuple):
@@ -67,7 +81,6 @@ class Element:
         self.token = token
         self.peak_kb = 0
         self.recorded_kb = 0
-        self.next_record = 0.0
         self.next_sample = 0.0
         self.request: Json | None = None
         self.final_signal_at: float | None = None
@@ -94,41 +107,148 @@ def spawn_runner(state_dir: str, job_id: int, launcher: str, env_state_dir: str)
     return proc.pid
 
 
+class StopRequest:
+    """Set by SIGTERM: the runner leaves between two passes, never in the middle of one,
+    so every element it started has its pid (or its failure) recorded."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
 def run_job(style: JobStyle, args: list[str], state_dir: str) -> int:
     """The ``_runner`` command: supervise job ``args[0]`` until every element ended."""
-    job_key = args[0]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop = StopRequest()
+    signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    state = load_state(state_dir)
-    job: Json = state["jobs"][job_key]
-    submit_env: dict[str, str] = read_json(str(job["env_file"]), {})
-    dependency = style.dependency(job)
-    running: dict[str, Element] = {}
-    last_key: tuple[int, int, int] | None = None
-    last_load = 0.0
-    while True:
-        settings: Json = load_control(state_dir, style.defaults)["settings"]
-        now = time.time()
-        key = _state_file_key(state_dir)
-        if key is None or key != last_key or now - last_load > 0.5:
-            job = load_state(state_dir)["jobs"][job_key]
-            last_key, last_load = key, now
-        pending = [k for k, e in sorted_elements(job) if e["stat"] == "PEND"]
-        if pending and not _running_blocked(job, running):
-            starting = _schedule(state_dir, job_key, dependency, running, settings)
-            for idx in starting:
-                running[idx] = _launch(style, state_dir, job_key, idx, submit_env)
-            if starting:
-                last_key = None
-                continue
-        for idx in list(running):
-            if _supervise(state_dir, job, running[idx], job["elements"][idx], settings, now):
-                del running[idx]
-                last_key = None
-        if not running and not any(e["stat"] == "PEND" for e in job["elements"].values()):
+    supervisor = JobSupervisor(style, state_dir, args[0])
+    while not stop.requested:
+        if supervisor.run_pass():
             return 0
-        time.sleep(0.05)
+        time.sleep(PASS_INTERVAL)
+    return 143
+
+
+class Ending(NamedTuple):
+    """How a reaped element's main process ended."""
+
+    element: Element
+    code: int
+    """The exit code, 128+N for a signal N."""
+    killed_by: int
+    """The signal that ended it, or 0."""
+    cpu: float
+
+
+class JobSupervisor:
+    """One job's runner, pass after pass. The state file holds every element of the
+    job (and of every other job), so reading and rewriting it costs as much as the
+    cluster is big: a pass does it at most once, under the lock, for everything the
+    pass found (elements ended, memory peaks, elements started), never per element."""
+
+    def __init__(self, style: JobStyle, state_dir: str, job_key: str) -> None:
+        self.style = style
+        self.state_dir = state_dir
+        self.job_key = job_key
+        self.state = load_state(state_dir)
+        job: Json = self.state["jobs"][job_key]
+        self.submit_env: dict[str, str] = read_json(str(job["env_file"]), {})
+        self.dependency = style.dependency(job)
+        self.running: dict[str, Element] = {}
+        self.loaded_key = _state_file_key(state_dir)
+        self.loaded_at = time.time()
+        self.next_publish = 0.0
+
+    def run_pass(self) -> bool:
+        """Enforce limits and kill requests, reap what ended, then record the ends, the
+        peaks due and the starts in one locked update; True once every element ended."""
+        settings: Json = load_control(self.state_dir, self.style.defaults)["settings"]
+        now = time.time()
+        job = self._current_job(now)
+        ended: list[Ending] = []
+        due = [el.pid for el in self.running.values() if now >= el.next_sample]
+        rss = trees_rss_kb(due) if due else {}
+        for idx, el in list(self.running.items()):
+            _enforce(job, el, job["elements"][idx], settings, now, rss.get(el.pid))
+            ending = _reap(el)
+            if ending is not None:
+                ended.append(ending)
+                del self.running[idx]
+        publish = now >= self.next_publish and any(
+            el.peak_kb > el.recorded_kb for el in self.running.values()
+        )
+        start = self._may_start(job, settings, bool(ended))
+        if ended or publish or start:
+            job = self._update(ended, start, settings, now)
+        return not self.running and not any(e["stat"] == "PEND" for e in job["elements"].values())
+
+    def _current_job(self, now: float) -> Json:
+        """The job as the state file holds it, reread only when the file changed (or
+        half a second passed)."""
+        key = _state_file_key(self.state_dir)
+        if key is None or key != self.loaded_key or now - self.loaded_at > 0.5:
+            self.state = load_state(self.state_dir)
+            self.loaded_key, self.loaded_at = key, now
+        job: Json = self.state["jobs"][self.job_key]
+        return job
+
+    def _may_start(self, job: Json, settings: Json, ended: bool) -> bool:
+        """Whether scheduling may start (or orphan) an element now. Decided on the state
+        last read, without the lock, so a job that waits does not keep taking it; ends
+        of this pass free slots that state does not show yet, so then the lock decides."""
+        if not any(e["stat"] == "PEND" for e in job["elements"].values()):
+            return False
+        if _running_blocked(job, self.running):
+            return False
+        if ended:
+            return True
+        return plan_start(self.state, self.job_key, self.dependency, self.running, settings)[0]
+
+    def _update(self, ended: list[Ending], start: bool, settings: Json, now: float) -> Json:
+        """The pass's one read-modify-write of the state, under the lock."""
+        with locked(self.state_dir):
+            state = load_state(self.state_dir)
+            job: Json = state["jobs"][self.job_key]
+            end_time = time.time()
+            for ending in ended:
+                record_end(job["elements"][ending.element.idx], ending, end_time)
+            self._publish_peaks(job, now)
+            try:
+                if start:
+                    self._start(state, settings)
+            finally:  # a launch that fails oddly must not lose the ones before it
+                save_state(self.state_dir, state)
+        self.state = state
+        self.loaded_key = None
+        return job
+
+    def _publish_peaks(self, job: Json, now: float) -> None:
+        """Running elements' memory peaks so far (a peaks-only update comes at most once
+        a second)."""
+        for el in self.running.values():
+            if el.peak_kb <= el.recorded_kb:
+                continue
+            record = job["elements"][el.idx]
+            if record["stat"] == "RUN":
+                record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
+            el.recorded_kb = el.peak_kb
+            self.next_publish = now + PEAK_PUBLISH_INTERVAL
+
+    def _start(self, state: Json, settings: Json) -> None:
+        """Start what may start, for at most ``START_BATCH_SECONDS`` (the rest are
+        started by the next passes: bsub and bkill wait for this lock)."""
+        starting = plan_start(state, self.job_key, self.dependency, self.running, settings)[1]
+        job: Json = state["jobs"][self.job_key]
+        began = time.monotonic()
+        for idx in starting:
+            if time.monotonic() - began > START_BATCH_SECONDS:
+                break
+            el = launch(self.style, self.state_dir, job, idx, self.submit_env)
+            if el is not None:
+                self.running[idx] = el
 
 
 def _state_file_key(state_dir: str) -> tuple[int, int, int] | None:
@@ -143,27 +263,6 @@ def _state_file_key(state_dir: str) -> tuple[int, int, int] | None:
 def _running_blocked(job: Json, running: dict[str, Element]) -> bool:
     limit = (job.get("array") or {}).get("limit")
     return limit is not None and len(running) >= int(limit)
-
-
-def _schedule(
-    state_dir: str,
-    job_key: str,
-    dependency: Dependency | None,
-    running: dict[str, Element],
-    settings: Json,
-) -> list[str]:
-    """Mark the elements that may start now as RUN (under the lock); return them.
-
-    A first pass without the lock decides whether anything would change, so a job
-    that waits (on a dependency or for slots) does not keep taking the lock."""
-    if not plan_start(load_state(state_dir), job_key, dependency, running, settings)[0]:
-        return []
-    with locked(state_dir):
-        state = load_state(state_dir)
-        changed, starting = plan_start(state, job_key, dependency, running, settings)
-        if changed:
-            save_state(state_dir, state)
-    return starting
 
 
 def _slots_in_use(state: Json) -> int:
@@ -181,7 +280,9 @@ def plan_start(
     running: dict[str, Element],
     settings: Json,
 ) -> tuple[bool, list[str]]:
-    """Apply to ``state`` what scheduling does now: (anything changed, started keys)."""
+    """What scheduling does now: (anything changed, keys of the elements to start, in
+    order). Orphans are ended in ``state``; the elements to start are left PEND for
+    `launch` to mark as they start."""
     now = time.time()
     starting: list[str] = []
     job: Json = state["jobs"][job_key]
@@ -211,11 +312,6 @@ def plan_start(
         if slots is not None and used + n > int(slots):
             break
         used += n
-        element["stat"] = "RUN"
-        element["start_time"] = now
-        host = hostname()
-        element["exec_host"] = f"{n}*{host}" if n > 1 else host
-        element["max_mem_kb"] = 0
         starting.append(idx)
         changed = True
     return changed, starting
@@ -280,13 +376,13 @@ def _open_outputs(
     return out_file, err_file
 
 
-def _launch(
-    style: JobStyle, state_dir: str, job_key: str, idx: str, submit_env: dict[str, str]
-) -> Element:
-    """Start one element in its own session; record its pid, or how it failed to start."""
+def launch(
+    style: JobStyle, state_dir: str, job: Json, idx: str, submit_env: dict[str, str]
+) -> Element | None:
+    """Start one element in its own session and mark its record RUN with its pid, or
+    as failed to start (then None: there is nothing to supervise)."""
     import subprocess
 
-    job: Json = load_state(state_dir)["jobs"][job_key]
     cwd, reason = _working_directory(style, job, idx)
     token = f"{state_dir}:{element_label(job, idx)}"
     env = dict(submit_env)
@@ -316,39 +412,24 @@ def _launch(
                     close_fds=True,
                     start_new_session=True,
                 )
-                proc.returncode = 0  # reaped with os.wait4 in _supervise(), for its rusage
+                proc.returncode = 0  # reaped with os.wait4 in _reap(), for its rusage
                 pid = proc.pid
             except OSError as exc:
                 err_file.write(f"lsfsim: cannot start job: {exc}\n".encode())
-    _record_start(state_dir, job_key, idx, pid, cwd, reason, now)
-    return Element(idx, pid if pid else -1, now, token)
-
-
-def _record_start(
-    state_dir: str, job_key: str, idx: str, pid: int, cwd: str, reason: str, now: float
-) -> None:
-    with locked(state_dir):
-        state = load_state(state_dir)
-        element = state["jobs"][job_key]["elements"][idx]
-        if pid:
-            element["pid"] = pid
-            element["pgid"] = pid
-            element["events"].append([now, "start", pid, cwd])
-        else:
-            finish_element(element, "EXIT", 127 if not reason else 1, reason, time.time())
-        save_state(state_dir, state)
-
-
-def _record_peak(state_dir: str, job_key: str, el: Element) -> None:
-    """Publish a running element's memory peak so far (at most once a second)."""
-    el.recorded_kb = el.peak_kb
-    el.next_record = time.time() + 1.0
-    with locked(state_dir):
-        state = load_state(state_dir)
-        record = state["jobs"][job_key]["elements"][el.idx]
-        if record["stat"] == "RUN":
-            record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
-            save_state(state_dir, state)
+    record = job["elements"][idx]
+    n = int(job.get("slots") or 1)
+    host = hostname()
+    record["stat"] = "RUN"
+    record["start_time"] = now
+    record["exec_host"] = f"{n}*{host}" if n > 1 else host
+    record["max_mem_kb"] = 0
+    if not pid:
+        finish_element(record, "EXIT", 127 if not reason else 1, reason, time.time())
+        return None
+    record["pid"] = pid
+    record["pgid"] = pid
+    record["events"].append([now, "start", pid, cwd])
+    return Element(idx, pid, now, token)
 
 
 def _terminate(el: Element, request: Json, now: float, settings: Json) -> None:
@@ -366,9 +447,10 @@ def _terminate(el: Element, request: Json, now: float, settings: Json) -> None:
 
 
 def _enforce(
-    state_dir: str, job: Json, el: Element, element: Json, settings: Json, now: float
+    job: Json, el: Element, element: Json, settings: Json, now: float, rss: int | None
 ) -> None:
-    """Kill requests, the run limit and the memory limit of a running element."""
+    """Kill requests, the run limit and the memory limit of a running element;
+    ``rss`` is its memory when sampled in this pass."""
     request = element.get("kill")
     if request and el.request is None:
         _terminate(el, request, now, settings)
@@ -381,12 +463,9 @@ def _enforce(
         signals = settings.get("runlimit_signals", ["USR2", "KILL"])
         runlimit = {"reason": "TERM_RUNLIMIT", "exit_code": 140, "signals": signals}
         _terminate(el, runlimit, now, settings)
-    if now >= el.next_sample:
+    if rss is not None:
         el.next_sample = now + float(settings["mem_sample_interval"])
-        rss = tree_rss_kb(el.pid)
         el.peak_kb = max(el.peak_kb, rss)
-        if el.peak_kb > el.recorded_kb and now >= el.next_record:
-            _record_peak(state_dir, str(job["id"]), el)
         mem_limit = job.get("mem_limit_kb")
         if mem_limit and rss > int(mem_limit) and el.request is None:
             memlimit = {"reason": "TERM_MEMLIMIT", "exit_code": 130, "signals": KILL_SIGNALS}
@@ -396,19 +475,14 @@ def _enforce(
         el.final_signal_at = None
 
 
-def _supervise(
-    state_dir: str, job: Json, el: Element, element: Json, settings: Json, now: float
-) -> bool:
-    """Watch one started element; True once it has ended and been recorded."""
-    if el.pid < 0:
-        return True
-    _enforce(state_dir, job, el, element, settings, now)
+def _reap(el: Element) -> Ending | None:
+    """How a started element ended, once its main process has (None while it runs)."""
     try:
         pid, status, rusage = os.wait4(el.pid, os.WNOHANG)
     except ChildProcessError:
         pid, status, rusage = el.pid, 0, None
     if pid == 0:
-        return False
+        return None
     # The job's main process ended: nothing of the job may outlive it.
     signal_group(el.pid, signal.SIGKILL)
     code = os.waitstatus_to_exitcode(status)
@@ -417,39 +491,27 @@ def _supervise(
         code = 128 - code
     # ru_maxrss is useless here: it counts the runner's own pages copied by fork().
     cpu = float(rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
-    _record_end(state_dir, str(job["id"]), el, (code, killed_by), cpu)
-    return True
+    return Ending(el, code, killed_by, cpu)
 
 
-def _record_end(
-    state_dir: str, job_key: str, el: Element, ending: tuple[int, int], cpu: float
-) -> None:
-    """How the element ended: as a kill asked for it, else from its exit code;
-    ``ending`` is (exit code, 128+signal for a signal; the signal or 0). The signal is
-    kept as ``signal`` (PBS reports such an end as 256+signal)."""
-    code, killed_by = ending
-    end = time.time()
-    with locked(state_dir):
-        state = load_state(state_dir)
-        record = state["jobs"][job_key]["elements"][el.idx]
-        request = record.get("kill") or el.request
-        record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
-        record["cpu_time"] = cpu
-        record["signal"] = killed_by
-        if record["stat"] not in STAT_FINISHED:
-            if request and request.get("as_done"):
-                finish_element(record, "DONE", 0, "", end)
-            elif request:
-                forced = request.get("exit_code")
-                finish_element(
-                    record,
-                    "EXIT",
-                    int(forced) if forced is not None else (code or 1),
-                    str(request.get("reason") or ""),
-                    end,
-                )
-            elif code == 0:
-                finish_element(record, "DONE", 0, "", end)
-            else:
-                finish_element(record, "EXIT", code, "", end)
-        save_state(state_dir, state)
+def record_end(record: Json, ending: Ending, end: float) -> None:
+    """Write into the element's record how it ended: as a kill asked for it, else from
+    its exit code. The signal is kept as ``signal`` (PBS reports such an end as
+    256+signal)."""
+    el = ending.element
+    request = record.get("kill") or el.request
+    record["max_mem_kb"] = max(el.peak_kb, int(record.get("max_mem_kb") or 0))
+    record["cpu_time"] = ending.cpu
+    record["signal"] = ending.killed_by
+    if record["stat"] in STAT_FINISHED:
+        return
+    if request and request.get("as_done"):
+        finish_element(record, "DONE", 0, "", end)
+    elif request:
+        forced = request.get("exit_code")
+        code = int(forced) if forced is not None else (ending.code or 1)
+        finish_element(record, "EXIT", code, str(request.get("reason") or ""), end)
+    elif ending.code == 0:
+        finish_element(record, "DONE", 0, "", end)
+    else:
+        finish_element(record, "EXIT", ending.code, "", end)

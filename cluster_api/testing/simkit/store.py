@@ -37,8 +37,9 @@ def read_json(path: str, default: Json) -> Json:
 
 def write_json(path: str, data: Json) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
+    text = json.dumps(data, separators=(",", ":"))  # C encoder: json.dump's is Python's
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, separators=(",", ":"))
+        handle.write(text)
     os.replace(tmp, path)
 
 
