@@ -8,7 +8,8 @@ import re
 from ..simkit.cli import UsageError
 from ..simkit.jobs import element_name
 from ..simkit.procs import hostname
-from ..simkit.runner import JobStyle, output_path
+from ..simkit.runner import JobStyle
+from ..simkit.start import output_path
 from ..simkit.store import Json
 from .depend import job_dependency
 from .formats import expand
