@@ -168,7 +168,7 @@ class ClusterConfig:
     adaptive_polling: bool = option(
         True,
         "After a submit or a change of some job's state the monitor polls sooner "
-        "(`poll_floor` apart twice, then twice as long each time, up to `poll_interval`).",
+        "(`poll_floor` apart three times, then twice as long each time, up to `poll_interval`).",
     )
     poll_floor: float = option(
         1.0, "Seconds the monitor's polls are at least apart with adaptive polling (> 0).", above=0

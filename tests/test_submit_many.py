@@ -168,9 +168,9 @@ async def test_slurm_tasks_carry_slurm_element_ids(mock_call: AsyncMock, work_di
 # -- adaptive polling -------------------------------------------------------------------
 def test_poll_schedule_starts_quick_after_activity_and_backs_off() -> None:
     schedule = PollSchedule(interval=10.0, floor=1.0)
-    quiet = [False] * 5
+    quiet = [False] * 6
     waits = [schedule.next_wait(activity) for activity in [True, *quiet]]
-    assert waits == [1.0, 1.0, 2.0, 4.0, 8.0, 10.0]
+    assert waits == [1.0, 1.0, 1.0, 2.0, 4.0, 8.0, 10.0]
     assert schedule.next_wait(False) == 10.0  # steady state: poll_interval
     assert schedule.next_wait(True) == 1.0  # a change starts over
 
