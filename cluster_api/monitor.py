@@ -52,9 +52,6 @@ SLOW_CALLBACK_SECONDS = 1.0
 #: How many unfinished jobs a ``wait_for`` timeout names (the rest are counted).
 TIMEOUT_NAMES_SHOWN = 10
 
-#: How the monitor waits out the rest of ``poll_floor`` (a seam for tests).
-_pause = asyncio.sleep
-
 # The callback task the running code belongs to: the callback itself, or a task it started
 # (asyncio.wait_for and gather start one), since tasks inherit their creator's context.
 _CALLBACK_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar(
@@ -164,9 +161,18 @@ class JobMonitor:
             seen = self.executor.activity
             await self.executor.wait_for_change(self._next_delay(ok))
             if self.executor.activity != seen:  # woken early, by a submit or a change
-                rest = self.schedule.rest_of_floor(self.clock() - began)
-                if rest > 0:
-                    await _pause(rest)
+                await self._wait_out_floor(began)
+
+    async def _wait_out_floor(self, began: float) -> None:
+        """Hold the next status query until ``poll_floor`` after the last one began, while
+        delivering at once what an executor learns of itself (the local one applies a
+        job's end the moment the job's supervisor writes it)."""
+        while self._task is not None:
+            rest = self.schedule.rest_of_floor(self.clock() - began)
+            if rest <= 0:
+                return
+            self._deliver_all()
+            await self.executor.wait_for_change(rest)
 
     def _next_delay(self, ok: bool) -> float:
         if ok:

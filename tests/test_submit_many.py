@@ -245,28 +245,60 @@ async def test_without_adaptive_polling_a_ten_minute_job_is_polled_each_interval
     assert len(fake.commands("bjobs")) == 61  # t = 0, 10, ..., 600
 
 
-async def test_a_wake_by_a_submit_waits_out_the_floor(
-    fake: PackingLSF, work_dir: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_wake_by_a_submit_waits_out_the_floor(fake: PackingLSF, work_dir: str) -> None:
     lsf = make_lsf(work_dir)
     await lsf.submit("true", "a", resources=ResourceSpec(work_dir=work_dir))
     now = [0.0]
-    paused: list[float] = []
+    waits: list[float] = []
     monitor = JobMonitor(lsf, clock=lambda: now[0])
 
-    async def woken_by_a_submit(timeout: float) -> None:
-        if paused:  # the second wait: end the loop
+    async def wait(timeout: float) -> None:
+        waits.append(timeout)
+        if len(waits) == 1:  # a submit arrives a quarter of a second into the first wait
+            now[0] += 0.25
+            lsf.activity += 1
+        elif len(waits) == 2:  # the rest of the floor passes quietly
+            now[0] += timeout
+        else:
             monitor._task = None
-            return
-        now[0] += 0.25
-        lsf.activity += 1  # a submit arrived while waiting
 
-    async def pause(seconds: float) -> None:
-        paused.append(seconds)
-
-    monkeypatch.setattr(lsf, "wait_for_change", woken_by_a_submit)
-    monkeypatch.setattr("cluster_api.monitor._pause", pause)
+    lsf.wait_for_change = wait  # type: ignore[method-assign]
     monitor._task = asyncio.current_task()  # run the loop itself, here
     await monitor._loop()
-    assert paused == [pytest.approx(0.75)]
-    assert len(fake.commands("bjobs")) == 2
+    assert waits[1] == pytest.approx(0.75)
+    assert len(fake.commands("bjobs")) == 2  # the second query only once the floor passed
+
+
+async def test_an_end_the_executor_applies_itself_is_called_back_within_the_floor(
+    fake: PackingLSF, work_dir: str
+) -> None:
+    """The local executor records a job's end the moment the job's supervisor writes it;
+    its callbacks must not wait for the floor that spaces status queries (they waited
+    up to a second, after a submit)."""
+    lsf = make_lsf(work_dir)
+    record = await lsf.submit("true", "a", resources=ResourceSpec(work_dir=work_dir))
+    now = [0.0]
+    called: list[tuple[float, int]] = []
+    record.on_exit(lambda r: called.append((now[0], len(fake.commands("bjobs")))))
+    monitor = JobMonitor(lsf, clock=lambda: now[0])
+    waits: list[float] = []
+
+    async def wait(timeout: float) -> None:
+        waits.append(timeout)
+        if len(waits) == 1:  # another submit wakes the monitor
+            now[0] += 0.1
+            lsf.activity += 1
+        elif len(waits) == 2:  # within the floor, the executor itself learns the job ended
+            now[0] += 0.1
+            record.status = JobStatus.DONE
+            record.exit_code = 0
+            lsf.activity += 1
+        else:
+            monitor._task = None
+        await asyncio.sleep(0)
+
+    lsf.wait_for_change = wait  # type: ignore[method-assign]
+    monitor._task = asyncio.current_task()
+    await monitor._loop()
+    await asyncio.sleep(0)
+    assert called == [(pytest.approx(0.2), 1)]  # at once, before a second status query
