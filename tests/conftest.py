@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,19 @@ def _unit_tests_start_no_process(
             "@pytest.mark.integration: mark it, or fake the commands through Executor._call",
             pytrace=False,
         )
+
+
+@pytest.fixture
+def tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set the process's time zone (``tz("Europe/Berlin")``) for one test."""
+
+    def set_tz(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield set_tz
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -707,15 +705,6 @@ async def test_max_mem_and_exec_host_kept(fake: FakeLSF) -> None:
 
 
 # -- times -------------------------------------------------------------------------------
-@pytest.fixture
-def tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    def set_tz(name: str) -> None:
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield set_tz
-    monkeypatch.undo()
-    time.tzset()
 
 
 JST = timezone(timedelta(hours=9))

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,8 @@ from cluster_api.executors.local_supervisor import (
     supervised_script,
 )
 from cluster_api.models import JobRecord
-from cluster_api.runner import CommandResult
 from cluster_api.script import exit_file_path
+from cluster_api.testing.fake import FakeRunner
 
 pytestmark = pytest.mark.integration  # every job here is a real process
 
@@ -209,39 +209,21 @@ async def row(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator
         await local.close()
 
 
-class RecordingRunner:
-    """A command runner that answers nothing and keeps every argv it was given."""
-
-    def __init__(self) -> None:
-        self.argvs: list[list[str]] = []
-
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin_file: str | None = None,
-    ) -> CommandResult:
-        self.argvs.append(list(argv))
-        return CommandResult(list(argv), "", "", 0)
-
-
 async def test_the_local_executor_runs_no_scheduler_command(row: LocalRow) -> None:
     """Why the local row runs real jobs, and why it has no pure-translation test: it
     submits, follows and cancels its jobs through processes and their files, never
     through a command (the batch schedulers' only way)."""
-    runner = RecordingRunner()
     config = ClusterConfig(executor="local", log_directory=row.logs, journal=True)
-    executor = LocalExecutor(config, runner=runner)
-    row.executors.append(executor)
-    done = await row.submit(executor, "1")
-    cancelled = await row.submit(executor, "2")
-    row.end(done)
-    await row.poll(executor, done)
-    await executor.cancel(cancelled.job_id)
+    with FakeRunner().patch() as commands:  # nothing scripted: any command fails the test
+        executor = LocalExecutor(config)
+        row.executors.append(executor)
+        done = await row.submit(executor, "1")
+        cancelled = await row.submit(executor, "2")
+        row.end(done)
+        await row.poll(executor, done)
+        await executor.cancel(cancelled.job_id)
     assert (done.status, cancelled.status) == (JobStatus.DONE, JobStatus.KILLED)
-    assert runner.argvs == []
+    assert commands.calls == []
 
 
 async def test_an_array_whose_supervisor_died_ends_as_each_element_did(row: LocalRow) -> None:

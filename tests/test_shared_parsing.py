@@ -5,8 +5,7 @@ and the one rule LSF applies to a failed bjobs that printed no JSON. Recorded te
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,17 +25,6 @@ from cluster_api.scheduler import CommandAnswer, Scheduler
 from cluster_api.script import directive_argv
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    def set_tz(name: str) -> None:
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield set_tz
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.fixture(params=["orjson", "json"])

@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -737,17 +735,6 @@ async def test_completing_is_running(fake: FakeSlurm) -> None:
     fake.squeue = data("squeue_completing.txt")
     assert await slurm.poll() == {"23": JobStatus.RUNNING}
     assert record.finish_time is None  # %e of an unfinished job is not its end
-
-
-@pytest.fixture
-def tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    def set_tz(name: str) -> None:
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield set_tz
-    monkeypatch.undo()
-    time.tzset()
 
 
 async def test_times_are_local_converted_to_utc(fake: FakeSlurm, tz) -> None:
