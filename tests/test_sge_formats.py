@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cluster_api import ClusterConfig
 from cluster_api.errors import ClusterAPIError, SubmitError
 from cluster_api.executors import sge_formats as sge
 from cluster_api.executors.sge import SGE
 from cluster_api.jobspec import JobSpec
-from cluster_api.models import JobStatus, ResourceSpec
+from cluster_api.models import JobRecord, JobStatus, ResourceSpec
 from cluster_api.status import QueryResult
 
 DATA = Path(__file__).parent / "data" / "sge"
@@ -242,8 +243,9 @@ def test_state_letters(state: str, status: JobStatus | None) -> None:
     assert sge.status_of(state) is status
 
 
-def test_status_argv_is_one_command_whatever_the_ids() -> None:
-    assert sge.status_argv([str(n) for n in range(5000)]) == ["qstat", "-xml"]
+def test_the_status_command_is_one_whatever_the_ids() -> None:
+    active = {str(n): JobRecord(job_id=str(n), name="j", command="true") for n in range(5000)}
+    assert SGE(ClusterConfig(executor="sge")).status_command(active).argv == ["qstat", "-xml"]
 
 
 @pytest.mark.parametrize("name", ["qstat_pending.xml", "qstat_pending_gd.xml"])
@@ -287,7 +289,8 @@ def test_error_state_is_failed_with_a_reason_while_still_queued() -> None:
 
 
 def test_lookup_asks_for_the_detailed_jobs_of_a_name() -> None:
-    assert sge.detail_argv("cap-x") == ["qstat", "-j", "cap-x", "-xml"]
+    command = SGE(ClusterConfig(executor="sge")).lookup_command("cap-x", "tok")
+    assert command.argv == ["qstat", "-j", "cap-x", "-xml"]
 
 
 def test_unwanted_and_ended_jobs_are_absent() -> None:
@@ -377,7 +380,11 @@ def test_not_found_is_reported_not_guessed() -> None:
     for run in transcript("qacct_not_found.txt"):
         result = sge.parse_history(run.stdout, run.stderr)
         assert result.not_found == {run.command.split()[-1]} and not result.jobs
-    assert sge.history_argv("7") == ["qacct", "-j", "7"]
+    assert SGE(ClusterConfig(executor="sge")).lookup_history_command("7").argv == [
+        "qacct",
+        "-j",
+        "7",
+    ]
 
 
 def test_one_job_per_qacct_call() -> None:
@@ -433,8 +440,9 @@ def test_cancel_ignores_ids_it_was_not_asked_about() -> None:
     run = run_of("qdel.txt", "qdel 12 17")
     assert sge.parse_cancel(run.stdout, run.stderr, run.exit, ["12"]) == ({"12"}, set())
     assert sge.parse_cancel("permission denied\n", "", 1, ["5"]) == (set(), set())
-    assert sge.cancel_argv(["1", "2"]) == ["qdel", "1", "2"]
-    assert sge.release_argv(["4"]) == ["qrls", "4"]
+    scheduler = SGE(ClusterConfig(executor="sge"))
+    assert scheduler.cancel_command(["1", "2"], done=False).argv == ["qdel", "1", "2"]
+    assert scheduler.release_command(["4"]).argv == ["qrls", "4"]
 
 
 # -- exactly-once lookup and reconnect ---------------------------------------------------

@@ -65,7 +65,7 @@ class SGE(Scheduler):
         return formats.parse_submit(out)
 
     def lookup_command(self, name: str, token: str) -> Command:
-        return Command(formats.detail_argv(name))
+        return Command(["qstat", "-j", name, "-xml"])  # queued jobs called NAME, with tokens
 
     def parse_lookup(self, answer: CommandAnswer, token: str) -> str | None:
         """The queued job carrying ``token``; one that left qstat is looked for in qacct."""
@@ -74,7 +74,7 @@ class SGE(Scheduler):
         return formats.parse_lookup(answer.stdout, token)
 
     def lookup_history_command(self, name: str) -> Command:
-        return Command(formats.history_argv(name))
+        return Command(["qacct", "-j", name])
 
     def parse_lookup_history(self, answer: CommandAnswer, token: str) -> str | None:
         """qacct exits 1 for a name it has no record of: that is an answer too."""
@@ -85,7 +85,7 @@ class SGE(Scheduler):
         return Command(self._qstat(all_users=self.config.poll_all_users))
 
     def _qstat(self, *, all_users: bool) -> list[str]:
-        return [*formats.status_argv([]), *(["-u", "*"] if all_users else [])]
+        return ["qstat", "-xml", *(["-u", "*"] if all_users else [])]  # -j alone selects ids
 
     def parse_status(self, answer: CommandAnswer, active: Mapping[str, JobRecord]) -> QueryResult:
         """Ended jobs are simply absent: not found. A job in an error state (``Eqw``)
@@ -105,7 +105,7 @@ class SGE(Scheduler):
 
     def history_command(self, query: HistoryQuery) -> Command:
         (job_id,) = query.job_ids  # history_ids_per_call
-        return Command(formats.history_argv(job_id))
+        return Command(["qacct", "-j", job_id])
 
     def parse_history(self, answer: CommandAnswer, query: HistoryQuery) -> dict[Key, Observation]:
         """qacct exits 1 for a job it does not know (yet): nothing is concluded."""
@@ -117,13 +117,13 @@ class SGE(Scheduler):
     # -- cancellation and listing ------------------------------------------------------
     def cancel_command(self, job_ids: Sequence[str], done: bool) -> Command:
         """Grid Engine cannot record a deleted job as done: ``done`` deletes it."""
-        return Command(formats.cancel_argv(job_ids))
+        return Command(["qdel", *job_ids])
 
     def release_command(self, job_ids: Sequence[str]) -> Command:
-        return Command(formats.release_argv(job_ids))
+        return Command(["qrls", *job_ids])  # lift the user hold
 
     def parents_command(self, job_ids: Sequence[str]) -> Command:
-        return Command(formats.detail_argv(",".join(job_ids)))
+        return Command(["qstat", "-j", ",".join(job_ids), "-xml"])
 
     def parse_parents(self, answer: CommandAnswer) -> dict[str, list[str]]:
         if answer.failed:

@@ -2,7 +2,7 @@
 from the answers recorded in ``tests/data/sge/`` (FINDINGS.md). Ids are job numbers, arrays
 too (``qsub -terse`` prints ``3.1-3:1``); an ``Eqw`` job never ends by itself: it is reported
 FAILED while queued; ``-hold_jid`` is "after any exit", so dependants are held (``-h``)
-until the engine releases (:func:`release_argv`) or cancels them."""
+until the engine releases (``qrls``) or cancels them."""
 
 from __future__ import annotations
 
@@ -145,11 +145,6 @@ def _child(element: ET.Element, tag: str) -> str:
     return (element.findtext(tag) or "").strip()
 
 
-def status_argv(ids: Sequence[str]) -> list[str]:
-    """``qstat -xml``: all of the user's jobs (only the heavy ``-j`` selects ids)."""
-    return ["qstat", "-xml"]
-
-
 def status_of(state: str) -> JobStatus | None:
     """``qw hqw Rq r t dr s Eqw``...; ``E`` first: an error state is queued but ended."""
     if not state.isascii() or not state.isalpha():
@@ -204,20 +199,10 @@ def parse_status(text: str, wanted: Iterable[str] | None) -> QueryResult:
     return result
 
 
-def detail_argv(job: str) -> list[str]:
-    """``qstat -j NAME -xml``: the queued jobs called NAME, with their tokens."""
-    return ["qstat", "-j", job, "-xml"]
-
-
 _RECORD_SEPARATOR = re.compile(r"^={20,}\s*$", re.MULTILINE)
 _NOT_FOUND = re.compile(r"error: job (?:id|name) (\S+) not found")
 _FAILED = re.compile(r"^(\d+)\s*(?::\s*(.*))?$")
 _RESCHEDULED, _ERROR_STATE, _LIMIT, _SIGNALLED = 25, 30, 37, 100  # failed codes
-
-
-def history_argv(job_id: str) -> list[str]:
-    """``qacct -j ID`` (or ``-j NAME``) for one job that left qstat."""
-    return ["qacct", "-j", job_id]
 
 
 def parse_qacct_time(value: str) -> datetime | None:
@@ -298,16 +283,6 @@ Split = tuple[set[str], set[str]]
 _DOES_NOT_EXIST = re.compile(r'denied: job "(\d+(?:\.\d+)?)" does not exist')
 
 
-def cancel_argv(ids: Sequence[str]) -> list[str]:
-    """``qdel`` for a batch of job numbers."""
-    return ["qdel", *ids]
-
-
-def release_argv(ids: Sequence[str]) -> list[str]:
-    """``qrls``: lift the user hold of dependants whose parents all ended DONE."""
-    return ["qrls", *ids]
-
-
 def parse_cancel(stdout: str, stderr: str, returncode: int, ids: Iterable[str]) -> Split:
     """(accepted, already ended) among ``ids`` from qdel's or qrls's lines (on stdout, refusals
     too): accepted is being killed, deleted or released, already ended ``does not exist``;
@@ -318,8 +293,8 @@ def parse_cancel(stdout: str, stderr: str, returncode: int, ids: Iterable[str]) 
 
 
 def parse_lookup(text: str, token: str) -> str | None:
-    """The queued job carrying ``token`` in ``detail_argv(name)``'s answer, else None (then
-    ask ``history_argv(name)``: :func:`parse_lookup_history`); odd text: ClusterAPIError."""
+    """The queued job carrying ``token`` in ``qstat -j NAME -xml``'s answer, else None (then
+    ask ``qacct -j NAME``: :func:`parse_lookup_history`); odd text: ClusterAPIError."""
     for element in _xml(text, "qstat -j", "detailed_job_info", "unknown_jobs").iter("element"):
         if _child(element, "JB_account") == token and is_number(_child(element, "JB_job_number")):
             return _child(element, "JB_job_number")
@@ -327,7 +302,7 @@ def parse_lookup(text: str, token: str) -> str | None:
 
 
 def parse_parents(text: str) -> dict[str, list[str]]:
-    """Each job's parents from ``detail_argv("a,b")``'s answer: its ``-hold_jid`` request,
+    """Each job's parents from ``qstat -j a,b -xml``'s answer: its ``-hold_jid`` request,
     which outlives the parents (they leave the predecessor list as they end)."""
     root, parents = _xml(text, "qstat -j", "detailed_job_info", "unknown_jobs"), {}
     for job in root.iterfind("djob_info/element"):
@@ -350,7 +325,7 @@ def parse_lookup_history(stdout: str, stderr: str, token: str) -> str | None:
 
 def parse_listing(text: str, prefix: str | None = None) -> dict[str, str]:
     """Id -> name of the queued jobs named ``prefix-...`` (all when None), from
-    ``status_argv``'s answer (qstat cannot filter names); an array once."""
+    ``qstat -xml``'s answer (qstat cannot filter names); an array once."""
     entries = _xml(text, "qstat -xml", "job_info").iter("job_list")
     pairs = ((_child(e, "JB_job_number"), _child(e, "JB_name")) for e in entries)
     ours = (i for i in pairs if prefix is None or i[1].startswith(f"{prefix}-"))
