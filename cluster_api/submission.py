@@ -259,8 +259,9 @@ class Submission(ExecutorBase):
                 raise ValueError(
                     f"ResourceSpec.work_dir {spec.resources.work_dir!r} is not a folder"
                 ) from None
-            except OSError as exc:
-                raise ClusterAPIError(f"cannot write job script {path}: {exc}") from exc
+            except (OSError, ClusterAPIError) as exc:  # ClusterAPIError: over ssh
+                # Nothing was submitted: a caller removes what it wrote for this job.
+                raise SubmitError(f"cannot write job script {path}: {exc}") from exc
 
     def _preamble(self, spec: JobSpec, path: str) -> list[str]:
         lines = environment_lines(spec.env)

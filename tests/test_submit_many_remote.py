@@ -108,6 +108,23 @@ async def test_over_ssh_a_refused_array_removes_its_remote_tasks_file_and_script
     assert remote.files == {} and executor.jobs == {}
 
 
+async def test_over_ssh_a_job_script_that_cannot_be_written_takes_its_tasks_file_along(
+    remote: ExclusiveRemote, fake: PackingLSF
+) -> None:
+    """The connection drops between the tasks file and the array's script: nothing was
+    submitted, so nothing may stay behind on the login node."""
+    executor = remote_executor(remote)
+
+    async def script_write_fails(path: str, content: str, *, timeout: float) -> None:
+        raise CommandFailedError("ssh: connect to host login1 port 22: Connection refused")
+
+    remote.write_script = script_write_fails  # type: ignore[method-assign]
+    with pytest.raises(SubmitError, match="cannot write job script"):
+        await executor.submit_many(COMMANDS, "t")
+    assert remote.named("write_new") != [] and remote.files == {}
+    assert fake.commands("bsub") == [] and executor.jobs == {}
+
+
 async def test_over_ssh_a_refused_command_list_writes_nothing(
     remote: ExclusiveRemote, fake: PackingLSF
 ) -> None:
