@@ -172,6 +172,7 @@ class JobMonitor:
             if rest <= 0:
                 return
             self._deliver_all()
+            self._wake_waiters()
             await self.executor.wait_for_change(rest)
 
     def _next_delay(self, ok: bool) -> float:
@@ -194,10 +195,14 @@ class JobMonitor:
             await self._check_zombies()
         self._deliver_all()
         self._purge()
+        self._wake_waiters()
+        return ok
+
+    def _wake_waiters(self) -> None:
+        """Let every ``wait_for`` look at its records again."""
         if self._cycle_done is not None:
             self._cycle_done.set()
             self._cycle_done = asyncio.Event()
-        return ok
 
     async def _poll(self) -> bool:
         try:

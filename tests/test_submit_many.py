@@ -302,3 +302,37 @@ async def test_an_end_the_executor_applies_itself_is_called_back_within_the_floo
     await monitor._loop()
     await asyncio.sleep(0)
     assert called == [(pytest.approx(0.2), 1)]  # at once, before a second status query
+
+
+async def test_wait_for_returns_within_the_floor_for_an_end_the_executor_applied(
+    fake: PackingLSF, work_dir: str
+) -> None:
+    """A local job's end is applied the moment it is written: ``wait_for`` must not wait
+    for the next status query (it waited up to a floor, a second, after a submit)."""
+    lsf = make_lsf(work_dir)
+    record = await lsf.submit("true", "a", resources=ResourceSpec(work_dir=work_dir))
+    now = [0.0]
+    waits: list[float] = []
+    returned = asyncio.Event()
+
+    async def wait(timeout: float) -> None:
+        waits.append(timeout)
+        if len(waits) == 1:  # another submit wakes the monitor
+            now[0] += 0.1
+            lsf.activity += 1
+        elif len(waits) == 2:  # within the floor, the executor itself learns the job ended
+            now[0] += 0.1
+            record.status, record.exit_code = JobStatus.DONE, 0
+            lsf.activity += 1
+        else:  # still within the floor: no second query before wait_for has returned
+            await returned.wait()
+        await asyncio.sleep(0)
+
+    lsf.wait_for_change = wait  # type: ignore[method-assign]
+    monitor = JobMonitor(lsf, clock=lambda: now[0])
+    try:
+        await asyncio.wait_for(monitor.wait_for(record), timeout=2)
+        assert len(fake.commands("bjobs")) == 1 and waits[1] == pytest.approx(0.9)
+    finally:
+        returned.set()
+        await monitor.stop()
