@@ -259,8 +259,7 @@ class Submission(ExecutorBase):
                 raise ValueError(
                     f"ResourceSpec.work_dir {spec.resources.work_dir!r} is not a folder"
                 ) from None
-            except (OSError, ClusterAPIError) as exc:  # ClusterAPIError: over ssh
-                # Nothing was submitted: a caller removes what it wrote for this job.
+            except OSError as exc:  # nothing was submitted: a caller removes what it wrote
                 raise SubmitError(f"cannot write job script {path}: {exc}") from exc
 
     def _preamble(self, spec: JobSpec, path: str) -> list[str]:

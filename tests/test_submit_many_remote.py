@@ -108,23 +108,6 @@ async def test_over_ssh_a_refused_array_removes_its_remote_tasks_file_and_script
     assert remote.files == {} and executor.jobs == {}
 
 
-async def test_over_ssh_a_job_script_that_cannot_be_written_takes_its_tasks_file_along(
-    remote: ExclusiveRemote, fake: PackingLSF
-) -> None:
-    """The connection drops between the tasks file and the array's script: nothing was
-    submitted, so nothing may stay behind on the login node."""
-    executor = remote_executor(remote)
-
-    async def script_write_fails(path: str, content: str, *, timeout: float) -> None:
-        raise CommandFailedError("ssh: connect to host login1 port 22: Connection refused")
-
-    remote.write_script = script_write_fails  # type: ignore[method-assign]
-    with pytest.raises(SubmitError, match="cannot write job script"):
-        await executor.submit_many(COMMANDS, "t")
-    assert remote.named("write_new") != [] and remote.files == {}
-    assert fake.commands("bsub") == [] and executor.jobs == {}
-
-
 async def test_over_ssh_a_refused_command_list_writes_nothing(
     remote: ExclusiveRemote, fake: PackingLSF
 ) -> None:
@@ -132,6 +115,22 @@ async def test_over_ssh_a_refused_command_list_writes_nothing(
     with pytest.raises(ValueError, match="command 1 of submit_many"):
         await executor.submit_many(["true", "echo a\necho b"], "t")
     assert remote.calls == [] and fake.commands("bsub") == []
+
+
+async def test_a_job_script_that_cannot_be_written_takes_its_tasks_file_along(
+    fake: PackingLSF, work_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills between the tasks file and the array's script: nothing was
+    submitted, so nothing may stay behind."""
+
+    async def disk_full(*args: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+    executor = LSFExecutor(ClusterConfig(executor="lsf", log_directory=work_dir))
+    monkeypatch.setattr(executor.files, "write_script", disk_full)
+    with pytest.raises(SubmitError, match=r"cannot write job script.*No space left"):
+        await executor.submit_many(COMMANDS, "t", resources=ResourceSpec(work_dir=work_dir))
+    assert os.listdir(work_dir) == [] and fake.commands("bsub") == [] and executor.jobs == {}
 
 
 async def test_locally_the_tasks_file_is_still_written_here_exclusively_and_private(
