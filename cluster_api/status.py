@@ -235,6 +235,19 @@ def roll_up_array(record: JobRecord) -> None:
     update_record(record, Observation(status))
 
 
+def end_job(record: JobRecord, obs: Observation) -> None:
+    """End whatever of a job has not ended with one observation (a kill the scheduler
+    accepted, a dependency that failed): each unfinished element of an array, which is
+    then rolled up, or the job itself."""
+    if record.array_elements:
+        for element in record.array_elements.values():
+            if not element.is_terminal:
+                update_element(element, obs)
+        roll_up_array(record)
+    elif not record.status.is_terminal:
+        update_record(record, obs)
+
+
 def apply_report(
     record: JobRecord,
     obs: Observation | None,

@@ -21,6 +21,7 @@ from .status import (
     Observation,
     QueryResult,
     apply_report,
+    end_job,
     is_array_job,
     read_exit_file,
     roll_up_array,
@@ -249,12 +250,7 @@ class JobTable:
             if record is None or record.status.is_terminal:
                 continue
             self.kill_accepted[job_id] = end
-            if record.array_elements:
-                for element in record.array_elements.values():
-                    update_element(element, obs)
-                roll_up_array(record)
-            else:
-                update_record(record, obs)
+            end_job(record, obs)
             marked.append(record)
         return marked
 
@@ -291,13 +287,7 @@ def record_dependency_failure(record: JobRecord, culprits: list[str]) -> None:
     """End ``record`` (if it has not ended) as a job that never ran because ``culprits``
     did not succeed: the one place that says how such a job ends."""
     record.metadata["dependency_failed"] = list(culprits)
-    obs = Observation(DEPENDENCY_FAILED_END, finish_time=utcnow())
-    if record.array_elements:
-        for element in record.array_elements.values():
-            update_element(element, obs)
-        roll_up_array(record)
-    else:
-        update_record(record, obs)
+    end_job(record, Observation(DEPENDENCY_FAILED_END, finish_time=utcnow()))
     logger.info(
         "job %s cannot run: dependency %s did not succeed", record.job_id, ", ".join(culprits)
     )

@@ -35,7 +35,7 @@ from ..jobspec import JobSpec
 from ..models import ArrayElement, JobRecord, JobStatus
 from ..options import LocalOptions
 from ..runner import CommandRunner, terminate_process_group
-from ..status import Observation, QueryResult, roll_up_array, update_record, utcnow
+from ..status import Observation, QueryResult, end_job, roll_up_array, update_record, utcnow
 from ..table import record_dependency_failure
 from ..units import parse_walltime_seconds
 from .local_events import apply_event, event_time
@@ -263,11 +263,7 @@ class LocalExecutor(Executor):
     def _close_out(self, record: JobRecord, status: JobStatus, when: datetime | None) -> None:
         """End whatever the supervisor left unfinished (a dependant that never ran; parts
         our forced kill of a supervisor took with it)."""
-        for _, target in _parts(record):
-            if not target.status.is_terminal:
-                update_record(target, Observation(status, finish_time=when or utcnow()))
-        if record.is_array:
-            roll_up_array(record)
+        end_job(record, Observation(status, finish_time=when or utcnow()))
 
     def _supervisor_lost(self, job_id: str, how: str) -> None:
         """The job's supervisor ended without recording the job's end. After our forced
