@@ -1,20 +1,15 @@
-"""Start one simulated LSF command: ``python -I -S <this file> bjobs -a``.
-
-The wrapper scripts run this file by path so that a command imports only the simulator
-(standard library, no ``cluster_api``, no yaml or asyncio) and starts fast: see
-``simkit/boot.py``. ``python -m cluster_api.testing.lsfsim`` works too.
-"""
+"""Start one simulated LSF command: ``python -I -S <this file> bjobs -a``
+(``simkit/launch.py`` says why by path). ``python -m cluster_api.testing.lsfsim`` works too."""
 
 import os
 import sys
 
 if __package__:
     from .main import main
-else:
-    here = os.path.dirname(os.path.abspath(__file__))
-    boot: dict = {"__file__": os.path.join(os.path.dirname(here), "simkit", "boot.py")}  # type: ignore[type-arg]
-    with open(boot["__file__"], encoding="utf-8") as source:
-        exec(compile(source.read(), boot["__file__"], "exec"), boot)
-    main = boot["main_of"](here)
 
-sys.exit(main())
+    sys.exit(main())
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "simkit"))
+from launch import start  # type: ignore[import-not-found]  # noqa: E402
+
+sys.exit(start(HERE))
