@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -32,9 +32,9 @@ from .history import (
     merge_history,
     untold,
 )
-from .jobspec import JobSpec, job_spec, set_array
-from .models import JobRecord, JobStatus, ResourceSpec
-from .packing import checked_commands, chunked, task_line, task_records, write_tasks_file
+from .jobspec import JobSpec, set_array
+from .models import JobRecord, JobStatus
+from .packing import chunked, task_line, task_records, write_tasks_file
 from .runner import CommandRunner
 from .scheduler import (
     ELEMENT_IDS,
@@ -194,19 +194,8 @@ class BatchExecutor(Executor):
             record.metadata[ELEMENT_IDS] = ids
         return ids[0]
 
-    async def submit_many(
-        self,
-        commands: Sequence[str],
-        name: str,
-        resources: ResourceSpec | None = None,
-        prologue: Sequence[str] | None = None,
-        epilogue: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        max_concurrent: int | None = None,
-        inherit_env: bool = True,
-        login_shell: bool = False,
-        depends_on: Sequence[JobRecord | str] | JobRecord | str | None = None,
+    async def _submit_many(
+        self, commands: list[str], spec_for: Callable[[str], JobSpec], max_concurrent: int | None
     ) -> list[JobRecord]:
         """One array per ``array_chunk_size`` commands (one submit command each), and a
         task record per command (`cluster_api.packing`), in order: each has its own
@@ -214,21 +203,9 @@ class BatchExecutor(Executor):
         ``max_concurrent`` limits the running elements of each array. The tasks file
         is written where the job runs (over ssh: on the remote host), beside its script."""
         records: list[JobRecord] = []
-        for chunk in chunked(checked_commands(commands), self.config.array_chunk_size):
-            spec = job_spec(
-                self.config,
-                self.directive_prefix,
-                "true",  # replaced by the line that runs the element's task
-                name,
-                resources,
-                prologue,
-                epilogue,
-                env,
-                metadata,
-                inherit_env,
-                login_shell,
-                depends_on,
-            )
+        for chunk in chunked(commands, self.config.array_chunk_size):
+            spec = spec_for("true")  # its command becomes the line that runs the task
+            task_metadata = dict(spec.metadata)
             set_array(spec, (1, len(chunk)), max_concurrent)
             await self._place_work_dir(spec)
             tasks_path = await write_tasks_file(
@@ -242,9 +219,7 @@ class BatchExecutor(Executor):
                 if not (isinstance(exc, SubmitError) and exc.job_may_exist):
                     await self._remove_script(tasks_path)
                 raise
-            tasks = task_records(
-                array, chunk, self.scheduler.element_id_format, dict(metadata or {})
-            )
+            tasks = task_records(array, chunk, self.scheduler.element_id_format, task_metadata)
             for task in tasks:
                 self._register(task)
             self.persist(tasks)

@@ -10,7 +10,7 @@ import logging
 import os
 import posixpath
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -109,11 +109,34 @@ class Submission(ExecutorBase):
     ) -> list[JobRecord]:
         """Submit independent commands sharing one name and resources; one record per
         command, in order, each with its own callbacks, logs, exit code and cancel.
-        Batch schedulers pack them into arrays (`cluster_api.packing`); here each
-        command is a job of its own, started as soon as a slot is free. This executor
-        has no per-group limit, so a ``max_concurrent`` below its own cap is logged as
-        not applied rather than silently ignored."""
+        How they run is the executor's (`_submit_many`): batch schedulers pack them into
+        arrays (`cluster_api.packing`)."""
         checked = checked_commands(commands)
+
+        def spec_for(command: str) -> JobSpec:
+            return job_spec(
+                self.config,
+                self.directive_prefix,
+                command,
+                name,
+                resources,
+                prologue,
+                epilogue,
+                env,
+                metadata,
+                inherit_env,
+                login_shell,
+                depends_on,
+            )
+
+        return await self._submit_many(checked, spec_for, max_concurrent)
+
+    async def _submit_many(
+        self, commands: list[str], spec_for: Callable[[str], JobSpec], max_concurrent: int | None
+    ) -> list[JobRecord]:
+        """Hook: each command is a job of its own here, started as soon as a slot is
+        free. This executor has no per-group limit, so a ``max_concurrent`` below its own
+        cap is logged as not applied rather than silently ignored."""
         if max_concurrent is not None:
             check_max_concurrent(max_concurrent)
             logger.warning(
@@ -122,23 +145,7 @@ class Submission(ExecutorBase):
                 type(self).__name__,
                 max_concurrent,
             )
-        records = []
-        for command in checked:
-            records.append(
-                await self.submit(
-                    command,
-                    name,
-                    resources,
-                    prologue,
-                    epilogue,
-                    env,
-                    metadata,
-                    inherit_env,
-                    login_shell,
-                    depends_on,
-                )
-            )
-        return records
+        return [await self._submit(spec_for(command)) for command in commands]
 
     def effective_resources(self, resources: ResourceSpec | None) -> ResourceSpec:
         """The job's resources with unset fields taken from the config, and work_dir made
